@@ -1,0 +1,86 @@
+# Labhub developer entry points. `make test` is the whole suite (what .ci/run calls);
+# `make demo` is the product demo. Both set up what they need on a fresh Debian 12 host.
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+BIN         := $(CURDIR)/$(VENV)/bin
+STAMP       := $(VENV)/.stamp-$(shell cat tests/requirements.in tests/constraints.txt | sha256sum | cut -c1-12)
+SHARED_REF  ?= $(abspath ../shared/reference)
+COLL_ROOT   := $(CURDIR)/.cache/ansible_collections
+export LABHUB_SHARED_REFERENCE := $(SHARED_REF)
+export CONTAINERS_CONF_OVERRIDE := $(CURDIR)/tests/harness/containers.conf
+export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
+export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
+export PATH := $(BIN):$(PATH)
+
+.PHONY: help host-deps venv base-image collection-link build lint yamllint ansible-lint sanity unit integration molecule portal-test hub-test test demo render constraints clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+host-deps: ## install missing Debian packages the tests use (says which)
+	tests/harness/host-packages.sh
+
+$(STAMP): tests/requirements.in tests/constraints.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r tests/requirements.in -c tests/constraints.txt
+	rm -f $(VENV)/.stamp-*; touch $@
+
+venv: $(STAMP) collection-link ## controller venv with pinned ansible, collections, molecule, lint, pytest
+
+# Ansible finds this checkout as labhub.platform through a symlinked collections path
+# (other collections come from the PyPI `ansible` package inside the venv).
+collection-link:
+	mkdir -p $(COLL_ROOT)/labhub
+	ln -sfn $(CURDIR) $(COLL_ROOT)/labhub/platform
+
+base-image: ## build (or reuse) the local Debian 12 systemd image for Molecule
+	tests/harness/base-image.sh
+
+build: venv ## build the installable collection tarball
+	ansible-galaxy collection build --force --output-path . .
+
+yamllint: venv
+	yamllint -s .
+
+ansible-lint: venv
+	ansible-lint --offline
+
+lint: yamllint ansible-lint ## yamllint + ansible-lint (production profile)
+
+sanity: venv ## ansible-test sanity from an ansible_collections/labhub/platform copy
+	tests/harness/sanity.sh
+
+unit: venv ## pytest: module unit tests, schema and manifest tests, containerd integration
+	pytest -q tests
+
+molecule: venv base-image ## every Molecule scenario except the delegated 'real' one
+	tests/harness/molecule-all.sh
+
+portal-test: ## the portal's own suite (its own venv), when present
+	if [ -f portal/Makefile ]; then $(MAKE) -C portal test; else echo "portal: no suite yet"; fi
+
+hub-test: ## the hub extensions' real-JupyterHub suite, when present
+	if [ -f files/hub/Makefile ]; then $(MAKE) -C files/hub test; else echo "hub extensions: no suite yet"; fi
+
+test: host-deps venv lint sanity unit molecule portal-test hub-test ## the whole suite
+	@echo "labhub: all suites passed"
+
+render: venv ## render the local single-node deployment (values + manifests) without a cluster
+	ansible-playbook -i inventories/local playbooks/render.yml -e labhub_render_dir=$(CURDIR)/render
+	@echo "rendered deployment: $(CURDIR)/render"
+
+demo: ## the product demo (see README)
+	if [ -f portal/Makefile ]; then $(MAKE) -C portal demo; else $(MAKE) render; fi
+
+constraints: ## re-pin tests/constraints.txt from tests/requirements.in
+	rm -rf /tmp/labhub-pin && python3 -m venv /tmp/labhub-pin
+	/tmp/labhub-pin/bin/pip install -q -r tests/requirements.in
+	/tmp/labhub-pin/bin/pip freeze | grep -v '^-e' > tests/constraints.txt
+
+clean:
+	rm -rf .cache tests/output labhub-platform-*.tar.gz render

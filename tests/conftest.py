@@ -1,0 +1,31 @@
+"""Shared pytest fixtures for the labhub.platform collection tests.
+
+The collection is imported as ``ansible_collections.labhub.platform`` through the
+symlinked collections path that ``make venv`` creates under ``.cache/``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+COLLECTIONS_ROOT = REPO / ".cache"
+if str(COLLECTIONS_ROOT) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS_ROOT))
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_reference() -> Path:
+    """The z2jh reference data (values.yaml, values.schema.yaml); see ../shared/reference."""
+    ref = Path(os.environ.get("LABHUB_SHARED_REFERENCE", REPO.parent / "shared" / "reference"))
+    if not (ref / "z2jh-4.4.0" / "values.schema.yaml").is_file():
+        pytest.skip(f"z2jh reference data not found under {ref} (set LABHUB_SHARED_REFERENCE)")
+    return ref

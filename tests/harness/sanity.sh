@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# ansible-test must run from .../ansible_collections/<namespace>/<name>. It copies
+# the collection's tracked and untracked-but-not-ignored files (the same set
+# `ansible-galaxy collection build` would ship, minus build_ignore) into a
+# scratch tree and runs sanity for the venv's Python.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+work=$(mktemp -d /tmp/labhub-sanity.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+dest="$work/ansible_collections/labhub/platform"
+mkdir -p "$dest"
+cd "$top"
+# portal/ and files/hub/ are Python projects of their own with their own linters;
+# ansible-test only judges the collection content.
+git ls-files -z --cached --others --exclude-standard \
+  | grep -zv -E '^(portal/|files/hub/|bench/|docs/)' \
+  | rsync -a --from0 --files-from=- ./ "$dest/"
+cd "$dest"
+git init -q . && git add -A >/dev/null
+py=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+ansible-test sanity --color no --python "$py" --requirements --exclude bench/ "$@"
