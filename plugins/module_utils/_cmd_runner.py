@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: Labhub engineers
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 #
 # PRIVATE: this module_utils file is internal to labhub.platform. Its API may
 # change without notice; other collections must not import it.
