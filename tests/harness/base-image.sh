@@ -12,7 +12,6 @@ NAME=localhost/labhub-debian12
 SUITE=bookworm
 INCLUDE=python3,python3-apt,systemd,systemd-sysv,dbus,sudo,procps,iproute2,ca-certificates
 
-here=$(cd "$(dirname "$0")" && pwd)
 recipe_hash=$( (cat "$0"; echo "$SUITE $INCLUDE") | sha256sum | cut -c1-12)
 tag="$NAME:$recipe_hash"
 

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  git make rsync curl ca-certificates python3-venv
+  git make rsync curl ca-certificates python3-venv shellcheck
   # Molecule driver: rootful podman, and debootstrap for the local base image
   podman runc crun conmon catatonit fuse-overlayfs uidmap slirp4netns netavark aardvark-dns debootstrap
   # containerd for the ctr_image module tests; skopeo builds image archives

@@ -25,6 +25,6 @@ print(re.search(r"pip='([0-9.]+)'", inspect.getsource(m)).group(1))
 PY
 )
 mkdir -p ~/.ansible/test/cache
-cp "$top/tests/harness/get_pip_offline.py" ~/.ansible/test/cache/get_pip_${pip_version//./_}.py
+cp "$top/tests/harness/get_pip_offline.py" ~/.ansible/test/cache/get_pip_"${pip_version//./_}".py
 py=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 ansible-test sanity --color no --python "$py" --requirements "$@"
