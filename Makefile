@@ -16,7 +16,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help host-deps venv base-image collection-link build lint yamllint ansible-lint sanity unit integration molecule portal-test hub-test test demo render constraints clean
+.PHONY: help host-deps venv base-image collection-link build lint yamllint ansible-lint sanity unit hub-env molecule portal-test hub-test test demo render constraints clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -55,8 +55,13 @@ lint: yamllint ansible-lint ## yamllint + ansible-lint (production profile)
 sanity: venv ## ansible-test sanity from an ansible_collections/labhub/platform copy
 	tests/harness/sanity.sh
 
-unit: venv ## pytest: module unit tests, schema and manifest tests, containerd integration
+unit: venv hub-env ## pytest: module unit tests, schema and manifest tests, containerd integration
 	pytest -q tests
+
+# The jupyterhub role's tests start a rendered deployment as a real JupyterHub from the hub
+# extensions' pinned venv and proxy.
+hub-env:
+	$(MAKE) -C files/hub venv proxy
 
 molecule: venv base-image ## every Molecule scenario except the delegated 'real' one
 	tests/harness/molecule-all.sh
