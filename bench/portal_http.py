@@ -1,0 +1,109 @@
+"""Requests/s of /api/pods and /api/stats on loopback: `labhub-portal serve` (uvicorn, one worker)
+in a subprocess on real PostgreSQL with 200 live pods in the fake Kubernetes API (test fake) and
+20,000 recorded sessions; an httpx client with 8 concurrent connections for 10 s per endpoint.
+Baseline: /healthz on the same server (the framework floor: no database, no cluster).
+Client and server share the machine's 2 cores."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from portal_common import TOKEN, start_fake_kube, start_postgres
+
+from fakes import free_port
+
+CONCURRENCY = 8
+SECONDS = 10.0
+
+
+async def load(url: str, path: str) -> tuple[float, float]:
+    import httpx
+
+    count = 0
+    errors = 0
+    latencies: list[float] = []
+    deadline = time.perf_counter() + SECONDS
+    limits = httpx.Limits(max_connections=CONCURRENCY)
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, limits=limits,
+                                 timeout=30) as client:
+        async def worker():
+            nonlocal count, errors
+            while time.perf_counter() < deadline:
+                t = time.perf_counter()
+                resp = await client.get(path)
+                latencies.append((time.perf_counter() - t) * 1000)
+                if resp.status_code == 200:
+                    count += 1
+                else:
+                    errors += 1
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        elapsed = time.perf_counter() - start
+    assert errors == 0, f"{errors} errors on {path}"
+    latencies.sort()
+    return count / elapsed, latencies[len(latencies) // 2]
+
+
+async def main() -> None:
+    from sqlalchemy import text
+
+    from labhub_portal.db.engine import make_engine
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-http-"))
+    pg = start_postgres()
+    kube = start_fake_kube(tmp, 200)
+    proc = None
+    try:
+        engine = make_engine(pg.url())
+        async with engine.begin() as conn:
+            await conn.execute(text("""
+INSERT INTO container_sessions (pod_uid, pod_name, server_name, namespace, username, cpu_request, memory_request,
+    gpu_request, gpu_limit, started_at, first_seen_at, last_seen_at, ended_at, end_reason, unobserved_seconds,
+    source, change_seq, created_at, updated_at)
+SELECT 'uid-' || g, 'jupyter-u' || g, '', 'jhub', 'user' || (g % 300), 2, 4294967296, g % 2, g % 2,
+       now() - (g % 30) * interval '1 day' - interval '2 hours', now() - (g % 30) * interval '1 day' - interval '2 hours',
+       now() - (g % 30) * interval '1 day', now() - (g % 30) * interval '1 day', 'pod_gone', 0, 'recorder',
+       nextval('container_sessions_change_seq'), now(), now()
+FROM generate_series(1, 20000) g"""))
+        await engine.dispose()
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+        env.update(PORTAL_DATABASE_URL=pg.url(), PORTAL_TOKEN=TOKEN, PORTAL_KUBECONFIG=kube.kubeconfig,
+                   PORTAL_HUB_NAMESPACE="jhub", PORTAL_ENV_FILE="/nonexistent", PORTAL_LOG_LEVEL="warning",
+                   PORTAL_RECORD_INTERVAL="30")
+        proc = subprocess.Popen([sys.executable, "-m", "labhub_portal.cli", "serve", "--port", str(port)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        url = f"http://127.0.0.1:{port}"
+        import httpx
+        for _ in range(200):
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+        else:
+            raise RuntimeError(proc.stderr.read().decode() if proc.poll() is not None else "portal did not become ready")
+        results = {}
+        for path in ("/healthz", "/api/pods", "/api/stats?group_by=user", "/api/stats?group_by=day"):
+            results[path] = await load(url, path)
+        base = results["/healthz"][0]
+        for path, (rps, p50) in results.items():
+            print(f"{path}: {rps:,.0f} req/s (median latency {p50:.1f} ms, {CONCURRENCY} concurrent) "
+                  f"= {rps / base:.2f} of /healthz")
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(20)
+        kube.stop()
+        pg.destroy()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,137 @@
+"""/api/stats over 1,000,000 sessions: p50/p95 of the endpoint (in-process ASGI, full FastAPI
+stack) against raw SQL aggregates in the same run on the same database:
+
+* "raw same SQL": the portal's own aggregate statement run directly through asyncpg
+  (shows the API/ORM overhead);
+* "raw naive": the plain aggregate an analyst would write (overlap hours x requests x rates per
+  group, no gap rule, no per-model GPU rates; by day it books a session on its start day instead
+  of splitting it across days) - the floor for this data volume."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+from portal_common import TOKEN, settings, start_postgres, summary
+
+SESSIONS = 1_000_000
+RUNS = 7
+
+
+SEED = """
+INSERT INTO departments (name, cpu_core_hour_rate, gpu_hour_rate, memory_gib_hour_rate, gpu_model_rates, created_at, updated_at)
+SELECT 'dept-' || d, 1 + d % 3, 30 + d, NULL, '{"NVIDIA-A100-SXM4-80GB": "80"}', now(), now() FROM generate_series(1, 20) d;
+INSERT INTO users (username, display_name, department_id, created_at, updated_at)
+SELECT 'user' || u, 'User ' || u, 1 + u % 20, now(), now() FROM generate_series(1, 1800) u;
+INSERT INTO container_sessions (pod_uid, pod_name, server_name, namespace, username, image, node, cpu_request,
+    cpu_limit, memory_request, memory_limit, gpu_request, gpu_limit, gpu_model, started_at, first_seen_at,
+    last_seen_at, ended_at, end_reason, unobserved_seconds, source, change_seq, created_at, updated_at)
+SELECT 'uid-' || g, 'jupyter-user' || (g % 2000), '', 'jhub', 'user' || (g % 2000), 'img', 'node-' || (g % 20),
+       1 + g % 4, 4, (2 + g % 8)::bigint * 1073741824, NULL, CASE WHEN g % 5 = 0 THEN 1 ELSE 0 END,
+       CASE WHEN g % 5 = 0 THEN 1 ELSE 0 END, CASE WHEN g % 5 = 0 THEN 'NVIDIA-A100-SXM4-80GB' END,
+       s.start, s.start, s.stop, CASE WHEN g % 1000 = 0 THEN NULL ELSE s.stop END,
+       CASE WHEN g % 1000 = 0 THEN NULL ELSE 'pod_gone' END, CASE WHEN g % 50 = 0 THEN 600 ELSE 0 END,
+       'recorder', nextval('container_sessions_change_seq'), now(), now()
+FROM generate_series(1, :n) g
+CROSS JOIN LATERAL (SELECT now() - (g::float / :n * interval '400 days') - interval '1 hour' AS start,
+                           now() - (g::float / :n * interval '400 days') + (g % 8) * interval '1 hour' AS stop) s;
+UPDATE container_sessions SET last_seen_at = now() WHERE ended_at IS NULL;
+ANALYZE;
+"""
+
+NAIVE = """
+SELECT {key} AS key,
+       SUM(EXTRACT(EPOCH FROM LEAST(COALESCE(cs.ended_at, now()), $2) - GREATEST(cs.started_at, $1)) / 3600.0
+           * (COALESCE(cs.cpu_request, 0) * COALESCE(d.cpu_core_hour_rate, 1) + cs.gpu_request * COALESCE(d.gpu_hour_rate, 30)
+              + COALESCE(cs.memory_request, 0) / 1073741824.0 * COALESCE(d.memory_gib_hour_rate, 0.2))) AS cost
+FROM container_sessions cs
+LEFT JOIN users u ON u.username = cs.username
+LEFT JOIN departments d ON d.id = u.department_id
+WHERE cs.started_at < $2 AND (cs.ended_at IS NULL OR cs.ended_at > $1)
+GROUP BY 1 ORDER BY 1
+"""
+NAIVE_KEYS = {"user": "cs.username", "department": "d.name",
+              "day": "date_trunc('day', cs.started_at AT TIME ZONE 'Asia/Taipei')"}  # day of the start only
+
+
+async def interleaved(fns, runs=RUNS) -> list[list[float]]:
+    """Time several functions round-robin (same machine load for each), after one warm-up each."""
+    for fn in fns:
+        await fn()
+    out: list[list[float]] = [[] for _ in fns]
+    for _ in range(runs):
+        for i, fn in enumerate(fns):
+            t = time.perf_counter()
+            await fn()
+            out[i].append((time.perf_counter() - t) * 1000)
+    return out
+
+
+async def main() -> None:
+    import asyncpg
+    import httpx
+    from sqlalchemy import text
+
+    from labhub_portal.app import create_app
+    from labhub_portal.stats_service import _sql
+
+    pg = start_postgres()
+    try:
+        s = settings(pg)
+        app = create_app(s, cluster=None, start_services=False)
+        async with app.router.lifespan_context(app):
+            t = time.perf_counter()
+            async with app.state.engine.begin() as conn:
+                for statement in SEED.strip().split(";\n"):
+                    if statement.strip():
+                        await conn.execute(text(statement), {"n": SESSIONS} if ":n" in statement else {})
+            print(f"seeded {SESSIONS:,} sessions in {time.perf_counter() - t:.0f} s")
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench",
+                                         headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+                raw = await asyncpg.connect(pg.url().replace("postgresql+asyncpg", "postgresql"),
+                                            server_settings={"jit": "off"})  # same as the portal's engine
+                now = datetime.now(timezone.utc)
+                for label, days, group_by in (("last 30 days by user", 30, "user"),
+                                              ("whole 400 days by user", 401, "user"),
+                                              ("last 30 days by day", 30, "day"),
+                                              ("whole 400 days by department", 401, "department")):
+                    lo, hi = now - timedelta(days=days), now
+                    params = {"group_by": group_by, "from": lo.isoformat(), "to": hi.isoformat()}
+
+                    async def api():
+                        resp = await client.get("/api/stats", params=params)
+                        assert resp.status_code == 200, resp.text
+
+                    sql = _sql(group_by, None, None)
+                    names = list(dict.fromkeys(re.findall(r"(?<!:):(\w+)", sql)))
+                    raw_sql = sql
+                    for i, name in enumerate(names, 1):
+                        raw_sql = re.sub(rf"(?<!:):{name}\b", f"${i}", raw_sql)
+                    values = {"lo": lo, "hi": hi, "now": now, "gap": s.gap_seconds, "zone": s.timezone,
+                              "cpu_rate": Decimal("1"), "gpu_rate": Decimal("30"), "mem_rate": Decimal("0.2")}
+
+                    async def same_sql():
+                        await raw.fetch(raw_sql, *[values[n] for n in names])
+
+                    naive_sql = NAIVE.format(key=NAIVE_KEYS[group_by])
+
+                    async def naive():
+                        await raw.fetch(naive_sql, lo, hi)
+
+                    a, b, c = await interleaved([api, same_sql, naive])
+                    from portal_common import pct
+                    print(f"{label}: /api/stats {summary(a)} | raw same SQL {summary(b)} | raw naive {summary(c)} "
+                          f"| p50 ratio api/naive {pct(a, 50) / pct(c, 50):.2f}x, api/same-sql {pct(a, 50) / pct(b, 50):.2f}x")
+                await raw.close()
+    finally:
+        pg.destroy()
+
+
+if __name__ == "__main__":
+    tempfile.tempdir = None
+    asyncio.run(main())

@@ -1,0 +1,115 @@
+"""/api/pods (live single-user pods) and POST /api/pods/stop (audited)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timezone
+
+from fastapi import APIRouter, HTTPException, Request
+
+from .. import metrics
+from ..cluster import (SERVERNAME_KEY, USERNAME_KEY, ClusterError, PodNotFound, is_singleuser_pod,
+                       pods_to_observations)
+from ..db.engine import SessionDep
+from ..db.models import AuditLog
+from ..hubapi import HubError
+from .common import CurrentPrincipal, SettingsDep, local_iso
+from .schemas import PodItem, PodList, StopRequest, StopResponse, StopResult
+
+router = APIRouter(prefix="/api", tags=["pods"])
+log = logging.getLogger("labhub_portal.stop")
+
+
+def _cluster(request: Request):
+    cluster = request.app.state.cluster
+    if cluster is None:
+        raise HTTPException(409, detail="no cluster configured (PORTAL_KUBECONFIG or in-cluster)")
+    return cluster
+
+
+async def _live_pods(request: Request) -> list[dict]:
+    cluster = _cluster(request)
+    try:
+        return await asyncio.wait_for(cluster.list_singleuser_pods(), request.app.state.settings.kube_timeout)
+    except (ClusterError, asyncio.TimeoutError, OSError) as exc:
+        raise HTTPException(503, detail=f"cluster unavailable: {type(exc).__name__}",
+                            headers={"Retry-After": "10"}) from exc
+
+
+@router.get("/pods", response_model=PodList, summary="Live single-user pods of the hub namespace",
+            responses={409: {"description": "no cluster configured"}, 503: {"description": "cluster unavailable"}})
+async def list_pods(request: Request, settings: SettingsDep, _: CurrentPrincipal) -> PodList:
+    pods = await _live_pods(request)
+    recorder = request.app.state.recorder
+    node_labels = recorder.node_labels if recorder is not None else {}
+    now = datetime.now(timezone.utc)
+    items = []
+    for o in pods_to_observations(pods, node_labels, settings.hub_namespace):
+        items.append(PodItem(pod_name=o.pod_name, pod_uid=o.pod_uid, namespace=o.namespace, username=o.username,
+                             server_name=o.server_name, image=o.image, profile=o.profile, node=o.node, phase=o.phase,
+                             ready=o.ready, deleting=o.deleting, started_at=local_iso(o.started_at, settings),
+                             age_seconds=(now - o.started_at).total_seconds() if o.started_at else None,
+                             cpu_request=o.cpu_request, cpu_limit=o.cpu_limit, memory_request=o.memory_request,
+                             memory_limit=o.memory_limit, gpu_request=o.gpu_request, gpu_limit=o.gpu_limit,
+                             gpu_model=o.gpu_model))
+    items.sort(key=lambda p: (p.username, p.pod_name))
+    return PodList(namespace=settings.hub_namespace, pods=items)
+
+
+@router.post("/pods/stop", response_model=StopResponse,
+             summary="Stop several single-user servers (hub API first, pod deletion as fallback)",
+             description="Targets are checked against the live list of the hub namespace's single-user pods "
+                         "(label component=singleuser-server): the hub, the proxy, other namespaces and unknown "
+                         "names are refused.  Every target is written to the audit log.",
+             responses={409: {"description": "no cluster configured"}, 503: {"description": "cluster unavailable"}})
+async def stop_pods(request: Request, body: StopRequest, session: SessionDep, settings: SettingsDep,
+                    principal: CurrentPrincipal) -> StopResponse:
+    cluster = _cluster(request)
+    pods = await _live_pods(request)
+    live = {(p.get("metadata") or {}).get("name"): p for p in pods if is_singleuser_pod(p, settings.hub_namespace)}
+    hub = request.app.state.hub
+    results: list[StopResult] = []
+    for name in dict.fromkeys(body.pods):
+        pod = live.get(name)
+        target = f"{settings.hub_namespace}/{name}"
+        if pod is None:
+            result = StopResult(pod_name=name, result="refused",
+                                detail=f"not a single-user pod of namespace {settings.hub_namespace}")
+        else:
+            meta = pod.get("metadata") or {}
+            annotations, labels = meta.get("annotations") or {}, meta.get("labels") or {}
+            username = annotations.get(USERNAME_KEY) or labels.get(USERNAME_KEY)
+            server = annotations.get(SERVERNAME_KEY) or labels.get(SERVERNAME_KEY) or ""
+            result = None
+            hub_error = None
+            if hub is not None and username:
+                try:
+                    code = await hub.stop_server(username, server)
+                    result = StopResult(pod_name=name, result="stopping", method="hub",
+                                        detail=f"hub accepted the stop of {username}'s server"
+                                               f"{' ' + repr(server) if server else ''} (HTTP {code})")
+                except HubError as exc:
+                    hub_error = str(exc)
+            if result is None:
+                prefix = f"hub API failed ({hub_error}); " if hub_error else ""
+                try:
+                    await asyncio.wait_for(cluster.delete_pod(name), settings.kube_timeout)
+                    result = StopResult(pod_name=name, result="deleted", method="pod-delete",
+                                        detail=prefix + "pod deleted")
+                except PodNotFound:
+                    result = StopResult(pod_name=name, result="failed", method="pod-delete",
+                                        detail=prefix + "pod no longer exists")
+                except (ClusterError, asyncio.TimeoutError, OSError) as exc:
+                    result = StopResult(pod_name=name, result="failed", method="pod-delete",
+                                        detail=prefix + f"pod deletion failed: {type(exc).__name__}: {exc}"[:300])
+        metrics.POD_STOPS.labels(result.result).inc()
+        session.add(AuditLog(at=datetime.now(timezone.utc), actor=f"{principal.kind}:{principal.name}",
+                             action="stop_server", target=target, result=result.result,
+                             detail={"method": result.method, "detail": result.detail}))
+        log.info("stop %s by %s:%s -> %s (%s)", target, principal.kind, principal.name, result.result, result.detail)
+        results.append(result)
+    await session.commit()
+    return StopResponse(results=results, stopped=sum(r.result in ("stopping", "deleted") for r in results),
+                        refused=sum(r.result == "refused" for r in results),
+                        failed=sum(r.result == "failed" for r in results))

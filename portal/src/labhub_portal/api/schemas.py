@@ -1,0 +1,183 @@
+"""Response and request models (they make the OpenAPI document precise)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StringConstraints
+
+PodName = Annotated[str, StringConstraints(min_length=1, max_length=253,
+                                           pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
+
+
+class UsageTotals(BaseModel):
+    hours: float
+    cpu_core_hours: float
+    gpu_hours: float
+    memory_gib_hours: float
+    cost: float
+    sessions: int
+
+
+class StatsRow(UsageTotals):
+    key: str = Field(description="user name, department, YYYY-MM-DD, YYYY-MM or 'total'")
+
+
+class StatsResponse(BaseModel):
+    group_by: str
+    from_: str = Field(alias="from")
+    to: str
+    timezone: str
+    currency: str
+    rows: list[StatsRow]
+
+    model_config = {"populate_by_name": True}
+
+
+class RecorderStatus(BaseModel):
+    enabled: bool
+    state: str
+    last_cycle_at: str | None = None
+    last_success_at: str | None = None
+    last_error: str | None = None
+    consecutive_errors: int = 0
+    observed_pods: int | None = None
+    open_sessions: int | None = None
+    duration_ms: float | None = None
+    next_cycle_at: str | None = None
+
+
+class SyncStatus(BaseModel):
+    enabled: bool
+    state: str
+    last_run_at: str | None = None
+    last_success_at: str | None = None
+    last_rows: int | None = None
+    last_error: str | None = None
+    watermark: int | None = None
+
+
+class UsageResponse(BaseModel):
+    timezone: str
+    currency: str
+    now: str
+    active_sessions: int
+    active_gpus: int
+    today: UsageTotals
+    this_month: UsageTotals
+    recorder: RecorderStatus
+    report_sync: SyncStatus
+
+
+class SessionItem(BaseModel):
+    id: int
+    pod_uid: str
+    pod_name: str
+    server_name: str
+    namespace: str
+    username: str
+    display_name: str | None
+    department: str | None
+    image: str | None
+    profile: str | None
+    node: str | None
+    cpu_request: float | None
+    cpu_limit: float | None
+    memory_request: int | None
+    memory_limit: int | None
+    gpu_request: int
+    gpu_limit: int
+    gpu_model: str | None
+    started_at: str
+    last_seen_at: str
+    ended_at: str | None
+    end_reason: str | None
+    running: bool
+    hours: float
+    cpu_core_hours: float
+    gpu_hours: float
+    memory_gib_hours: float
+    cost: float
+
+
+class SessionPage(BaseModel):
+    items: list[SessionItem]
+    total: int
+    page: int
+    page_size: int
+    pages: int
+
+
+class PodItem(BaseModel):
+    pod_name: str
+    pod_uid: str
+    namespace: str
+    username: str
+    server_name: str
+    image: str | None
+    profile: str | None
+    node: str | None
+    phase: str | None
+    ready: bool
+    deleting: bool
+    started_at: str | None
+    age_seconds: float | None
+    cpu_request: float | None
+    cpu_limit: float | None
+    memory_request: int | None
+    memory_limit: int | None
+    gpu_request: int
+    gpu_limit: int
+    gpu_model: str | None
+
+
+class PodList(BaseModel):
+    namespace: str
+    pods: list[PodItem]
+
+
+class StopRequest(BaseModel):
+    pods: list[PodName] = Field(min_length=1, max_length=100,
+                                description="names of single-user pods in the hub namespace")
+
+
+class StopResult(BaseModel):
+    pod_name: str
+    result: str = Field(description="stopping (via hub) | deleted (pod deleted) | refused | failed")
+    method: str | None = None
+    detail: str
+
+
+class StopResponse(BaseModel):
+    results: list[StopResult]
+    stopped: int
+    refused: int
+    failed: int
+
+
+class SyncResponse(BaseModel):
+    rows: int
+    status: SyncStatus
+
+
+class ImportResult(BaseModel):
+    created: int
+    updated: int
+    departments_created: int
+    rows: int
+
+
+class DepartmentRates(BaseModel):
+    cpu_core_hour_rate: Annotated[Decimal, Field(ge=0, le=Decimal("1e6"), max_digits=12, decimal_places=4)] | None = None
+    gpu_hour_rate: Annotated[Decimal, Field(ge=0, le=Decimal("1e6"), max_digits=12, decimal_places=4)] | None = None
+    memory_gib_hour_rate: Annotated[Decimal, Field(ge=0, le=Decimal("1e6"), max_digits=12,
+                                                   decimal_places=4)] | None = None
+    gpu_model_rates: dict[Annotated[str, StringConstraints(min_length=1, max_length=255,
+                                                           pattern=r"^[^\x00-\x1f\x7f]*$")],
+                          Annotated[Decimal, Field(ge=0, le=Decimal("1e6"), max_digits=12, decimal_places=4)]] = {}
+
+
+class Department(DepartmentRates):
+    name: str
+    users: int

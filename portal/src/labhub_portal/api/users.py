@@ -1,0 +1,172 @@
+"""Users and departments: CSV import (all or nothing), department rates."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, File, HTTPException, Path, UploadFile
+from sqlalchemy import func, select
+
+from ..db.engine import SessionDep
+from ..db.models import AuditLog, Department, User
+from .common import CurrentPrincipal
+from .schemas import Department as DepartmentOut
+from .schemas import DepartmentRates, ImportResult
+
+router = APIRouter(prefix="/api", tags=["users"])
+MAX_IMPORT_BYTES = 5 * 1024 * 1024
+MAX_IMPORT_ROWS = 100_000
+_TEXT = re.compile(r"^[^\x00-\x1f\x7f]+$")
+_USERNAME = re.compile(r"^[^\s\x00-\x1f\x7f]+$")
+
+
+def _error(errors: list[dict]) -> HTTPException:
+    return HTTPException(422, detail=errors)
+
+
+def parse_users_csv(raw: bytes) -> list[dict]:
+    """Validate the whole file; raise 422 listing every bad row (row 1 = header) before anything is written."""
+    if len(raw) > MAX_IMPORT_BYTES:
+        raise _error([{"loc": ["body", "file"], "field": "file", "row": None,
+                       "msg": f"file larger than {MAX_IMPORT_BYTES} bytes", "type": "value_error"}])
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _error([{"loc": ["body", "file"], "field": "file", "row": None, "msg": "file is not UTF-8",
+                       "type": "value_error"}]) from exc
+    if "\x00" in text:
+        raise _error([{"loc": ["body", "file"], "field": "file", "row": None, "msg": "file contains NUL bytes",
+                       "type": "value_error"}])
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        raise _error([{"loc": ["body", "file"], "field": "file", "row": 1, "msg": "empty file",
+                       "type": "value_error"}]) from None
+    except csv.Error as exc:
+        raise _error([{"loc": ["body", "file"], "field": "file", "row": 1, "msg": f"bad CSV: {exc}",
+                       "type": "value_error"}]) from exc
+    missing = [c for c in ("username", "department") if c not in header]
+    if missing:
+        raise _error([{"loc": ["body", "file"], "field": c, "row": 1, "msg": f"header lacks column '{c}'",
+                       "type": "missing"} for c in missing])
+    index = {name: header.index(name) for name in ("username", "department", "display_name") if name in header}
+    rows: list[dict] = []
+    errors: list[dict] = []
+    seen: dict[str, int] = {}
+    try:
+        for row_number, record in enumerate(reader, start=2):
+            if not any(cell.strip() for cell in record):
+                continue
+            if len(rows) >= MAX_IMPORT_ROWS:
+                errors.append({"loc": ["body", "file"], "field": "file", "row": row_number,
+                               "msg": f"more than {MAX_IMPORT_ROWS} rows", "type": "value_error"})
+                break
+
+            def cell(name: str) -> str:
+                i = index.get(name)
+                return record[i].strip() if i is not None and i < len(record) else ""
+
+            username, department, display = cell("username"), cell("department"), cell("display_name")
+            for field, value, pattern in (("username", username, _USERNAME), ("department", department, _TEXT)):
+                if not value:
+                    errors.append({"loc": ["body", "file", row_number, field], "field": field, "row": row_number,
+                                   "msg": f"{field} is empty", "type": "missing"})
+                elif len(value) > 255 or not pattern.match(value):
+                    errors.append({"loc": ["body", "file", row_number, field], "field": field, "row": row_number,
+                                   "msg": f"invalid {field} {value[:40]!r}", "type": "value_error"})
+            if display and (len(display) > 255 or not _TEXT.match(display)):
+                errors.append({"loc": ["body", "file", row_number, "display_name"], "field": "display_name",
+                               "row": row_number, "msg": "invalid display_name", "type": "value_error"})
+            if username in seen:
+                errors.append({"loc": ["body", "file", row_number, "username"], "field": "username",
+                               "row": row_number, "msg": f"duplicate of row {seen[username]}", "type": "value_error"})
+            elif username:
+                seen[username] = row_number
+            rows.append({"username": username, "department": department,
+                         "display_name": display if "display_name" in index else None, "row": row_number})
+    except csv.Error as exc:
+        errors.append({"loc": ["body", "file"], "field": "file", "row": reader.line_num, "msg": f"bad CSV: {exc}",
+                       "type": "value_error"})
+    if errors:
+        raise _error(errors)
+    if not rows:
+        raise _error([{"loc": ["body", "file"], "field": "file", "row": None, "msg": "no data rows",
+                       "type": "value_error"}])
+    return rows
+
+
+@router.post("/users/import", response_model=ImportResult,
+             summary="Import user -> department assignments from CSV (all or nothing)",
+             description="CSV with a header row: `username,department[,display_name]` (UTF-8). "
+                         "Row numbers in errors count the header as row 1.  One bad row rejects the whole file "
+                         "(422 listing each bad row and field); departments are created as needed.")
+async def import_users(session: SessionDep, principal: CurrentPrincipal,
+                       file: Annotated[UploadFile, File(description="CSV file")]) -> ImportResult:
+    rows = parse_users_csv(await file.read(MAX_IMPORT_BYTES + 1))
+    departments = {d.name: d for d in (await session.execute(select(Department))).scalars()}
+    created_departments = 0
+    for name in dict.fromkeys(r["department"] for r in rows):
+        if name not in departments:
+            dept = Department(name=name, gpu_model_rates={})
+            session.add(dept)
+            departments[name] = dept
+            created_departments += 1
+    await session.flush()
+    users = {u.username: u for u in (await session.execute(
+        select(User).where(User.username.in_([r["username"] for r in rows])))).scalars()}
+    created = updated = 0
+    for r in rows:
+        user = users.get(r["username"])
+        if user is None:
+            session.add(User(username=r["username"], department_id=departments[r["department"]].id,
+                             display_name=r["display_name"] or None))
+            created += 1
+        else:
+            user.department_id = departments[r["department"]].id
+            if r["display_name"] is not None:
+                user.display_name = r["display_name"] or None
+            updated += 1
+    session.add(AuditLog(actor=f"{principal.kind}:{principal.name}", action="import_users",
+                         target=file.filename or "upload", result="ok",
+                         detail={"rows": len(rows), "created": created, "updated": updated}))
+    await session.commit()
+    return ImportResult(created=created, updated=updated, departments_created=created_departments, rows=len(rows))
+
+
+@router.get("/departments", response_model=list[DepartmentOut], summary="Departments with rates and user counts")
+async def list_departments(session: SessionDep, _: CurrentPrincipal) -> list[DepartmentOut]:
+    counts = dict((await session.execute(select(User.department_id, func.count()).group_by(User.department_id))).all())
+    out = []
+    for d in (await session.execute(select(Department).order_by(Department.name))).scalars():
+        out.append(DepartmentOut(name=d.name, users=int(counts.get(d.id, 0)), cpu_core_hour_rate=d.cpu_core_hour_rate,
+                                 gpu_hour_rate=d.gpu_hour_rate, memory_gib_hour_rate=d.memory_gib_hour_rate,
+                                 gpu_model_rates=d.gpu_model_rates or {}))
+    return out
+
+
+@router.put("/departments/{name}", response_model=DepartmentOut,
+            summary="Create a department or set its hourly rates (null = use the default rate)")
+async def put_department(session: SessionDep, principal: CurrentPrincipal, body: DepartmentRates,
+                         name: Annotated[str, Path(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f/]+$")]
+                         ) -> DepartmentOut:
+    dept = (await session.execute(select(Department).where(Department.name == name))).scalar_one_or_none()
+    if dept is None:
+        dept = Department(name=name)
+        session.add(dept)
+    dept.cpu_core_hour_rate = body.cpu_core_hour_rate
+    dept.gpu_hour_rate = body.gpu_hour_rate
+    dept.memory_gib_hour_rate = body.memory_gib_hour_rate
+    dept.gpu_model_rates = {k: str(v) for k, v in body.gpu_model_rates.items()}
+    session.add(AuditLog(actor=f"{principal.kind}:{principal.name}", action="set_department_rates", target=name,
+                         result="ok", detail=body.model_dump(mode="json")))
+    await session.flush()
+    users = (await session.execute(select(func.count()).select_from(User)
+                                   .where(User.department_id == dept.id))).scalar_one()
+    await session.commit()
+    return DepartmentOut(name=dept.name, users=int(users), cpu_core_hour_rate=dept.cpu_core_hour_rate,
+                         gpu_hour_rate=dept.gpu_hour_rate, memory_gib_hour_rate=dept.memory_gib_hour_rate,
+                         gpu_model_rates=dept.gpu_model_rates)

@@ -1,0 +1,114 @@
+"""Application factory.  The lifespan owns engines, session factories and the background services.
+
+State for routers (also the web UI) lives in ``app.state``:
+
+- ``app.state.settings``     Settings
+- ``app.state.engine``       AsyncEngine (portal database)
+- ``app.state.sessionmaker`` async_sessionmaker(expire_on_commit=False)
+- ``app.state.cluster``      ClusterClient or None (no cluster configured)
+- ``app.state.recorder``     Recorder (``.status`` = last cycle) or None
+- ``app.state.report_sync``  ReportSync or None (no MySQL configured)
+- ``app.state.hub``          HubClient or None (no hub API configured)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from . import __version__
+from .cluster import ClusterClient, cluster_from_settings
+from .config import Settings
+from .db.engine import make_engine, make_sessionmaker
+from .hubapi import HubClient
+from .metrics import MetricsMiddleware
+from .recorder.service import Recorder
+from .reportsync.service import ReportSync
+
+log = logging.getLogger("labhub_portal")
+
+_UNSET = object()
+
+
+def create_app(settings: Settings | None = None, *, cluster: ClusterClient | None | object = _UNSET,
+               start_services: bool = True) -> FastAPI:
+    """Build the app.  ``cluster`` overrides the cluster from settings (the demo passes its simulator,
+    tests pass a client of the fake API); ``start_services=False`` keeps the recorder and report sync
+    from running in the background (they can still be run on demand)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.cluster = cluster_from_settings(settings) if cluster is _UNSET else cluster
+        app.state.hub = HubClient(settings) if settings.hub_api_url and settings.hub_api_token else None
+        app.state.recorder = (Recorder(settings, app.state.sessionmaker, app.state.cluster)
+                              if app.state.cluster is not None else None)
+        app.state.report_sync = (ReportSync(settings, app.state.sessionmaker)
+                                 if settings.mysql_target is not None else None)
+        tasks: list[asyncio.Task] = []
+        if start_services:
+            if app.state.recorder is not None:
+                tasks.append(asyncio.create_task(app.state.recorder.run_forever(), name="recorder"))
+            if app.state.report_sync is not None:
+                tasks.append(asyncio.create_task(app.state.report_sync.run_forever(), name="report-sync"))
+        log.info("portal %s started (cluster: %s, report sync: %s)", __version__,
+                 "configured" if app.state.cluster is not None else "not configured",
+                 "on" if app.state.report_sync is not None else "off")
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            for result in results:
+                if isinstance(result, Exception) and not isinstance(result, asyncio.CancelledError):
+                    log.error("background service failed on shutdown: %r", result)
+            closers = [getattr(app.state.cluster, "close", None),
+                       getattr(app.state.hub, "close", None),
+                       getattr(app.state.report_sync, "close", None)]
+            await asyncio.gather(*(c() for c in closers if c is not None), return_exceptions=True)
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Labhub usage portal",
+        version=__version__,
+        description="Records JupyterHub single-user pods, bills CPU/GPU/memory hours, stops servers and "
+                    "syncs the MySQL `pod_report` table.  Scripts authenticate with `Authorization: Bearer "
+                    "<PORTAL_TOKEN>`; browsers log in through JupyterHub (OAuth).",
+        lifespan=lifespan,
+        root_path=settings.root_path,
+    )
+    app.state.settings = settings
+    app.add_middleware(MetricsMiddleware)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError):
+        errors = [{"loc": list(err.get("loc", ())), "field": ".".join(str(p) for p in err.get("loc", ())[1:]),
+                   "msg": err.get("msg", ""), "type": err.get("type", "")} for err in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": errors})
+
+    from .api import router as api_router
+    from .auth import router as auth_router
+
+    app.include_router(api_router)
+    app.include_router(auth_router)
+    try:
+        web = importlib.import_module("labhub_portal.web.routes")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("labhub_portal.web", "labhub_portal.web.routes"):
+            raise
+    else:
+        app.include_router(web.router)
+        static = getattr(web, "mount_static", None)
+        if static is not None:
+            static(app)
+    return app

@@ -1,0 +1,344 @@
+"""The cluster access seam.
+
+Everything the portal needs from Kubernetes goes through :class:`ClusterClient`: the production
+implementation is :class:`KubernetesClusterClient` (kubernetes_asyncio); the demo ships a simulator
+and the tests a fake API server, both speaking the same shapes.  Pods are plain Kubernetes Pod JSON
+dicts exactly as the API returns them (camelCase keys), so every implementation is interchangeable.
+
+:func:`pods_to_observations` is the pure translation from Pod JSON to :class:`PodObservation` rows
+used by the recorder (and by ``/api/pods``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol, runtime_checkable
+
+SINGLEUSER_COMPONENT = "singleuser-server"
+COMPONENT_LABEL = "component"
+USERNAME_KEY = "hub.jupyter.org/username"
+SERVERNAME_KEY = "hub.jupyter.org/servername"
+PROFILE_KEYS = ("labhub.io/profile", "hub.jupyter.org/profile")
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+NOTEBOOK_CONTAINER = "notebook"
+
+
+class ClusterError(Exception):
+    """The cluster could not be reached or answered with an error."""
+
+
+class PodNotFound(ClusterError):
+    """The pod to act on does not exist (any more)."""
+
+
+@runtime_checkable
+class ClusterClient(Protocol):
+    """What the portal needs from a cluster.  Implementations raise :class:`ClusterError` on failure."""
+
+    async def list_singleuser_pods(self) -> list[dict]:
+        """Pod JSON of every single-user pod of the hub namespace (label component=singleuser-server)."""
+
+    async def node_labels(self) -> dict[str, dict[str, str]]:
+        """Node name -> labels (for the GPU model); may be empty when nodes cannot be read."""
+
+    async def delete_pod(self, name: str) -> None:
+        status, _ = await self._request("DELETE", f"/api/v1/namespaces/{self.namespace}/pods/{name}")
+        if status == 404:
+            raise PodNotFound(name)
+        if not 200 <= status <= 299:
+            raise ClusterError(f"DELETE pod {name} failed: HTTP {status}")
+
+    async def ping(self) -> None:
+        """Raise :class:`ClusterError` unless the cluster API answers."""
+
+
+# ---------------------------------------------------------------------------------------------
+# quantities
+_SUFFIX = {
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
+    "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+}
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([A-Za-z]{0,2})$")
+
+
+def parse_quantity(value: Any) -> Decimal | None:
+    """Parse a Kubernetes resource quantity ("500m", "2", "1Gi", "1e9") into a Decimal; None if absent/bad."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float, Decimal)):
+        return Decimal(str(value))
+    match = _QUANTITY.match(str(value).strip())
+    if not match:
+        return None
+    number, suffix = match.groups()
+    try:
+        base = Decimal(number)
+    except InvalidOperation:
+        return None
+    if suffix == "":
+        return base
+    if suffix not in _SUFFIX:
+        return None
+    return base * Decimal(_SUFFIX[suffix])
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PodObservation:
+    """One single-user pod as the recorder stores it (CPU in cores, memory in bytes)."""
+
+    pod_uid: str
+    pod_name: str
+    namespace: str
+    username: str
+    server_name: str
+    image: str | None
+    profile: str | None
+    node: str | None
+    phase: str | None
+    ready: bool
+    started_at: datetime | None
+    cpu_request: float | None
+    cpu_limit: float | None
+    memory_request: int | None
+    memory_limit: int | None
+    gpu_request: int
+    gpu_limit: int
+    gpu_model: str | None
+    deleting: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _resources(pod: dict) -> dict[str, dict[str, Decimal]]:
+    """Sum requests/limits over the pod's containers (init containers do not hold resources later)."""
+    totals: dict[str, dict[str, Decimal]] = {"requests": {}, "limits": {}}
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        resources = container.get("resources") or {}
+        for kind in ("requests", "limits"):
+            for name, raw in (resources.get(kind) or {}).items():
+                quantity = parse_quantity(raw)
+                if quantity is not None:
+                    totals[kind][name] = totals[kind].get(name, Decimal(0)) + quantity
+    return totals
+
+
+def _main_image(pod: dict) -> str | None:
+    containers = (pod.get("spec") or {}).get("containers") or []
+    for container in containers:
+        if container.get("name") == NOTEBOOK_CONTAINER:
+            return container.get("image")
+    return containers[0].get("image") if containers else None
+
+
+def _ready(pod: dict) -> bool:
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return condition.get("status") == "True"
+    return False
+
+
+def is_singleuser_pod(pod: dict, namespace: str) -> bool:
+    meta = pod.get("metadata") or {}
+    return meta.get("namespace") == namespace and (meta.get("labels") or {}).get(COMPONENT_LABEL) == SINGLEUSER_COMPONENT
+
+
+def pods_to_observations(pods: list[dict], node_labels: dict[str, dict[str, str]],
+                         namespace: str | None = None) -> list[PodObservation]:
+    """Translate Pod JSON into observations.
+
+    Pods are skipped when they are not single-user pods (label component=singleuser-server, and
+    the hub namespace when ``namespace`` is given), have no uid or user, have not started yet
+    (no ``status.startTime``) or have finished (phase Succeeded/Failed).  The user comes from the
+    ``hub.jupyter.org/username`` annotation (unescaped) or label; GPUs from the ``nvidia.com/gpu``
+    request (or limit) and the GPU model from the node's ``nvidia.com/gpu.product`` label, or the
+    pod's nodeSelector for that label when the node is unknown.
+    """
+    observations: list[PodObservation] = []
+    seen: set[str] = set()
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        annotations = meta.get("annotations") or {}
+        status = pod.get("status") or {}
+        spec = pod.get("spec") or {}
+        if labels.get(COMPONENT_LABEL) != SINGLEUSER_COMPONENT:
+            continue
+        if namespace is not None and meta.get("namespace") != namespace:
+            continue
+        uid = meta.get("uid")
+        username = annotations.get(USERNAME_KEY) or labels.get(USERNAME_KEY)
+        started = parse_time(status.get("startTime"))
+        phase = status.get("phase")
+        if not uid or not username or started is None or phase in ("Succeeded", "Failed") or uid in seen:
+            continue
+        seen.add(uid)
+        res = _resources(pod)
+        gpu_req = res["requests"].get(GPU_RESOURCE) or res["limits"].get(GPU_RESOURCE) or Decimal(0)
+        gpu_lim = res["limits"].get(GPU_RESOURCE) or gpu_req
+        node = spec.get("nodeName")
+        gpu_model = None
+        if gpu_req > 0:
+            gpu_model = (node_labels.get(node) or {}).get(GPU_PRODUCT_LABEL) if node else None
+            gpu_model = gpu_model or (spec.get("nodeSelector") or {}).get(GPU_PRODUCT_LABEL)
+        profile = next((annotations.get(k) or labels.get(k) for k in PROFILE_KEYS
+                        if annotations.get(k) or labels.get(k)), None)
+
+        def _num(kind: str, name: str, as_int: bool = False):
+            value = res[kind].get(name)
+            if value is None:
+                return None
+            return int(value) if as_int else float(value)
+
+        observations.append(PodObservation(
+            pod_uid=uid,
+            pod_name=meta.get("name") or "",
+            namespace=meta.get("namespace") or "",
+            username=username,
+            server_name=annotations.get(SERVERNAME_KEY) or labels.get(SERVERNAME_KEY) or "",
+            image=_main_image(pod),
+            profile=profile,
+            node=node,
+            phase=phase,
+            ready=_ready(pod),
+            started_at=started,
+            cpu_request=_num("requests", "cpu"),
+            cpu_limit=_num("limits", "cpu"),
+            memory_request=_num("requests", "memory", True),
+            memory_limit=_num("limits", "memory", True),
+            gpu_request=int(gpu_req),
+            gpu_limit=int(gpu_lim),
+            gpu_model=gpu_model,
+            deleting=bool(meta.get("deletionTimestamp")),
+            labels=dict(labels),
+        ))
+    return observations
+
+
+# ---------------------------------------------------------------------------------------------
+class KubernetesClusterClient:
+    """ClusterClient over kubernetes_asyncio for the hub namespace.
+
+    Needs (least privilege): list pods and delete pods in the hub namespace; optionally
+    list nodes (cluster scope) for the GPU model label, otherwise the pod's nodeSelector is used.
+    """
+
+    def __init__(self, namespace: str, *, kubeconfig: str | None = None, context: str | None = None,
+                 in_cluster: bool = False, selector: str = f"{COMPONENT_LABEL}={SINGLEUSER_COMPONENT}",
+                 timeout: float = 10.0) -> None:
+        self.namespace = namespace
+        self.kubeconfig = kubeconfig
+        self.context = context
+        self.in_cluster = in_cluster
+        self.selector = selector
+        self.timeout = timeout
+        self._api_client = None
+        self._nodes_forbidden = False
+
+    async def _client(self):
+        if self._api_client is None:
+            from kubernetes_asyncio import client, config
+
+            configuration = client.Configuration()
+            try:
+                if self.in_cluster:
+                    config.load_incluster_config(client_configuration=configuration)
+                else:
+                    await config.load_kube_config(config_file=self.kubeconfig, context=self.context,
+                                                  client_configuration=configuration)
+            except Exception as exc:  # bad/missing kubeconfig: report as a cluster error, retried later
+                raise ClusterError(f"cannot load cluster credentials: {exc}") from exc
+            self._api_client = client.ApiClient(configuration)
+        return self._api_client
+
+    async def _request(self, method: str, path: str, query: list[tuple[str, str]] | None = None) -> tuple[int, bytes]:
+        """Send one request; returns (status, body).  Connection errors and timeouts -> ClusterError."""
+        api = await self._client()
+        try:
+            response = await api.call_api(path, method, query_params=query or [],
+                                          header_params={"Accept": "application/json"},
+                                          auth_settings=["BearerToken"], _preload_content=False,
+                                          _request_timeout=self.timeout)
+            if isinstance(response, tuple):
+                response = response[0]
+            try:
+                body = await response.read()
+            finally:
+                response.release()
+        except ClusterError:
+            raise
+        except Exception as exc:  # aiohttp/timeout/connection errors
+            raise ClusterError(f"{method} {path} failed: {type(exc).__name__}: {exc}") from exc
+        return response.status, body
+
+    async def _get_json(self, path: str, query: list[tuple[str, str]] | None = None) -> dict:
+        """GET a path and return the raw JSON body (no model deserialisation: fast and exact)."""
+        status, body = await self._request("GET", path, query)
+        if not 200 <= status <= 299:
+            raise ClusterError(f"GET {path} failed: HTTP {status}")
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise ClusterError(f"GET {path} returned invalid JSON") from exc
+
+    async def list_singleuser_pods(self) -> list[dict]:
+        data = await self._get_json(f"/api/v1/namespaces/{self.namespace}/pods",
+                                    [("labelSelector", self.selector)])
+        return [pod for pod in data.get("items") or [] if is_singleuser_pod(pod, self.namespace)]
+
+    async def node_labels(self) -> dict[str, dict[str, str]]:
+        if self._nodes_forbidden:
+            return {}
+        try:
+            data = await self._get_json("/api/v1/nodes")
+        except ClusterError as exc:
+            if "HTTP 403" in str(exc):
+                self._nodes_forbidden = True  # RBAC does not grant nodes: use the pods' nodeSelector
+                return {}
+            raise
+        return {(item.get("metadata") or {}).get("name", ""): (item.get("metadata") or {}).get("labels") or {}
+                for item in data.get("items") or []}
+
+    async def delete_pod(self, name: str) -> None:
+        status, _ = await self._request("DELETE", f"/api/v1/namespaces/{self.namespace}/pods/{name}")
+        if status == 404:
+            raise PodNotFound(name)
+        if not 200 <= status <= 299:
+            raise ClusterError(f"DELETE pod {name} failed: HTTP {status}")
+
+    async def ping(self) -> None:
+        await self._get_json(f"/api/v1/namespaces/{self.namespace}/pods", [("limit", "1")])
+
+    async def close(self) -> None:
+        if self._api_client is not None:
+            await self._api_client.close()
+            self._api_client = None
+
+
+def cluster_from_settings(settings) -> KubernetesClusterClient | None:
+    """The production cluster client, or None when no cluster is configured (recorder off)."""
+    if not settings.cluster_configured:
+        return None
+    return KubernetesClusterClient(settings.hub_namespace, kubeconfig=settings.kubeconfig,
+                                   context=settings.kube_context, in_cluster=settings.in_cluster,
+                                   selector=settings.singleuser_selector, timeout=settings.kube_timeout)

@@ -1,0 +1,137 @@
+"""ORM models.  PostgreSQL in production (timestamptz, a sequence for change counters); the same
+models run on SQLite for the demo only."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, Numeric, String, Text, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+
+class UTCDateTime(TypeDecorator):
+    """timestamptz on PostgreSQL; always returns aware UTC datetimes (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; the portal stores UTC only")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Department(Base):
+    __tablename__ = "departments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    cpu_core_hour_rate: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
+    gpu_hour_rate: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
+    memory_gib_hour_rate: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
+    gpu_model_rates: Mapped[dict] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    users: Mapped[list["User"]] = relationship(back_populates="department")
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(255), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(255))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id", ondelete="SET NULL"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    department: Mapped[Department | None] = relationship(back_populates="users")
+
+
+class ContainerSession(Base):
+    """One single-user pod's life (pod uid unique).  See README "gap rule" for the time columns."""
+
+    __tablename__ = "container_sessions"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    pod_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    pod_name: Mapped[str] = mapped_column(String(253))
+    server_name: Mapped[str] = mapped_column(String(255), default="")
+    namespace: Mapped[str] = mapped_column(String(63))
+    username: Mapped[str] = mapped_column(String(255), index=True)
+    image: Mapped[str | None] = mapped_column(String(512))
+    profile: Mapped[str | None] = mapped_column(String(255))
+    node: Mapped[str | None] = mapped_column(String(253))
+    cpu_request: Mapped[float | None] = mapped_column(Float)
+    cpu_limit: Mapped[float | None] = mapped_column(Float)
+    memory_request: Mapped[int | None] = mapped_column(BigInteger)
+    memory_limit: Mapped[int | None] = mapped_column(BigInteger)
+    gpu_request: Mapped[int] = mapped_column(Integer, default=0)
+    gpu_limit: Mapped[int] = mapped_column(Integer, default=0)
+    gpu_model: Mapped[str | None] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    unobserved_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
+    source: Mapped[str] = mapped_column(String(16), default="recorder", server_default=text("'recorder'"))
+    change_seq: Mapped[int] = mapped_column(BigInteger, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_container_sessions_open", "namespace", postgresql_where=text("ended_at IS NULL"),
+              sqlite_where=text("ended_at IS NULL")),
+    )
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(512))
+    result: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class SyncWatermark(Base):
+    """Report sync progress: rows with change_seq <= last_change_seq are in MySQL (advanced after commit)."""
+
+    __tablename__ = "sync_watermarks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_change_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_rows: Mapped[int] = mapped_column(Integer, default=0)
+    last_status: Mapped[str] = mapped_column(String(16), default="never")
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+__all__ = ["Base", "Department", "User", "ContainerSession", "AuditLog", "SyncWatermark", "UTCDateTime", "utcnow"]

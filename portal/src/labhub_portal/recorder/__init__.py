@@ -1,0 +1,1 @@
+"""Recorder: turns periodic pod listings into container sessions (see README, gap rule)."""

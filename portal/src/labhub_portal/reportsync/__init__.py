@@ -1,0 +1,1 @@
+"""Report sync: projects container sessions into the MySQL ``pod_report`` table."""

@@ -1,0 +1,282 @@
+"""Report sync to MySQL ``pod_report`` (schema in README).
+
+Algorithm (resumable, effectively exactly once):
+
+1. PostgreSQL, short read transaction holding the *shared* change lock (writers hold it exclusively
+   while they assign ``change_seq``), so every change_seq below the ones read is committed:
+   read the watermark and the next batch of sessions with ``change_seq > watermark`` in order.
+2. MySQL: ``INSERT .. ON DUPLICATE KEY UPDATE`` keyed by ``pod_uid`` for the batch (one multi-row
+   statement), guarded by ``source_change_seq`` so an older row never overwrites a newer one; COMMIT.
+3. PostgreSQL: advance the watermark to the batch's highest change_seq (never backwards); COMMIT.
+
+A crash (kill -9) between 2 and 3 re-sends that batch on the next run: the upsert is idempotent, so
+no duplicates; the watermark never passes uncommitted MySQL rows, so no gaps.  MySQL down = the run
+fails before step 3 and is retried later; nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from datetime import datetime, timezone
+
+import aiomysql
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from .. import metrics
+from ..billing import GIB, billable_seconds, rates_for
+from ..config import Settings
+from ..db.models import ContainerSession, Department, SyncWatermark, User
+from ..recorder.repository import lock_changes
+
+log = logging.getLogger("labhub_portal.reportsync")
+WATERMARK = "pod_report"
+
+
+def create_table_sql(table: str) -> str:
+    return f"""CREATE TABLE IF NOT EXISTS `{table}` (
+  pod_uid            VARCHAR(64)   NOT NULL,
+  pod_name           VARCHAR(253)  NOT NULL,
+  server_name        VARCHAR(255)  NOT NULL DEFAULT '',
+  namespace          VARCHAR(63)   NOT NULL,
+  username           VARCHAR(255)  NOT NULL,
+  display_name       VARCHAR(255)  NULL,
+  department         VARCHAR(255)  NULL,
+  image              VARCHAR(512)  NULL,
+  profile            VARCHAR(255)  NULL,
+  node               VARCHAR(253)  NULL,
+  cpu_request        DECIMAL(10,3) NULL,
+  cpu_limit          DECIMAL(10,3) NULL,
+  memory_request_gib DECIMAL(12,3) NULL,
+  memory_limit_gib   DECIMAL(12,3) NULL,
+  gpu_request        INT           NOT NULL DEFAULT 0,
+  gpu_limit          INT           NOT NULL DEFAULT 0,
+  gpu_model          VARCHAR(255)  NULL,
+  started_at         DATETIME(6)   NOT NULL COMMENT 'UTC',
+  last_seen_at       DATETIME(6)   NOT NULL COMMENT 'UTC',
+  ended_at           DATETIME(6)   NULL     COMMENT 'UTC; NULL while running',
+  end_reason         VARCHAR(32)   NULL,
+  billed_hours       DECIMAL(14,4) NOT NULL DEFAULT 0,
+  cpu_core_hours     DECIMAL(14,4) NOT NULL DEFAULT 0,
+  gpu_hours          DECIMAL(14,4) NOT NULL DEFAULT 0,
+  memory_gib_hours   DECIMAL(14,4) NOT NULL DEFAULT 0,
+  cost               DECIMAL(14,2) NOT NULL DEFAULT 0,
+  source_change_seq  BIGINT        NOT NULL,
+  synced_at          DATETIME(6)   NOT NULL COMMENT 'UTC',
+  PRIMARY KEY (pod_uid),
+  KEY ix_{table}_username (username),
+  KEY ix_{table}_started_at (started_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"""
+
+
+REPORT_COLUMNS = ("pod_uid", "pod_name", "server_name", "namespace", "username", "display_name", "department",
+                  "image", "profile", "node", "cpu_request", "cpu_limit", "memory_request_gib", "memory_limit_gib",
+                  "gpu_request", "gpu_limit", "gpu_model", "started_at", "last_seen_at", "ended_at", "end_reason",
+                  "billed_hours", "cpu_core_hours", "gpu_hours", "memory_gib_hours", "cost", "source_change_seq",
+                  "synced_at")
+
+
+def upsert_sql(table: str) -> str:
+    cols = ", ".join(REPORT_COLUMNS)
+    marks = ", ".join(["%s"] * len(REPORT_COLUMNS))
+    # Assignments run left to right and see already-updated columns: source_change_seq goes last.
+    guard = "VALUES(source_change_seq) >= source_change_seq"
+    sets = ",\n  ".join(f"{c} = IF({guard}, VALUES({c}), {c})" for c in REPORT_COLUMNS
+                        if c not in ("pod_uid", "source_change_seq"))
+    return (f"INSERT INTO `{table}` ({cols}) VALUES ({marks})\nON DUPLICATE KEY UPDATE\n  {sets},\n"
+            f"  source_change_seq = GREATEST(VALUES(source_change_seq), source_change_seq)")
+
+
+def _naive_utc(value: datetime | None) -> datetime | None:
+    return value.astimezone(timezone.utc).replace(tzinfo=None) if value is not None else None
+
+
+def _gib(value: int | None) -> float | None:
+    return round(value / GIB, 3) if value is not None else None
+
+
+class MySQLUnavailable(Exception):
+    pass
+
+
+class ReportSync:
+    def __init__(self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.target = settings.mysql_target
+        self._lock = asyncio.Lock()
+        self._table_ready = False
+        self.status: dict = {"enabled": True, "state": "idle", "last_run_at": None, "last_success_at": None,
+                             "last_rows": None, "last_error": None, "consecutive_errors": 0}
+
+    async def _connect(self):
+        try:
+            return await asyncio.wait_for(aiomysql.connect(**self.target.connect_kwargs(), connect_timeout=10), 15)
+        except (aiomysql.Error, OSError, asyncio.TimeoutError) as exc:
+            raise MySQLUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+    def batch_query(self, after: int):
+        """Core select (no ORM objects: this runs for every row of the report) of one batch."""
+        cs = ContainerSession.__table__.c
+        return (select(cs.pod_uid, cs.pod_name, cs.server_name, cs.namespace, cs.username, cs.image, cs.profile,
+                       cs.node, cs.cpu_request, cs.cpu_limit, cs.memory_request, cs.memory_limit, cs.gpu_request,
+                       cs.gpu_limit, cs.gpu_model, cs.started_at, cs.last_seen_at, cs.ended_at, cs.end_reason,
+                       cs.unobserved_seconds, cs.change_seq, User.display_name, User.department_id)
+                .select_from(ContainerSession.__table__)
+                .outerjoin(User, User.username == cs.username)
+                .where(cs.change_seq > after)
+                .order_by(cs.change_seq)
+                .limit(self.settings.report_sync_batch))
+
+    async def _read_batch(self, after: int) -> tuple[int, list]:
+        async with self.sessionmaker() as session:
+            async with session.begin():
+                await lock_changes(session, shared=True)
+                mark = await session.get(SyncWatermark, WATERMARK)
+                watermark = max(after, mark.last_change_seq if mark else 0)
+                rows = (await session.execute(self.batch_query(watermark))).all()
+        return watermark, rows
+
+    async def load_departments(self) -> dict:
+        """department id -> (name, float rates) for the projection; None -> the defaults."""
+        async with self.sessionmaker() as session:
+            departments = (await session.execute(select(Department))).scalars().all()
+        table = {None: (None, rates_for(None, self.settings))}
+        for dept in departments:
+            table[dept.id] = (dept.name, rates_for(dept, self.settings))
+        return table
+
+    def _project(self, rows, now: datetime, departments: dict) -> list[tuple]:
+        gap = self.settings.gap_seconds
+        synced = _naive_utc(now)
+        floats: dict = {}
+        out = []
+        for r in rows:
+            name, rates = departments.get(r.department_id) or departments[None]
+            key = (r.department_id, r.gpu_model)
+            rate = floats.get(key)
+            if rate is None:
+                rate = floats[key] = (float(rates.cpu_core_hour), float(rates.gpu_rate(r.gpu_model)),
+                                      float(rates.memory_gib_hour))
+            hours = billable_seconds(r, now, gap) / 3600.0
+            cpu = hours * (r.cpu_request or 0.0)
+            gpu = hours * (r.gpu_request or 0)
+            mem = hours * (r.memory_request or 0) / GIB
+            out.append((
+                r.pod_uid, r.pod_name, r.server_name or "", r.namespace, r.username, r.display_name, name,
+                r.image, r.profile, r.node, r.cpu_request, r.cpu_limit, _gib(r.memory_request),
+                _gib(r.memory_limit), r.gpu_request or 0, r.gpu_limit or 0, r.gpu_model, _naive_utc(r.started_at),
+                _naive_utc(r.last_seen_at), _naive_utc(r.ended_at), r.end_reason, round(hours, 4), round(cpu, 4),
+                round(gpu, 4), round(mem, 4), round(cpu * rate[0] + gpu * rate[1] + mem * rate[2], 2),
+                r.change_seq, synced))
+        return out
+
+    async def _advance(self, new_mark: int, rows: int, now: datetime) -> None:
+        async with self.sessionmaker() as session:
+            async with session.begin():
+                mark = await session.get(SyncWatermark, WATERMARK, with_for_update=True)
+                if mark is None:
+                    mark = SyncWatermark(name=WATERMARK, last_change_seq=0, last_rows=0, last_status="never")
+                    session.add(mark)
+                mark.last_change_seq = max(mark.last_change_seq or 0, new_mark)
+                mark.last_run_at = now
+
+    async def _record(self, status: str, rows: int, error: str | None, now: datetime) -> None:
+        try:
+            async with self.sessionmaker() as session:
+                async with session.begin():
+                    mark = await session.get(SyncWatermark, WATERMARK, with_for_update=True)
+                    if mark is None:
+                        mark = SyncWatermark(name=WATERMARK, last_change_seq=0)
+                        session.add(mark)
+                    mark.last_run_at = now
+                    mark.last_status = status
+                    mark.last_error = error
+                    mark.last_rows = rows
+                    if status == "ok":
+                        mark.last_success_at = now
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("could not record sync status: %s", exc)
+
+    async def run_once(self) -> int:
+        """Sync everything changed since the watermark; returns rows written.  Raises on failure
+        (MySQLUnavailable, database errors) after recording the status."""
+        async with self._lock:
+            now = datetime.now(timezone.utc)
+            self.status.update(state="running", last_run_at=now)
+            total = 0
+            try:
+                conn = await self._connect()
+                try:
+                    async with conn.cursor() as cursor:
+                        if not self._table_ready:
+                            await cursor.execute(create_table_sql(self.settings.mysql_table))
+                            await conn.commit()
+                            self._table_ready = True
+                        statement = upsert_sql(self.settings.mysql_table)
+                        departments = await self.load_departments()
+                        after = 0
+                        while True:
+                            watermark, rows = await self._read_batch(after)
+                            if not rows:
+                                break
+                            values = self._project(rows, now, departments)
+                            await cursor.executemany(statement, values)
+                            await conn.commit()
+                            new_mark = rows[-1].change_seq
+                            await self._advance(new_mark, len(rows), now)
+                            after = new_mark
+                            total += len(rows)
+                            metrics.SYNC_ROWS.inc(len(rows))
+                            if len(rows) < self.settings.report_sync_batch:
+                                break
+                finally:
+                    conn.close()
+            except (aiomysql.Error, MySQLUnavailable, OSError, asyncio.TimeoutError, SQLAlchemyError) as exc:
+                message = f"{type(exc).__name__}: {exc}"[:500]
+                self.status.update(state="error", last_error=message, last_rows=total,
+                                   consecutive_errors=self.status["consecutive_errors"] + 1)
+                metrics.SYNC_RUNS.labels("error").inc()
+                await self._record("error", total, message, now)
+                log.warning("report sync failed after %d rows: %s", total, message)
+                raise
+            self.status.update(state="ok", last_success_at=now, last_rows=total, last_error=None,
+                               consecutive_errors=0)
+            metrics.SYNC_RUNS.labels("ok").inc()
+            metrics.SYNC_LAST_SUCCESS.set(now.timestamp())
+            await self._record("ok", total, None, now)
+            return total
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+                delay = self.settings.report_sync_interval
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # logged in run_once; retry with back-off, never die
+                errors = self.status["consecutive_errors"]
+                delay = min(self.settings.report_sync_interval, self.settings.retry_max_backoff,
+                            5.0 * 2 ** max(errors - 1, 0)) * (0.9 + random.random() * 0.2)
+            await asyncio.sleep(delay)
+
+    async def last_status(self) -> dict:
+        """In-memory status merged with the persisted watermark row (survives restarts)."""
+        status = dict(self.status)
+        try:
+            async with self.sessionmaker() as session:
+                mark = await session.get(SyncWatermark, WATERMARK)
+                if mark is not None:
+                    status.update(watermark=mark.last_change_seq, last_run_at=status["last_run_at"] or mark.last_run_at,
+                                  last_success_at=status["last_success_at"] or mark.last_success_at,
+                                  last_rows=status["last_rows"] if status["last_rows"] is not None else mark.last_rows,
+                                  persisted_status=mark.last_status)
+        except (SQLAlchemyError, OSError):
+            pass
+        return status
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,1 @@
+"""Browser UI of the portal (server-rendered pages, own static files)."""

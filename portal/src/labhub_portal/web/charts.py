@@ -1,0 +1,117 @@
+"""Geometry of the small SVG bar charts of the Usage tab (drawn by templates/partials/charts.html).
+
+No chart library: the numbers are turned into rectangles here, the template writes the SVG, and
+every chart also carries its data as a table for screen readers and for copying.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    value: float
+    display: str
+    x: float
+    y: float
+    width: float
+    height: float
+    show_label: bool = True
+
+
+@dataclass(frozen=True)
+class Tick:
+    value: float
+    display: str
+    pos: float
+
+
+@dataclass
+class BarChart:
+    title: str
+    width: int
+    height: int
+    orientation: str  # "vertical" (columns) or "horizontal" (rows)
+    bars: list[Bar] = field(default_factory=list)
+    ticks: list[Tick] = field(default_factory=list)
+    plot_left: float = 0
+    plot_top: float = 0
+    plot_right: float = 0
+    plot_bottom: float = 0
+    unit: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return not self.bars or all(bar.value == 0 for bar in self.bars)
+
+
+def nice_ceiling(value: float) -> float:
+    """Smallest 1/2/2.5/5 x 10^n not below ``value`` (axis maximum)."""
+    if value <= 0:
+        return 1.0
+    exponent = math.floor(math.log10(value))
+    for step in (1, 2, 2.5, 5, 10):
+        candidate = step * 10**exponent
+        if candidate >= value - 1e-9:
+            return float(candidate)
+    return float(10 ** (exponent + 1))
+
+
+def _fmt(value: float, decimals: int) -> str:
+    if decimals == 0:
+        return f"{value:,.0f}"
+    return f"{value:,.{decimals}f}"
+
+
+def vertical_bars(title: str, items: list[tuple[str, float]], *, unit: str = "", decimals: int = 1,
+                  width: int = 640, height: int = 240, label_every: int | None = None) -> BarChart:
+    """Columns, one per item (e.g. GPU-hours per day); x labels thinned to stay legible."""
+    left, right, top, bottom = 44.0, 10.0, 14.0, 28.0
+    chart = BarChart(title=title, width=width, height=height, orientation="vertical", unit=unit,
+                     plot_left=left, plot_top=top, plot_right=width - right, plot_bottom=height - bottom)
+    if not items:
+        return chart
+    maximum = nice_ceiling(max(value for _, value in items))
+    plot_w = width - left - right
+    plot_h = height - top - bottom
+    slot = plot_w / len(items)
+    bar_w = max(2.0, slot * 0.72)
+    every = label_every or max(1, math.ceil(len(items) / 10))
+    for index, (label, value) in enumerate(items):
+        h = plot_h * (value / maximum) if maximum else 0
+        chart.bars.append(Bar(
+            label=label, value=value, display=_fmt(value, decimals),
+            x=round(left + index * slot + (slot - bar_w) / 2, 2), y=round(top + plot_h - h, 2),
+            width=round(bar_w, 2), height=round(h, 2),
+            show_label=(len(items) - 1 - index) % every == 0,
+        ))
+    for i in range(5):
+        tick_value = maximum * i / 4
+        chart.ticks.append(Tick(tick_value, _fmt(tick_value, 0 if maximum >= 10 else 1),
+                                round(top + plot_h - plot_h * i / 4, 2)))
+    return chart
+
+
+def horizontal_bars(title: str, items: list[tuple[str, float]], *, unit: str = "", decimals: int = 0,
+                    width: int = 640, row_height: int = 30, label_width: float = 150) -> BarChart:
+    """Rows, one per item (e.g. cost by department), largest first, value printed after the bar."""
+    items = sorted(items, key=lambda item: item[1], reverse=True)
+    top, bottom, right = 8.0, 8.0, 90.0
+    height = int(top + bottom + row_height * max(1, len(items)))
+    chart = BarChart(title=title, width=width, height=height, orientation="horizontal", unit=unit,
+                     plot_left=label_width, plot_top=top, plot_right=width - right, plot_bottom=height - bottom)
+    if not items:
+        return chart
+    maximum = max(value for _, value in items) or 1.0
+    plot_w = width - label_width - right
+    for index, (label, value) in enumerate(items):
+        w = plot_w * (value / maximum)
+        chart.bars.append(Bar(
+            label=label, value=value, display=_fmt(value, decimals),
+            x=label_width, y=top + index * row_height + row_height * 0.18,
+            width=round(max(w, 1.0 if value > 0 else 0.0), 2), height=round(row_height * 0.64, 2),
+        ))
+    return chart

@@ -1,0 +1,393 @@
+"""Browser UI: server-rendered Usage, Pods and Sync tabs (Jinja2 templates, own CSS/JS, no CDN).
+
+The pages are rendered from the same services the JSON API uses (the API route functions are
+called directly, so filters, billing and time zones behave exactly like ``/api/...``).  The
+browser only talks to this portal: HTML fragments for live refresh, ``POST /api/pods/stop`` and
+``POST /api/pod-report-sync`` with the CSRF token from the page's ``<meta name="csrf-token">``.
+
+Authentication is the API's: a hub login session (or, with no authentication configured on
+127.0.0.1, the local user).  Unauthenticated browsers are sent to ``/login`` when JupyterHub
+OAuth is configured, and get a 401 page otherwise.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import func, select
+
+from .. import __version__
+from ..api import pods as pods_api
+from ..api import sessions as sessions_api
+from ..api.common import TimeRange
+from ..api.usage import recorder_status, sync_status
+from ..auth import (
+    CSRF_HEADER,
+    Principal,
+    csrf_token,
+    optional_principal,
+    set_csrf_cookie,
+)
+from ..billing import GIB, session_usage
+from ..db.engine import SessionDep
+from ..db.models import ContainerSession, Department, User
+from ..stats_service import day_start, month_start, stats
+from .charts import horizontal_bars, vertical_bars
+
+HERE = Path(__file__).resolve().parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+router = APIRouter(include_in_schema=False)
+
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # same rule as the API's filters (no control characters)
+GPU_CHART_DAYS = 30
+PAGE_SIZE = 25
+POD_REFRESH_MS = 5000
+TABS = (("usage", "Usage", "web_usage"), ("pods", "Pods", "web_pods"), ("sync", "Sync", "web_sync"))
+
+
+def mount_static(app) -> None:
+    """App-level wiring of the web UI (called by create_app): serve web/static at /static and send
+    unauthenticated browsers to the hub login (or a 401 page)."""
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="web-static")
+    app.add_exception_handler(LoginRequired, login_required_handler)
+
+
+class LoginRequired(Exception):
+    pass
+
+
+async def page_principal(request: Request,
+                         principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+    if principal is None:
+        raise LoginRequired()
+    return principal
+
+
+PagePrincipal = Annotated[Principal, Depends(page_principal)]
+
+
+def login_required_handler(request: Request, _exc: LoginRequired) -> Response:
+    settings = request.app.state.settings
+    if settings.oauth_enabled:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(str(request.url_for("login")) + "?" + urlencode({"next": target}), status_code=302)
+    return HTMLResponse(
+        "<!doctype html><html lang=en><meta charset=utf-8><title>Sign-in required</title>"
+        "<body style='font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto'>"
+        "<h1>Sign-in required</h1><p>This portal accepts browser logins through JupyterHub only, and "
+        "JupyterHub login is not configured here. Scripts can use the API with "
+        "<code>Authorization: Bearer &lt;PORTAL_TOKEN&gt;</code>.</p></body></html>", status_code=401)
+
+
+# --- formatting helpers ---------------------------------------------------------------------------
+def _local(value: datetime | str | None, settings, with_seconds: bool = False) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    local = value.astimezone(settings.zone)
+    return local.strftime("%Y-%m-%d %H:%M:%S" if with_seconds else "%Y-%m-%d %H:%M")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {seconds % 60}s"
+
+
+def _every(seconds: float) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
+def _cores(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:g}"
+
+
+def _gib(value: int | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value / GIB:g} GiB"
+
+
+def _amount(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}"
+
+
+def _money(value: float, currency: str) -> str:
+    return f"{_amount(value)} {currency}"
+
+
+def _hours(value: float) -> str:
+    return f"{value:,.1f}"
+
+
+def _base_context(request: Request, principal: Principal, active: str, title: str) -> dict:
+    settings = request.app.state.settings
+    now = datetime.now(timezone.utc)
+    return {
+        "page_title": title,
+        "active_tab": active,
+        "tabs": [{"id": tab_id, "label": label, "href": request.url_for(route)} for tab_id, label, route in TABS],
+        "demo": settings.demo,
+        "zone_name": settings.timezone,
+        "currency": settings.currency,
+        "user_name": principal.name if principal.kind != "local" else None,
+        "logout_url": request.url_for("logout") if principal.kind == "hub" else None,
+        "after_logout_url": request.url_for("web_index"),
+        "csrf_token": csrf_token(request),
+        "csrf_header": CSRF_HEADER,
+        "now_local": _local(now, settings, with_seconds=True) + f" {now.astimezone(settings.zone).strftime('%Z')}",
+        "version": __version__,
+    }
+
+
+def _render(request: Request, name: str, context: dict, status_code: int = 200) -> Response:
+    response = templates.TemplateResponse(request, name, context, status_code=status_code)
+    set_csrf_cookie(request, response)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --- pages ----------------------------------------------------------------------------------------
+@router.get("/", name="web_index")
+async def index(request: Request) -> RedirectResponse:
+    return RedirectResponse(str(request.url_for("web_usage")), status_code=302)
+
+
+def _parse_day(value: str | None, field: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise HTTPException(422, detail=f"{field}: expected a day as YYYY-MM-DD") from None
+
+
+@router.get("/usage", name="web_usage", response_class=HTMLResponse)
+async def usage_page(request: Request, session: SessionDep, principal: PagePrincipal,
+                     user: Annotated[str | None, Query(max_length=255, pattern=_PRINTABLE)] = None,
+                     department: Annotated[str | None, Query(max_length=255, pattern=_PRINTABLE)] = None,
+                     q: Annotated[str | None, Query(max_length=255, pattern=_PRINTABLE)] = None,
+                     start: Annotated[str | None, Query(max_length=10)] = None,
+                     end: Annotated[str | None, Query(max_length=10)] = None,
+                     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1) -> Response:
+    settings = request.app.state.settings
+    now = datetime.now(timezone.utc)
+    user, department, q = (user or "").strip() or None, (department or "").strip() or None, (q or "").strip() or None
+    filter_error = None
+    try:
+        start_day, end_day = _parse_day(start, "From"), _parse_day(end, "To")
+        if start_day and end_day and end_day < start_day:
+            raise HTTPException(422, detail="To: the last day is before the first day")
+        lo = datetime.combine(start_day, time()).replace(tzinfo=settings.zone) if start_day else None
+        hi = datetime.combine(end_day + timedelta(days=1), time()).replace(tzinfo=settings.zone) if end_day else None
+        window = TimeRange(request, from_=lo, to=hi)
+    except (HTTPException, OverflowError) as exc:
+        detail = getattr(exc, "detail", None)
+        if isinstance(detail, list):
+            detail = "; ".join(f"{e.get('field')}: {e.get('msg')}" for e in detail)
+        filter_error = str(detail or "day out of range")
+        start_day = end_day = lo = hi = None
+        window = TimeRange(request)
+
+    # cards
+    today = await stats(session, settings, "total", day_start(now, settings), now, now)
+    month = await stats(session, settings, "total", month_start(now, settings), now, now)
+    zero = {"cpu_core_hours": 0.0, "gpu_hours": 0.0, "cost": 0.0, "sessions": 0}
+    today, month = (today[0] if today else zero), (month[0] if month else zero)
+    active, active_gpus = (await session.execute(
+        select(func.count(), func.coalesce(func.sum(ContainerSession.gpu_request), 0))
+        .where(ContainerSession.ended_at.is_(None)))).one()
+    currency = settings.currency
+    cards = [
+        {"id": "active", "label": "Active sessions", "value": f"{int(active)}", "unit": None,
+         "hint": f"{int(active_gpus)} GPU{'s' if int(active_gpus) != 1 else ''} in use"},
+        {"id": "cpu-today", "label": "CPU hours today", "value": _hours(today["cpu_core_hours"]), "unit": "h",
+         "hint": "CPU core-hours"},
+        {"id": "gpu-today", "label": "GPU hours today", "value": _hours(today["gpu_hours"]), "unit": "h",
+         "hint": "GPU-hours"},
+        {"id": "cost-today", "label": "Cost today", "value": _amount(today["cost"]), "unit": currency,
+         "hint": f"{today['sessions']} sessions"},
+        {"id": "cpu-month", "label": "CPU hours this month", "value": _hours(month["cpu_core_hours"]), "unit": "h",
+         "hint": "CPU core-hours"},
+        {"id": "gpu-month", "label": "GPU hours this month", "value": _hours(month["gpu_hours"]), "unit": "h",
+         "hint": "GPU-hours"},
+        {"id": "cost-month", "label": "Cost this month", "value": _amount(month["cost"]), "unit": currency,
+         "hint": f"{month['sessions']} sessions"},
+    ]
+
+    # charts
+    first_day = day_start(now, settings) - timedelta(days=GPU_CHART_DAYS - 1)
+    per_day = await stats(session, settings, "day", first_day, now, now)
+    gpu_chart = vertical_bars("GPU-hours per day", [(r["key"], r["gpu_hours"]) for r in per_day], unit="GPU-hours",
+                              width=600, height=250)
+    per_dept = await stats(session, settings, "department", month_start(now, settings), now, now)
+    cost_chart = horizontal_bars("Cost by department", [(r["key"], r["cost"]) for r in per_dept], unit=currency,
+                                 width=540, row_height=34, label_width=140)
+
+    # session table: the API's own query (same filters, same billing)
+    result = await sessions_api.list_sessions(session, settings, principal, window, user=user, department=department,
+                                              q=q, state="all", page=page, page_size=PAGE_SIZE, format="json")
+    rows = []
+    for item in result.items:
+        started = datetime.fromisoformat(item.started_at)
+        ended = datetime.fromisoformat(item.ended_at) if item.ended_at else None
+        rows.append({
+            "username": item.username, "display_name": item.display_name, "department": item.department,
+            "pod_name": item.pod_name, "node": item.node, "profile": item.profile,
+            "cpu": _cores(item.cpu_request), "memory": _gib(item.memory_request), "gpus": item.gpu_request,
+            "gpu_model": item.gpu_model, "started": _local(started, settings), "ended": _local(ended, settings),
+            "end_reason": item.end_reason, "duration": f"{item.hours:,.1f} h",
+            "cost": _money(item.cost, settings.currency),
+        })
+
+    filters = {"user": user, "department": department, "q": q,
+               "start": start_day.isoformat() if start_day else None, "end": end_day.isoformat() if end_day else None}
+    query = {k: v for k, v in filters.items() if v}
+    api_query = {k: v for k, v in (("user", user), ("department", department), ("q", q)) if v}
+    if lo:
+        api_query["from"] = lo.replace(tzinfo=None).isoformat()
+    if hi:
+        api_query["to"] = hi.replace(tzinfo=None).isoformat()
+    api_query["format"] = "csv"
+    usage_url = str(request.url_for("web_usage"))
+
+    def page_url(number: int) -> str:
+        return usage_url + "?" + urlencode({**query, "page": number}) + "#sessions-title"
+
+    departments = [d for d in (await session.execute(select(Department.name).order_by(Department.name))).scalars()]
+    known_users = sorted(set((await session.execute(select(User.username))).scalars())
+                         | set((await session.execute(select(ContainerSession.username).distinct())).scalars()))
+    local_now = now.astimezone(settings.zone)
+    context = _base_context(request, principal, "usage", "Usage")
+    context.update(
+        cards=cards, gpu_chart=gpu_chart, cost_chart=cost_chart, sessions=rows, total=result.total,
+        page=result.page, pages=result.pages, filtered=bool(query), filters=filters, filter_error=filter_error,
+        prev_url=page_url(result.page - 1) if result.page > 1 else None,
+        next_url=page_url(result.page + 1) if result.page < result.pages else None,
+        csv_url=str(request.url_for("list_sessions")) + "?" + urlencode(api_query),
+        usage_url=usage_url, department_options=departments, user_options=known_users,
+        today_label=local_now.strftime("%a %d %b %Y"), month_label=local_now.strftime("%B %Y"),
+    )
+    return _render(request, "usage.html", context)
+
+
+async def _pod_context(request: Request, session, principal: Principal) -> dict:
+    settings = request.app.state.settings
+    now = datetime.now(timezone.utc)
+    cluster_error = None
+    pods = []
+    try:
+        listing = await pods_api.list_pods(request, settings, principal)
+        items = listing.pods
+    except HTTPException as exc:
+        cluster_error, items = str(exc.detail), []
+    uids = [p.pod_uid for p in items]
+    names = {p.username for p in items}
+    depts = dict((await session.execute(
+        select(User.username, Department).join(Department, Department.id == User.department_id)
+        .where(User.username.in_(names)))).all()) if names else {}
+    open_sessions = {cs.pod_uid: cs for cs in (await session.execute(
+        select(ContainerSession).where(ContainerSession.pod_uid.in_(uids)))).scalars()} if uids else {}
+    for p in items:
+        dept = depts.get(p.username)
+        cs = open_sessions.get(p.pod_uid)
+        cost = session_usage(cs, dept, settings, now).cost if cs is not None else None
+        started = datetime.fromisoformat(p.started_at) if p.started_at else None
+        cpu = f"{_cores(p.cpu_request)} req / {_cores(p.cpu_limit)} limit cores"
+        memory = f"{_gib(p.memory_request)} req / {_gib(p.memory_limit)} limit"
+        pods.append({
+            "name": p.pod_name, "username": p.username, "department": dept.name if dept else None,
+            "phase": p.phase, "deleting": p.deleting, "profile": p.profile, "node": p.node,
+            "cpu": cpu, "memory": memory, "gpus": p.gpu_request, "gpu_model": p.gpu_model,
+            "started": _local(started, settings) if started else "—",
+            "started_iso": started.astimezone(timezone.utc).isoformat() if started else "",
+            "age": _duration(p.age_seconds), "cost": _money(float(cost), settings.currency) if cost is not None else "—",
+            "summary": f"{p.gpu_request} GPU" if p.gpu_request else f"{_cores(p.cpu_request)} CPU cores",
+        })
+    return {"pods": pods, "cluster_error": cluster_error, "namespace": settings.hub_namespace}
+
+
+@router.get("/pods", name="web_pods", response_class=HTMLResponse)
+async def pods_page(request: Request, session: SessionDep, principal: PagePrincipal) -> Response:
+    context = _base_context(request, principal, "pods", "Pods")
+    context.update(await _pod_context(request, session, principal))
+    context.update(fragment_url=request.url_for("web_pod_cards"), stop_url=request.url_for("stop_pods"),
+                   refresh_ms=POD_REFRESH_MS)
+    return _render(request, "pods.html", context)
+
+
+@router.get("/pods/cards", name="web_pod_cards", response_class=HTMLResponse)
+async def pod_cards(request: Request, session: SessionDep, principal: PagePrincipal) -> Response:
+    context = await _pod_context(request, session, principal)
+    return _render(request, "partials/pod_cards.html", context)
+
+
+async def _sync_context(request: Request, session) -> dict:
+    settings = request.app.state.settings
+    status = await sync_status(request)
+    recorder = recorder_status(request)
+    pending = None
+    if status.enabled:
+        pending = (await session.execute(select(func.count()).select_from(ContainerSession)
+                                         .where(ContainerSession.change_seq > (status.watermark or 0)))).scalar_one()
+    target = settings.mysql_target
+    where = None
+    if target is not None:
+        where = (f"{target.database} via {target.unix_socket}" if target.unix_socket
+                 else f"{target.database} on {target.host}:{target.port}")
+    interval = settings.report_sync_interval
+    return {
+        "sync_enabled": status.enabled,
+        "sync": {
+            "status": status.state if status.enabled else "off",
+            "last_run": _local(status.last_run_at, settings, with_seconds=True),
+            "last_success": _local(status.last_success_at, settings, with_seconds=True),
+            "last_rows": status.last_rows if status.last_rows is not None else "—",
+            "last_error": status.last_error, "pending": pending, "table": settings.mysql_table, "target": where,
+            "interval": _every(interval),
+        },
+        "recorder": {
+            "status": recorder.state,
+            "last_cycle": _local(recorder.last_cycle_at, settings, with_seconds=True),
+        },
+    }
+
+
+@router.get("/sync", name="web_sync", response_class=HTMLResponse)
+async def sync_page(request: Request, session: SessionDep, principal: PagePrincipal) -> Response:
+    context = _base_context(request, principal, "sync", "Sync")
+    context.update(await _sync_context(request, session))
+    context.update(fragment_url=request.url_for("web_sync_panel"), sync_url=request.url_for("run_sync"))
+    return _render(request, "sync.html", context)
+
+
+@router.get("/sync/panel", name="web_sync_panel", response_class=HTMLResponse)
+async def sync_panel(request: Request, session: SessionDep, principal: PagePrincipal) -> Response:
+    return _render(request, "partials/sync_panel.html", await _sync_context(request, session))
+
+
+__all__ = ["LoginRequired", "login_required_handler", "mount_static", "router"]

@@ -1,0 +1,349 @@
+"""API behaviour: auth/CSRF, stops (hub API + fallback, forged targets), users import, stats, sessions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import select, text
+
+from testlib import AUTH, running_app
+from fakes import make_pod
+from labhub_portal.auth import CSRF_COOKIE, SESSION_COOKIE
+from labhub_portal.config import Settings
+from labhub_portal.db.models import AuditLog, ContainerSession, Department, User
+from labhub_portal.stats_service import python_stats, sql_stats
+
+UTC = dt.timezone.utc
+
+
+def _mutating_routes(app):
+    for path, item in app.openapi()["paths"].items():
+        for method in item:
+            if method in ("post", "put", "delete", "patch"):
+                yield method.upper(), path.replace("{name}", "physics")
+
+
+async def test_every_mutating_route_refuses_without_auth(kube, settings_factory, tx_sessionmaker):
+    async with running_app(settings_factory(), sessionmaker=tx_sessionmaker) as (app, client):
+        routes = list(_mutating_routes(app))
+        assert {("POST", "/api/pods/stop"), ("POST", "/api/pod-report-sync"), ("POST", "/api/users/import"),
+                ("PUT", "/api/departments/physics"), ("POST", "/logout")} <= set(routes)
+        for method, path in routes:
+            for headers in ({}, {"Authorization": "Bearer wrong-token-wrong-token"}, {"Authorization": "Basic eDp5"}):
+                resp = await client.request(method, path, headers=headers, json={"pods": ["jupyter-x"]})
+                assert resp.status_code in (401, 403), (method, path, headers, resp.status_code)
+        # reads need auth too; health endpoints do not
+        assert (await client.get("/api/sessions")).status_code == 401
+        assert (await client.get("/healthz")).status_code == 200
+        async with tx_sessionmaker() as s:
+            assert (await s.execute(select(AuditLog))).scalars().all() == []
+
+
+async def test_stop_goes_through_hub_api_and_is_audited(kube, hub, settings_factory, tx_sessionmaker):
+    kube.pods = [make_pod("jupyter-alice", "alice"), make_pod("jupyter-bob--big", "bob", server_name="big")]
+    settings = settings_factory(hub_api_url=hub.api_url, hub_api_token=hub.API_TOKEN)
+    async with running_app(settings, sessionmaker=tx_sessionmaker) as (app, client):
+        resp = await client.post("/api/pods/stop", json={"pods": ["jupyter-alice", "jupyter-bob--big"]}, headers=AUTH)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["stopped"] == 2 and body["refused"] == 0
+        assert [r["method"] for r in body["results"]] == ["hub", "hub"]
+        assert [d["path"] for d in hub.deletes] == ["/hub/api/users/alice/server", "/hub/api/users/bob/servers/big"]
+        assert all(d["authorization"] == f"token {hub.API_TOKEN}" for d in hub.deletes)
+        assert kube.deleted == []  # the hub stopped them; no direct pod deletion
+        async with tx_sessionmaker() as s:
+            audit = (await s.execute(select(AuditLog).order_by(AuditLog.id))).scalars().all()
+        assert [(a.actor, a.action, a.target, a.result) for a in audit] == [
+            ("token:token", "stop_server", "jhub/jupyter-alice", "stopping"),
+            ("token:token", "stop_server", "jhub/jupyter-bob--big", "stopping")]
+
+
+async def test_stop_falls_back_to_pod_deletion(kube, hub, settings_factory, tx_sessionmaker):
+    kube.pods = [make_pod("jupyter-carol", "carol")]
+    hub.delete_status = 500
+    settings = settings_factory(hub_api_url=hub.api_url, hub_api_token=hub.API_TOKEN)
+    async with running_app(settings, sessionmaker=tx_sessionmaker) as (app, client):
+        resp = await client.post("/api/pods/stop", json={"pods": ["jupyter-carol"]}, headers=AUTH)
+        result = resp.json()["results"][0]
+        assert result["result"] == "deleted" and result["method"] == "pod-delete"
+        assert "hub API failed" in result["detail"]
+        assert len(hub.deletes) == 1 and kube.deleted == [("jhub", "jupyter-carol")]
+
+
+async def test_forged_stop_targets_are_refused(kube, settings_factory, tx_sessionmaker):
+    kube.pods = [
+        make_pod("jupyter-alice", "alice"),
+        make_pod("hub-5f7c8d9b4-abcde", "hub", component="hub"),
+        make_pod("proxy-7b9d8c6f5-xyz12", "proxy", component="proxy"),
+        make_pod("jupyter-mallory", "mallory", namespace="kube-system"),
+        make_pod("jupyter-other", "other", namespace="jhub-staging"),
+    ]
+    async with running_app(settings_factory(), sessionmaker=tx_sessionmaker) as (app, client):
+        targets = ["hub-5f7c8d9b4-abcde", "proxy-7b9d8c6f5-xyz12", "jupyter-mallory", "jupyter-other",
+                   "jupyter-nobody"]
+        resp = await client.post("/api/pods/stop", json={"pods": targets}, headers=AUTH)
+        assert resp.status_code == 200
+        assert [r["result"] for r in resp.json()["results"]] == ["refused"] * 5
+        assert kube.deleted == []
+        # names that could escape the path are rejected by validation (422, field named)
+        for bad in ["../hub", "kube-system/jupyter-x", "JUPYTER", "", "a" * 254]:
+            resp = await client.post("/api/pods/stop", json={"pods": [bad]}, headers=AUTH)
+            assert resp.status_code == 422 and resp.json()["detail"][0]["field"].startswith("pods")
+        async with tx_sessionmaker() as s:
+            results = (await s.execute(select(AuditLog.result))).scalars().all()
+        assert results == ["refused"] * 5
+
+
+async def test_oauth_login_cookie_session_and_csrf(kube, hub, settings_factory, tx_sessionmaker):
+    hub.users = {"admin1": {"admin": True, "groups": []}, "staff": {"admin": False, "groups": ["billing"]},
+                 "student": {"admin": False, "groups": ["students"]}}
+    kube.pods = [make_pod("jupyter-student", "student")]
+    settings = settings_factory(hub_api_url=hub.api_url, hub_api_token=hub.API_TOKEN, admin_group="billing",
+                                base_url="http://portal.test")
+    async with running_app(settings, sessionmaker=tx_sessionmaker) as (app, client):
+        async def login(user: str):
+            client.cookies.clear()
+            resp = await client.get("/login", params={"next": "/api/usage"})
+            assert resp.status_code == 302
+            target = urlsplit(resp.headers["location"])
+            query = parse_qs(target.query)
+            assert target.path == "/hub/api/oauth2/authorize"
+            assert query["client_id"] == ["service-labhub-portal"]
+            assert query["redirect_uri"] == ["http://portal.test/oauth_callback"]
+            hub.codes["code-" + user] = user
+            return await client.get("/oauth_callback", params={"code": "code-" + user, "state": query["state"][0]})
+
+        resp = await login("student")
+        assert resp.status_code == 403  # neither admin nor in the group
+        resp = await login("staff")
+        assert resp.status_code == 302 and resp.headers["location"] == "/api/usage"
+        set_cookie = resp.headers.get_list("set-cookie")
+        assert any(SESSION_COOKIE in c and "HttpOnly" in c and "SameSite=strict" in c for c in set_cookie)
+        assert (await client.get("/api/usage")).status_code == 200  # cookie session works for reads
+        # forged state is refused
+        hub.codes["c2"] = "admin1"
+        assert (await client.get("/oauth_callback", params={"code": "c2", "state": "forged"})).status_code == 400
+        # mutating with the cookie but without the CSRF header -> 403, nothing stopped
+        resp = await client.post("/api/pods/stop", json={"pods": ["jupyter-student"]})
+        assert resp.status_code == 403 and "CSRF" in resp.json()["detail"]
+        resp = await client.post("/api/pods/stop", json={"pods": ["jupyter-student"]},
+                                 headers={"X-CSRF-Token": "guess"})
+        assert resp.status_code == 403
+        assert hub.deletes == []
+        csrf = client.cookies.get(CSRF_COOKIE)
+        resp = await client.post("/api/pods/stop", json={"pods": ["jupyter-student"]}, headers={"X-CSRF-Token": csrf})
+        assert resp.status_code == 200 and resp.json()["stopped"] == 1
+        async with tx_sessionmaker() as s:
+            actor = (await s.execute(select(AuditLog.actor))).scalar_one()
+        assert actor == "hub:staff"
+        # a tampered cookie is not a session
+        client.cookies.set(SESSION_COOKIE, client.cookies.get(SESSION_COOKIE)[:-2] + "00")
+        assert (await client.get("/api/usage")).status_code == 401
+
+
+async def test_users_import_all_or_nothing(settings_factory, tx_sessionmaker, kube):
+    async with running_app(settings_factory(), sessionmaker=tx_sessionmaker) as (app, client):
+        bad = "username,department,display_name\nalice,Physics,Alice\n,Physics,\nbob,,Bob\nalice,Chem,dup\n"
+        resp = await client.post("/api/users/import", files={"file": ("users.csv", bad, "text/csv")}, headers=AUTH)
+        assert resp.status_code == 422
+        errors = [(e["row"], e["field"]) for e in resp.json()["detail"]]
+        assert errors == [(3, "username"), (4, "department"), (5, "username")]
+        async with tx_sessionmaker() as s:
+            assert (await s.execute(select(User))).scalars().all() == []
+            assert (await s.execute(select(Department))).scalars().all() == []
+        resp = await client.post("/api/users/import", files={"file": ("u.csv", b"name,dept\nx,y\n")}, headers=AUTH)
+        assert resp.status_code == 422 and {e["field"] for e in resp.json()["detail"]} == {"username", "department"}
+        resp = await client.post("/api/users/import", files={"file": ("u.csv", b"\xff\xfe")}, headers=AUTH)
+        assert resp.status_code == 422 and resp.json()["detail"][0]["field"] == "file"
+        good = "\ufeffusername,department,display_name\nalice,Physics,Alice Chen\nbob,Chemistry,\n"
+        resp = await client.post("/api/users/import", files={"file": ("users.csv", good.encode())}, headers=AUTH)
+        assert resp.status_code == 200, resp.text
+        assert resp.json() == {"created": 2, "updated": 0, "departments_created": 2, "rows": 2}
+        resp = await client.post("/api/users/import", files={"file": ("u.csv", b"username,department\nbob,Physics\n")},
+                                 headers=AUTH)
+        assert resp.json()["updated"] == 1
+        deps = (await client.get("/api/departments", headers=AUTH)).json()
+        assert {d["name"]: d["users"] for d in deps} == {"Chemistry": 0, "Physics": 2}
+
+
+async def _seed_sessions(maker, now):
+    async with maker() as s:
+        async with s.begin():
+            phys = Department(name="Physics", cpu_core_hour_rate=2, gpu_hour_rate=50, memory_gib_hour_rate=None,
+                              gpu_model_rates={"A100": "80"})
+            s.add(phys)
+            await s.flush()
+            s.add_all([User(username="alice", department_id=phys.id), User(username="bob")])
+            seq = iter(range(1, 100))
+
+            def sess(uid, user, start, end, cpu, gpu, mem_gib, model=None, unobserved=0.0, last_seen=None):
+                return ContainerSession(pod_uid=uid, pod_name=f"jupyter-{uid}", server_name="", namespace="jhub",
+                                        username=user, image="img", cpu_request=cpu, gpu_request=gpu, gpu_limit=gpu,
+                                        memory_request=int(mem_gib * 2**30), gpu_model=model, started_at=start,
+                                        first_seen_at=start, last_seen_at=last_seen or end or now, ended_at=end,
+                                        end_reason="pod_gone" if end else None, unobserved_seconds=unobserved,
+                                        change_seq=next(seq), created_at=now, updated_at=now)
+            day = dt.timedelta(days=1)
+            s.add_all([
+                sess("a1", "alice", now - 3 * day, now - 3 * day + dt.timedelta(hours=30), 2, 1, 8, "A100"),
+                sess("a2", "alice", now - dt.timedelta(hours=5), None, 4, 0, 16),
+                sess("b1", "bob", now - 10 * day, now - 9 * day, 1, 2, 4, "T4", unobserved=3600),
+                sess("b2", "bob", now - dt.timedelta(hours=2), None, 1, 0, 2,
+                     last_seen=now - dt.timedelta(minutes=30)),  # open but unobserved for 30 min
+                sess("c1", "carol", now - 40 * day, now - 39 * day, 8, 4, 64, "H100"),
+            ])
+
+
+@pytest.mark.parametrize("group_by", ["total", "user", "department", "day", "month"])
+async def test_stats_sql_matches_reference_arithmetic(group_by, pg_server, settings_factory, tx_sessionmaker):
+    settings = settings_factory()
+    now = dt.datetime.now(UTC).replace(microsecond=0)
+    await _seed_sessions(tx_sessionmaker, now)
+    lo, hi = now - dt.timedelta(days=45), now
+    async with tx_sessionmaker() as s:
+        expected = await python_stats(s, settings, group_by, lo, hi, now)
+        got = await sql_stats(s, settings, group_by, lo, hi, now)
+    assert [r["key"] for r in got] == [r["key"] for r in expected]
+    for g, e in zip(got, expected):
+        for field in ("hours", "cpu_core_hours", "gpu_hours", "memory_gib_hours", "cost"):
+            assert g[field] == pytest.approx(e[field], abs=0.02), (g["key"], field)
+        assert g["sessions"] == e["sessions"]
+
+
+async def test_stats_and_usage_api(kube, settings_factory, tx_sessionmaker):
+    settings = settings_factory(record_interval=30)
+    now = dt.datetime.now(UTC).replace(microsecond=0)
+    await _seed_sessions(tx_sessionmaker, now)
+    async with running_app(settings, sessionmaker=tx_sessionmaker) as (app, client):
+        resp = await client.get("/api/stats", params={"group_by": "user", "from": (now - dt.timedelta(days=45)).isoformat(),
+                                                      "to": now.isoformat()}, headers=AUTH)
+        assert resp.status_code == 200
+        rows = {r["key"]: r for r in resp.json()["rows"]}
+        # a1: 30 h x 1 A100 at the department's A100 rate 80 -> 2400 for GPUs, 30 h x 2 cores x 2 -> 120 CPU
+        # a2 ongoing: 5 h x 4 cores x 2 = 40 CPU; memory uses the default rate 0.2/GiB-h
+        mem = (30 * 8 + 5 * 16) * 0.2
+        assert rows["alice"]["gpu_hours"] == pytest.approx(30)
+        assert rows["alice"]["cpu_core_hours"] == pytest.approx(80, abs=0.01)
+        assert rows["alice"]["cost"] == pytest.approx(2400 + 120 + 40 + mem, abs=0.1)
+        # b1: 24 h span minus 1 h unobserved = 23 h x 2 GPUs; b2 open but last seen 30 min ago: billed 1.5 h + 90 s
+        assert rows["bob"]["gpu_hours"] == pytest.approx(46)
+        assert rows["bob"]["hours"] == pytest.approx(23 + 1.5 + 90 / 3600, abs=0.01)
+        assert resp.json()["from"].endswith("+08:00")
+        days = (await client.get("/api/stats", params={"group_by": "day", "from": "2026-01-01", "to": "2026-01-03"},
+                                 headers=AUTH)).json()["rows"]
+        assert [d["key"] for d in days] == ["2026-01-01", "2026-01-02"]
+        for params in ({"from": "2026-01-02", "to": "2026-01-01"}, {"from": "0001-01-01T00:00:00"},
+                       {"group_by": "week"}, {"user": "a\x00b"}, {"from": "9999-12-31T23:59:59"}):
+            resp = await client.get("/api/stats", params=params, headers=AUTH)
+            assert resp.status_code == 422, (params, resp.status_code, resp.text)
+        usage = (await client.get("/api/usage", headers=AUTH)).json()
+        assert usage["active_sessions"] == 2 and usage["timezone"] == "Asia/Taipei"
+        assert usage["now"].endswith("+08:00")
+
+
+async def test_sessions_filters_pagination_and_csv(kube, settings_factory, tx_sessionmaker):
+    now = dt.datetime.now(UTC).replace(microsecond=0)
+    await _seed_sessions(tx_sessionmaker, now)
+    async with running_app(settings_factory(), sessionmaker=tx_sessionmaker) as (app, client):
+        async def get(**params):
+            resp = await client.get("/api/sessions", params=params, headers=AUTH)
+            assert resp.status_code == 200, resp.text
+            return resp.json()
+
+        assert get and (await get())["total"] == 5
+        assert [i["pod_uid"] for i in (await get(user="alice"))["items"]] == ["a2", "a1"]
+        assert {i["pod_uid"] for i in (await get(department="Physics"))["items"]} == {"a1", "a2"}
+        assert {i["pod_uid"] for i in (await get(department="(none)"))["items"]} == {"b1", "b2", "c1"}
+        assert [i["pod_uid"] for i in (await get(q="H100"))["items"]] == ["c1"]
+        assert (await get(q="100%_"))["total"] == 0  # LIKE wildcards are literal
+        assert {i["pod_uid"] for i in (await get(state="running"))["items"]} == {"a2", "b2"}
+        window = await get(**{"from": (now - dt.timedelta(days=11)).isoformat(),
+                              "to": (now - dt.timedelta(days=8)).isoformat()})
+        assert [i["pod_uid"] for i in window["items"]] == ["b1"]
+        page = await get(page=2, page_size=2)
+        assert page["pages"] == 3 and len(page["items"]) == 2 and page["page"] == 2
+        resp = await client.get("/api/sessions", params={"format": "csv", "user": "bob"}, headers=AUTH)
+        assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/csv")
+        lines = resp.text.strip().splitlines()
+        assert lines[0].startswith("id,pod_uid,pod_name") and len(lines) == 3
+        assert "+08:00" in lines[1]
+        for bad in ({"page": 0}, {"page_size": 501}, {"state": "x"}, {"q": "a" * 300}):
+            assert (await client.get("/api/sessions", params=bad, headers=AUTH)).status_code == 422
+
+
+def test_settings_refuse_unsafe_combinations(monkeypatch):
+    base = {"_env_file": None, "database_url": "postgresql://u@localhost/db"}
+    with pytest.raises(ValidationError, match="neither PORTAL_TOKEN nor JupyterHub OAuth"):
+        Settings(**base, bind_host="0.0.0.0")
+    Settings(**base, bind_host="127.0.0.1")  # loopback without auth is allowed
+    with pytest.raises(ValidationError, match="default or short secret"):
+        Settings(**base, token="changeme")
+    with pytest.raises(ValidationError, match="default or short secret"):
+        Settings(**base, token="short")
+    with pytest.raises(ValidationError, match="cookie_secret"):
+        Settings(**base, hub_api_url="http://hub:8081/hub/api", hub_api_token="x" * 32)
+    with pytest.raises(ValidationError, match="SQLite"):
+        Settings(_env_file=None, database_url="sqlite:///x.db")
+    demo = Settings(_env_file=None, database_url="sqlite:///x.db", demo=True, token="demo")
+    assert demo.database_url == "sqlite+aiosqlite:///x.db"
+    s = Settings(**base, token="t" * 20, bind_host="0.0.0.0")
+    assert s.database_url.startswith("postgresql+asyncpg://") and s.zone.key == "Asia/Taipei"
+    with pytest.raises(ValidationError, match="time zone"):
+        Settings(**base, timezone="Mars/Olympus")
+    monkeypatch.setenv("PORTAL_RECORD_INTERVAL", "15")
+    monkeypatch.setenv("PORTAL_MYSQL_URL", "mysql://r:p@db:3307/jupyterhub")
+    s = Settings(**base)
+    assert s.record_interval == 15 and s.mysql_target.port == 3307 and s.mysql_target.database == "jupyterhub"
+
+
+async def test_migrations_from_empty(pg_server):
+    """Alembic upgrade from an empty database creates the schema; downgrade removes it."""
+    import asyncio
+
+    from labhub_portal.db.migrate import downgrade, upgrade
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    pg_server.createdb("migrate_check")
+    url = pg_server.url("migrate_check")
+    await asyncio.to_thread(upgrade, url)
+    engine = create_async_engine(url)
+    async with engine.connect() as conn:
+        tables = set((await conn.execute(text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))).scalars())
+    assert {"departments", "users", "container_sessions", "audit_log", "sync_watermarks", "alembic_version"} <= tables
+    def _diff(sync_conn):
+        from alembic.autogenerate import compare_metadata
+        from alembic.migration import MigrationContext
+
+        from labhub_portal.db.models import Base
+
+        return compare_metadata(MigrationContext.configure(sync_conn), Base.metadata)
+
+    async with engine.connect() as conn:
+        assert await conn.run_sync(_diff) == []  # the migration matches the models exactly
+    await asyncio.to_thread(downgrade, url, "base")
+    async with engine.connect() as conn:
+        left = set((await conn.execute(text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))).scalars())
+    await engine.dispose()
+    assert left == {"alembic_version"}
+
+
+async def test_loopback_without_auth_still_needs_csrf_for_writes(kube, settings_factory, tx_sessionmaker):
+    settings = settings_factory(token=None, cookie_secret=None, bind_host="127.0.0.1")
+    assert not settings.auth_configured
+    async with running_app(settings, sessionmaker=tx_sessionmaker) as (app, client):
+        assert (await client.get("/api/usage")).status_code == 200  # local user may read
+        files = {"file": ("u.csv", b"username,department\nalice,Physics\n")}
+        resp = await client.post("/api/users/import", files=files)
+        assert resp.status_code == 403 and "CSRF" in resp.json()["detail"]
+        client.cookies.set(CSRF_COOKIE, "a-random-token-value")
+        resp = await client.post("/api/users/import", files=files, headers={"X-CSRF-Token": "another-value"})
+        assert resp.status_code == 403
+        resp = await client.post("/api/users/import", files=files, headers={"X-CSRF-Token": "a-random-token-value"})
+        assert resp.status_code == 200
+        async with tx_sessionmaker() as s:
+            assert (await s.execute(select(AuditLog.actor))).scalar_one() == "local:local"

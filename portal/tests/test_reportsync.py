@@ -1,0 +1,230 @@
+"""Report sync to a real MariaDB: upsert by pod uid, watermark, MySQL down, kill -9 mid-sync."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from testlib import AUTH, running_app, wait_for
+from fakes import make_pod
+
+UTC = dt.timezone.utc
+
+
+def _report(mariadb) -> dict[str, dict]:
+    conn = mariadb.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() "
+                        "AND table_name = 'pod_report'")
+            if cur.fetchone()[0] == 0:
+                return {}
+            cur.execute("SELECT pod_uid, username, ended_at, end_reason, source_change_seq, gpu_hours, cost, "
+                        "department FROM pod_report")
+            cols = [d[0] for d in cur.description]
+            return {row[0]: dict(zip(cols, row)) for row in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+async def _pg_rows(pg_server) -> dict[str, int]:
+    engine = create_async_engine(pg_server.url())
+    async with engine.connect() as conn:
+        rows = dict((await conn.execute(text("SELECT pod_uid, change_seq FROM container_sessions"))).all())
+    await engine.dispose()
+    return rows
+
+
+async def _watermark(pg_server) -> int:
+    engine = create_async_engine(pg_server.url())
+    async with engine.connect() as conn:
+        mark = (await conn.execute(text("SELECT last_change_seq FROM sync_watermarks WHERE name = 'pod_report'"))
+                ).scalar_one_or_none()
+    await engine.dispose()
+    return mark or 0
+
+
+async def test_sync_creates_table_upserts_and_only_sends_changes(kube, settings_factory, clean_db, mysql_clean,
+                                                                  pg_server):
+    kube.pods = [make_pod("jupyter-alice", "alice", gpu=1, uid="uid-a"), make_pod("jupyter-bob", "bob", uid="uid-b")]
+    settings = settings_factory(mysql_url=mysql_clean.url)
+    async with running_app(settings) as (app, client):
+        await client.post("/api/users/import", files={"file": ("u.csv", b"username,department\nalice,Physics\n")},
+                          headers=AUTH)
+        await app.state.recorder.run_once()
+        resp = await client.post("/api/pod-report-sync", headers=AUTH)
+        assert resp.status_code == 200 and resp.json()["rows"] == 2
+        report = _report(mysql_clean)
+        assert set(report) == {"uid-a", "uid-b"} and report["uid-a"]["department"] == "Physics"
+        assert report["uid-a"]["ended_at"] is None
+        # nothing changed -> nothing sent
+        assert (await client.post("/api/pod-report-sync", headers=AUTH)).json()["rows"] == 0
+        # bob's pod goes away: only the changed rows are sent (alice refreshed, bob ended)
+        kube.pods = kube.pods[:1]
+        await app.state.recorder.run_once()
+        body = (await client.post("/api/pod-report-sync", headers=AUTH)).json()
+        assert body["rows"] == 2 and body["status"]["state"] == "ok"
+        report = _report(mysql_clean)
+        assert len(report) == 2 and report["uid-b"]["end_reason"] == "pod_gone"
+        pg = await _pg_rows(pg_server)
+        assert {uid: r["source_change_seq"] for uid, r in report.items()} == pg
+        assert await _watermark(pg_server) == max(pg.values())
+        metrics = (await client.get("/metrics")).text
+        assert "portal_report_sync_rows_total 4.0" in metrics or "portal_report_sync_rows_total" in metrics
+
+
+async def test_sync_off_without_mysql(kube, settings_factory, tx_sessionmaker):
+    async with running_app(settings_factory(), sessionmaker=tx_sessionmaker) as (app, client):
+        assert app.state.report_sync is None
+        resp = await client.post("/api/pod-report-sync", headers=AUTH)
+        assert resp.status_code == 409
+        assert (await client.get("/api/pod-report-sync", headers=AUTH)).json()["enabled"] is False
+
+
+async def test_mysql_down_then_back_loses_nothing(kube, settings_factory, clean_db, mysql_clean, pg_server):
+    kube.pods = [make_pod(f"jupyter-u{i}", f"u{i}", uid=f"uid-{i}") for i in range(5)]
+    settings = settings_factory(mysql_url=mysql_clean.url)
+    async with running_app(settings) as (app, client):
+        await app.state.recorder.run_once()
+        mysql_clean.stop()
+        try:
+            resp = await client.post("/api/pod-report-sync", headers=AUTH)
+            assert resp.status_code == 503
+            status = (await client.get("/api/pod-report-sync", headers=AUTH)).json()
+            assert status["state"] == "error" and status["last_error"]
+            assert await _watermark(pg_server) == 0
+            # the service keeps recording while MySQL is down
+            kube.pods = kube.pods[:3]
+            assert (await app.state.recorder.run_once())["state"] == "ok"
+        finally:
+            mysql_clean.start()
+        resp = await client.post("/api/pod-report-sync", headers=AUTH)
+        assert resp.status_code == 200 and resp.json()["rows"] == 5
+        report = _report(mysql_clean)
+        assert {uid: r["source_change_seq"] for uid, r in report.items()} == await _pg_rows(pg_server)
+        assert sum(r["end_reason"] == "pod_gone" for r in report.values()) == 2
+
+
+def _sync_subprocess(settings_env: dict) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+    env.update(settings_env)
+    env["PORTAL_ENV_FILE"] = "/nonexistent"
+    return subprocess.Popen([sys.executable, "-m", "labhub_portal.cli", "report-sync"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+async def _seed_many(pg_server, n: int) -> None:
+    engine = create_async_engine(pg_server.url())
+    async with engine.begin() as conn:
+        await conn.execute(text("""
+INSERT INTO container_sessions (pod_uid, pod_name, server_name, namespace, username, gpu_request, gpu_limit,
+    cpu_request, memory_request, started_at, first_seen_at, last_seen_at, ended_at, end_reason,
+    unobserved_seconds, source, change_seq, created_at, updated_at)
+SELECT 'uid-' || g, 'jupyter-u' || g, '', 'jhub', 'u' || (g % 50), g % 2, g % 2, 1, 2147483648,
+       now() - interval '2 hours', now() - interval '2 hours', now() - interval '1 hour', now() - interval '1 hour',
+       'pod_gone', 0, 'recorder', nextval('container_sessions_change_seq'), now(), now()
+FROM generate_series(1, :n) AS g"""), {"n": n})
+    await engine.dispose()
+
+
+async def test_kill_9_between_mysql_commit_and_watermark_then_rerun(clean_db, mysql_clean, pg_server):
+    """Deterministic crash point: a row lock on the watermark makes the sync block right after its
+    first MySQL commit; SIGKILL it there.  The rerun re-sends that batch: no duplicates, no gaps."""
+    await _seed_many(pg_server, 600)
+    engine = create_async_engine(pg_server.url())
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO sync_watermarks (name, last_change_seq, last_rows, last_status) "
+                                "VALUES ('pod_report', 0, 0, 'never')"))
+    env = {"PORTAL_DATABASE_URL": pg_server.url(), "PORTAL_MYSQL_URL": mysql_clean.url,
+           "PORTAL_REPORT_SYNC_BATCH": "100"}
+    async with engine.connect() as blocker:
+        await blocker.begin()
+        await blocker.execute(text("SELECT * FROM sync_watermarks WHERE name = 'pod_report' FOR UPDATE"))
+        proc = _sync_subprocess(env)
+        try:
+            assert wait_for(lambda: len(_report(mysql_clean)) == 100, timeout=30), proc.stderr
+            # blocked in the watermark update after the MySQL commit of batch 1
+            assert wait_for(lambda: proc.poll() is None, timeout=1)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        await blocker.rollback()
+    await engine.dispose()
+    assert proc.returncode == -signal.SIGKILL
+    assert await _watermark(pg_server) == 0  # never advanced past uncommitted work
+    assert len(_report(mysql_clean)) == 100
+    proc = _sync_subprocess(env)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "synced 600 rows" in out  # the first batch is sent again (idempotent upsert)
+    report = _report(mysql_clean)
+    pg = await _pg_rows(pg_server)
+    assert len(report) == 600 and {u: r["source_change_seq"] for u, r in report.items()} == pg
+    assert await _watermark(pg_server) == max(pg.values())
+
+
+async def test_kill_9_at_random_points_then_rerun(clean_db, mysql_clean, pg_server):
+    """Kill the sync subprocess mid-run (timing-based), change rows, rerun: MySQL equals PostgreSQL."""
+    await _seed_many(pg_server, 3000)
+    env = {"PORTAL_DATABASE_URL": pg_server.url(), "PORTAL_MYSQL_URL": mysql_clean.url,
+           "PORTAL_REPORT_SYNC_BATCH": "50"}
+    proc = _sync_subprocess(env)
+    try:
+        assert wait_for(lambda: len(_report(mysql_clean)) >= 200, timeout=60, interval=0.01), proc.stderr
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    partial = len(_report(mysql_clean))
+    assert proc.returncode == -signal.SIGKILL and 200 <= partial < 3000
+    mark = await _watermark(pg_server)
+    assert mark <= max((r["source_change_seq"] for r in _report(mysql_clean).values()), default=0)
+    # rows change while the sync is dead: they must be re-sent with the new values
+    engine = create_async_engine(pg_server.url())
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE container_sessions SET end_reason = 'unobserved', "
+                                "change_seq = nextval('container_sessions_change_seq') WHERE pod_uid IN ('uid-1', 'uid-2999')"))
+    await engine.dispose()
+    proc = _sync_subprocess(env)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    report = _report(mysql_clean)
+    pg = await _pg_rows(pg_server)
+    assert len(report) == 3000 and {u: r["source_change_seq"] for u, r in report.items()} == pg
+    assert report["uid-1"]["end_reason"] == "unobserved" and report["uid-2999"]["end_reason"] == "unobserved"
+
+
+async def test_import_history_with_zone(clean_db, pg_server, tmp_path):
+    csv_file = tmp_path / "old.csv"
+    csv_file.write_text("username,pod_name,started_at,ended_at,cpu_request,memory_request,gpu_request,gpu_model\n"
+                        "alice,jupyter-alice,2025-03-01 09:00:00,2025-03-01 17:30:00,2,4Gi,1,A100\n"
+                        "bob,jupyter-bob,2025-03-02 23:00,2025-03-03 01:00,1,1073741824,0,\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+    env.update(PORTAL_DATABASE_URL=pg_server.url(), PORTAL_ENV_FILE="/nonexistent")
+    cmd = [sys.executable, "-m", "labhub_portal.cli", "import-history", "--zone", "Asia/Taipei", str(csv_file)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    assert "imported 2 sessions" in out
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    assert "imported 0 sessions, skipped 2" in out
+    engine = create_async_engine(pg_server.url())
+    async with engine.connect() as conn:
+        rows = {r.username: r for r in (await conn.execute(text(
+            "SELECT username, started_at, ended_at, memory_request, end_reason FROM container_sessions"))).all()}
+    await engine.dispose()
+    assert rows["alice"].started_at == dt.datetime(2025, 3, 1, 1, 0, tzinfo=UTC)  # 09:00 +08:00
+    assert rows["alice"].memory_request == 4 * 2**30 and rows["alice"].end_reason == "imported"
+    assert rows["bob"].ended_at == dt.datetime(2025, 3, 2, 17, 0, tzinfo=UTC)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("username,pod_name,started_at,ended_at\nx,p,2025-01-01 10:00,2025-01-01 09:00\n"
+                   "y,q,yesterday,2025-01-01 09:00\n")
+    result = subprocess.run([*cmd[:-1], str(bad)], env=env, capture_output=True, text=True)
+    assert result.returncode == 2 and "row 2" in result.stderr and "row 3" in result.stderr
