@@ -1,0 +1,132 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Labhub engineers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: microk8s_join
+short_description: Join this node to a MicroK8s cluster as control plane or worker, once
+version_added: 0.1.0
+description:
+  - Runs C(microk8s join <address>:<port>/<token>/<check> [--worker]) unless the node already
+    belongs to the cluster, so C(changed) is exact and check mode runs nothing.
+  - "A worker already joined is recognised by MicroK8s' C(clustered.lock); a control-plane node by
+    C(microk8s status --format yaml): it already belongs to the cluster when the dqlite members
+    include the address of O(url)'s node. A control-plane node in a cluster of more than itself
+    whose members do not include that address is in another cluster, which fails."
+  - A failed join (expired or already used token, unreachable node, certificate mismatch) fails
+    with MicroK8s' own message, e.g. C(Connection failed. Invalid token (500).).
+author:
+  - Labhub engineers (@labhub)
+options:
+  url:
+    description: The join URL C(<address>:<port>/<token>/<check>); secret (holds the token).
+    type: str
+    required: true
+  worker:
+    description: Join as a worker (C(--worker)), which runs no control plane and no dqlite.
+    type: bool
+    default: false
+  microk8s_path:
+    description: The C(microk8s) command; looked up in C(PATH) and C(/snap/bin).
+    type: path
+    default: microk8s
+  snap_data:
+    description: MicroK8s' C($SNAP_DATA) directory (where C(var/lock/clustered.lock) lives).
+    type: path
+    default: /var/snap/microk8s/current
+attributes:
+  check_mode:
+    support: full
+    description: Check mode runs only read-only commands and predicts C(changed) exactly.
+  diff_mode:
+    support: none
+    description: No diff is returned.
+"""
+
+EXAMPLES = r"""
+- name: Join as a worker
+  labhub.platform.microk8s_join:
+    url: "{{ join_url }}"
+    worker: true
+"""
+
+RETURN = r"""
+joined:
+  description: Whether the node belongs to the cluster after the call (true also in check mode when it would join).
+  returned: success
+  type: bool
+target:
+  description: The C(address:port) of the node joined through.
+  returned: always
+  type: str
+stdout:
+  description: Output of C(microk8s join).
+  returned: when the join ran
+  type: str
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.labhub.platform.plugins.module_utils._cmd_runner import CmdError
+from ansible_collections.labhub.platform.plugins.module_utils._microk8s import (
+    Microk8s, Microk8sError, MICROK8S_COMMON_ARGS, parse_join_url)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            url=dict(type="str", required=True, no_log=True),
+            worker=dict(type="bool", default=False),
+            snap_data=dict(type="path", default="/var/snap/microk8s/current"),
+            **MICROK8S_COMMON_ARGS
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    target = "unknown"
+    try:
+        parts = parse_join_url(p["url"])
+    except Microk8sError as exc:
+        module.fail_json(msg="Failed to join MicroK8s cluster '%s' due to: %s" % (target, exc))
+    target = "%s:%s" % (parts["host"], parts["port"])
+
+    def fail(reason, **kwargs):
+        module.fail_json(msg="Failed to join MicroK8s cluster '%s' due to: %s" % (target, reason),
+                         target=target, **kwargs)
+
+    lock = os.path.join(p["snap_data"], "var", "lock", "clustered.lock")
+    mk = Microk8s(module, p["microk8s_path"])
+    if os.path.exists(lock):
+        if not p["worker"]:
+            fail("this node already joined a cluster as a worker; run 'microk8s leave' first to make it "
+                 "a control-plane node")
+        module.exit_json(changed=False, joined=True, target=target)
+    try:
+        status = mk.status()
+    except (CmdError, Microk8sError) as exc:
+        fail(str(exc))
+    members = [n["address"].rsplit(":", 1)[0] for n in status["ha_nodes"]]
+    if parts["host"] in members and len(members) > 1:
+        if p["worker"]:
+            fail("this node is a control-plane member of the cluster, not a worker")
+        module.exit_json(changed=False, joined=True, target=target)
+    if len(members) > 1:
+        fail("this node already belongs to another cluster (dqlite members: %s)" % ", ".join(members))
+    if module.check_mode:
+        module.exit_json(changed=True, joined=True, target=target)
+    run = mk.join(p["url"], p["worker"] or None)
+    if run.rc != 0:
+        lines = [line for line in (run.stdout + run.stderr).strip().splitlines() if line.strip()]
+        fail(lines[-1] if lines else "microk8s join exited %s" % run.rc, rc=run.rc)
+    module.exit_json(changed=True, joined=True, target=target, stdout=run.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1403 @@
+# -*- coding: utf-8 -*-
+# Copyright: Labhub engineers
+# Apache License 2.0 (see LICENSE)
+"""SIMULATOR of the `snap` and `microk8s` command lines, for tests only.
+
+No snapd and no Kubernetes API can run on the Labhub CI machines, so Molecule scenarios run
+the roles against this simulator. It is NOT MicroK8s and nothing here starts Kubernetes.
+What it reproduces (see README.md next to this file for the details and the sources):
+
+* the argument grammar of the commands Labhub uses (unknown flags fail like argparse /
+  go-flags do, with the same exit codes),
+* the output formats of MicroK8s' scripts/wrappers (status, add_token, join, leave,
+  remove_node) and of snapd's `snap ack/install/list/refresh --hold/info/remove`,
+* state kept across calls: node-local state under <root>/var/lib/labhub-sim/ and cluster-wide
+  state in a directory shared by every node (LABHUB_SIM_CLUSTER_DIR, a podman volume in
+  Molecule), guarded by a file lock,
+* failures: unacknowledged snaps, classic snaps without --classic, expired or used join
+  tokens, nodes that never become Ready (fault knob), `status --wait-ready --timeout`,
+  removing the last control-plane voter, commands run on a worker node.
+
+Environment:
+  LABHUB_SIM_ROOT         prefix for every path the simulator touches (default "/")
+  LABHUB_SIM_CLUSTER_DIR  shared cluster state (default <root>/var/lib/labhub-sim/cluster)
+  LABHUB_SIM_HOSTNAME     node name (default: the hostname, lower-cased)
+  LABHUB_SIM_ADDRESS      node address (default: the hostname's address, else 127.0.0.1)
+  LABHUB_SIM_TIME_SCALE   multiply sleeps by this (default 1; tests may speed up)
+Fault knobs: <root>/var/lib/labhub-sim/faults.json, read when the node installs MicroK8s or
+joins a cluster: {"never_ready": true} (the node is never Ready), {"never_ready_after_join": true}
+(Ready alone, never Ready once joined), {"ready_delay": 5} (Ready 5 s after install or join).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import socket
+import sys
+import time
+import uuid
+
+SIM_DIR = os.path.dirname(os.path.realpath(__file__))
+MICROK8S_VERSION_FALLBACK = "v1.30.0"
+
+# What the simulator knows about snaps it can install from a file: what snapd would read from
+# meta/snap.yaml inside the squashfs (which the simulator cannot open).
+SNAP_CATALOG = {
+    "microk8s": {"version": "v1.30.0", "confinement": "classic", "type": "app",
+                 "summary": "Kubernetes for workstations and appliances",
+                 "publisher": "canonical", "license": "Apache-2.0", "base": "core20"},
+    "core20": {"version": "20240227", "confinement": "strict", "type": "base",
+               "summary": "Runtime environment based on Ubuntu 20.04",
+               "publisher": "canonical", "license": "unset", "base": None},
+    "core22": {"version": "20240408", "confinement": "strict", "type": "base",
+               "summary": "Runtime environment based on Ubuntu 22.04",
+               "publisher": "canonical", "license": "unset", "base": None},
+}
+
+# MicroK8s 1.30 core addons Labhub uses (name, description, version as printed by status).
+ADDONS = [
+    ("cert-manager", "Cloud native certificate management", "1.8.0"),
+    ("cis-hardening", "Apply CIS K8s hardening", "1.0.0"),
+    ("community", "The community addons repository", "1.0.0"),
+    ("dashboard", "The Kubernetes dashboard", "2.7.0"),
+    ("dns", "CoreDNS", "1.10.1"),
+    ("gpu", "Alias to nvidia add-on", "1.0.0"),
+    ("ha-cluster", "Configure high availability on the current node", "1.0.0"),
+    ("helm", "Helm - the package manager for Kubernetes", "3.9.1"),
+    ("helm3", "Helm 3 - the package manager for Kubernetes", "3.9.1"),
+    ("host-access", "Allow Pods connecting to Host services smoothly", "1.0.0"),
+    ("hostpath-storage", "Storage class; allocates storage from host directory", "1.0.0"),
+    ("ingress", "Ingress controller for external access", "1.8.0"),
+    ("kube-ovn", "An advanced network fabric for Kubernetes", "1.10.4"),
+    ("mayastor", "OpenEBS MayaStor", "2.0.0"),
+    ("metallb", "Loadbalancer for your Kubernetes cluster", "0.13.3"),
+    ("metrics-server", "K8s Metrics Server for API access to service metrics", "0.6.3"),
+    ("minio", "MinIO object storage", "4.5.1"),
+    ("nvidia", "NVIDIA hardware (GPU and network) support", "1.0.0"),
+    ("observability", "A lightweight observability stack for logs, traces and metrics", "0.1.0"),
+    ("prometheus", "Prometheus operator for monitoring and logging", "0.1.0"),
+    ("rbac", "Role-Based Access Control for authorisation", "1.0.0"),
+    ("registry", "Private image registry exposed on localhost:32000", "2.8.1"),
+    ("rook-ceph", "Distributed Ceph storage using Rook", "1.10.9"),
+    ("storage", "Alias to hostpath-storage add-on, deprecated", "1.0.0"),
+]
+ADDON_NAMES = [a[0] for a in ADDONS]
+DEFAULT_ENABLED = ["ha-cluster", "helm", "helm3"]
+NOT_RUNNING = "microk8s is not running. Use microk8s inspect for a deeper inspection."
+WORKER_MSG = ("This MicroK8s deployment is acting as a node in a cluster.\n"
+              "Please use the control plane node.")
+MAX_VOTERS = 3
+MAX_STANDBY = 2
+CLUSTER_AGENT_PORT = 25000
+DQLITE_PORT = 19001
+
+
+class SimExit(Exception):
+    def __init__(self, rc, msg=None):
+        super().__init__(msg)
+        self.rc = rc
+        self.msg = msg
+
+
+# -- paths and state -----------------------------------------------------------------------
+def root():
+    return os.environ.get("LABHUB_SIM_ROOT", "/")
+
+
+def rpath(*parts):
+    return os.path.join(root(), *[p.lstrip("/") for p in parts])
+
+
+def node_dir():
+    return rpath("var/lib/labhub-sim")
+
+
+def cluster_dir():
+    return os.environ.get("LABHUB_SIM_CLUSTER_DIR") or rpath("var/lib/labhub-sim/cluster")
+
+
+def hostname():
+    return (os.environ.get("LABHUB_SIM_HOSTNAME") or socket.gethostname()).lower()
+
+
+def address():
+    env = os.environ.get("LABHUB_SIM_ADDRESS")
+    if env:
+        return env
+    try:
+        addr = socket.gethostbyname(socket.gethostname())
+        if not addr.startswith("127."):
+            return addr
+    except OSError:
+        pass
+    return "127.0.0.1"
+
+
+def sleep(seconds):
+    time.sleep(seconds * float(os.environ.get("LABHUB_SIM_TIME_SCALE", "1")))
+
+
+def _load(path, default):
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return default
+
+
+def _save(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = "%s.%s.tmp" % (path, os.getpid())
+    with open(tmp, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def locked(directory):
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def node_state():
+    return _load(os.path.join(node_dir(), "node.json"),
+                 {"assertions": [], "snaps": {}, "restarts": {}, "microk8s": None})
+
+
+def save_node_state(state):
+    _save(os.path.join(node_dir(), "node.json"), state)
+
+
+def faults():
+    return _load(os.path.join(node_dir(), "faults.json"), {})
+
+
+def cluster_path(cid):
+    return os.path.join(cluster_dir(), "clusters", "%s.json" % cid)
+
+
+def load_cluster(cid):
+    return _load(cluster_path(cid), None)
+
+
+def save_cluster(cluster):
+    _save(cluster_path(cluster["id"]), cluster)
+
+
+def all_clusters():
+    out = []
+    folder = os.path.join(cluster_dir(), "clusters")
+    if os.path.isdir(folder):
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".json"):
+                data = _load(os.path.join(folder, name), None)
+                if data:
+                    out.append(data)
+    return out
+
+
+def out(text=""):
+    sys.stdout.write(text + "\n")
+
+
+def err(text):
+    sys.stderr.write(text + "\n")
+
+
+# =========================================================================================
+# snap
+# =========================================================================================
+def _parse_assertions(text):
+    """Split an .assert file into assertions (header dicts). Bodies and signatures are kept out."""
+    found = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        headers = {}
+        for line in block.splitlines():
+            match = re.match(r"^([a-z0-9-]+):\s?(.*)$", line)
+            if match and not line.startswith(" "):
+                headers[match.group(1)] = match.group(2)
+        if "type" in headers:
+            found.append(headers)
+    return found
+
+
+def sha3_384_b64(path):
+    digest = hashlib.sha3_384()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=")
+
+
+class SnapArgParser(argparse.ArgumentParser):
+    """go-flags style errors: `error: unknown flag `x'` with exit code 1."""
+
+    def error(self, message):
+        match = re.search(r"unrecognized arguments: (\S+)", message)
+        if match:
+            flag = match.group(1).lstrip("-")
+            raise SimExit(1, "error: unknown flag `%s'" % flag)
+        raise SimExit(1, "error: %s" % message)
+
+
+def snap_main(argv):
+    if not argv:
+        raise SimExit(1, "error: Please specify a command (try `snap help`)")
+    cmd, rest = argv[0], argv[1:]
+    handlers = {"ack": snap_ack, "install": snap_install, "list": snap_list, "refresh": snap_refresh,
+                "info": snap_info, "remove": snap_remove, "restart": snap_restart,
+                "services": snap_services, "version": snap_version}
+    if cmd not in handlers:
+        raise SimExit(1, 'error: unknown command "%s", see \'snap help\'.' % cmd)
+    return handlers[cmd](rest)
+
+
+def snap_version(argv):
+    out("snap    2.63+sim\nsnapd   2.63+sim\nseries  16")
+    return 0
+
+
+def snap_ack(argv):
+    parser = SnapArgParser(prog="snap ack", add_help=False)
+    parser.add_argument("file")
+    args = parser.parse_args(argv)
+    try:
+        with open(args.file) as handle:
+            found = _parse_assertions(handle.read())
+    except FileNotFoundError:
+        raise SimExit(1, "error: cannot read assertion input: open %s: no such file or directory" % args.file)
+    if not found:
+        raise SimExit(1, "error: cannot assert: cannot decode assertion: assertion content/signature separator not found")
+    state = node_state()
+    have = {json.dumps(a, sort_keys=True) for a in state["assertions"]}
+    for item in found:
+        if json.dumps(item, sort_keys=True) not in have:
+            state["assertions"].append(item)
+    save_node_state(state)
+    return 0
+
+
+def _revision_for(state, digest):
+    for item in state["assertions"]:
+        if item.get("type") == "snap-revision" and item.get("snap-sha3-384") == digest:
+            for decl in state["assertions"]:
+                if decl.get("type") == "snap-declaration" and decl.get("snap-id") == item.get("snap-id"):
+                    return item, decl
+            return item, None
+    return None, None
+
+
+def _write_snap_wrapper(path, target_args):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    # The node's identity (LABHUB_SIM_*) at install time is kept in the wrapper, like the real
+    # snap's wrapper pins $SNAP and $SNAP_DATA, so `microk8s` works from any environment.
+    exports = "".join("%s=%s; export %s\n" % (k, shlex.quote(v), k) for k, v in sorted(os.environ.items())
+                      if k.startswith("LABHUB_SIM_"))
+    with open(path, "w") as handle:
+        handle.write("#!/bin/sh\n# SIMULATOR wrapper written by `snap install` (labhub tests)\n%s"
+                     "exec %s \"$@\"\n" % (exports, " ".join(shlex.quote(a) for a in target_args)))
+    os.chmod(path, 0o755)
+
+
+def snap_install(argv):
+    parser = SnapArgParser(prog="snap install", add_help=False)
+    parser.add_argument("--classic", action="store_true")
+    parser.add_argument("--dangerous", action="store_true")
+    parser.add_argument("--channel")
+    parser.add_argument("--revision")
+    parser.add_argument("names", nargs="+")
+    args = parser.parse_args(argv)
+    state = node_state()
+    for name in args.names:
+        if "/" not in name and not name.endswith(".snap"):
+            # A store install: the simulated machine is offline like the air-gapped sites.
+            raise SimExit(1, 'error: cannot install "%s": Post "https://api.snapcraft.io/v2/snaps/refresh": '
+                          "dial tcp: lookup api.snapcraft.io: Temporary failure in name resolution" % name)
+        if not os.path.isfile(name):
+            raise SimExit(1, 'error: cannot open "%s": open %s: no such file or directory' % (name, name))
+        digest = sha3_384_b64(name)
+        rev, decl = _revision_for(state, digest)
+        if rev is None or decl is None:
+            if not args.dangerous:
+                raise SimExit(1, 'error: cannot find signatures with metadata for snap "%s"' % name)
+            snap_name = os.path.basename(name).split("_")[0]
+            revision = "x1"
+        else:
+            snap_name = decl.get("snap-name")
+            revision = rev.get("snap-revision")
+        meta = SNAP_CATALOG.get(snap_name)
+        if meta is None:
+            raise SimExit(1, 'error: cannot install snap file: simulator has no metadata for snap "%s"' % snap_name)
+        if meta["confinement"] == "classic" and not args.classic:
+            raise SimExit(1, (
+                "error: This revision of snap \"%s\" was published using classic confinement and thus may\n"
+                "       perform arbitrary system changes outside of the security sandbox that snaps are\n"
+                "       usually confined to, which may put your system at risk.\n\n"
+                "       If you understand and want to proceed repeat the command including --classic.") % snap_name)
+        if meta["base"] and meta["base"] not in state["snaps"]:
+            raise SimExit(1, 'error: cannot perform the following tasks:\n- Ensure prerequisites for "%s" are '
+                          'available (cannot install snap base "%s": Post "https://api.snapcraft.io/v2/snaps/refresh": '
+                          "dial tcp: lookup api.snapcraft.io: Temporary failure in name resolution)"
+                          % (snap_name, meta["base"]))
+        prev = state["snaps"].get(snap_name)
+        state["snaps"][snap_name] = {
+            "revision": revision, "version": meta["version"], "type": meta["type"],
+            "confinement": meta["confinement"], "sha3_384": digest,
+            "held": bool(prev and prev.get("held")), "installed_at": time.time(),
+            "tracking": "-", "publisher": meta["publisher"] if decl else "-",
+        }
+        save_node_state(state)
+        if snap_name == "microk8s":
+            m_install(state["snaps"][snap_name], prev)
+        publisher = (" from Canonical**" if decl else "")
+        out("%s %s%s installed" % (snap_name, meta["version"], publisher))
+    return 0
+
+
+def snap_list(argv):
+    parser = SnapArgParser(prog="snap list", add_help=False)
+    parser.add_argument("--all", action="store_true")
+    parser.add_argument("names", nargs="*")
+    args = parser.parse_args(argv)
+    snaps = node_state()["snaps"]
+    names = sorted(snaps)
+    if args.names:
+        missing = [n for n in args.names if n not in snaps]
+        if missing:
+            raise SimExit(1, "error: no matching snaps installed")
+        names = [n for n in names if n in args.names]
+    if not names:
+        err("No snaps are installed yet. Try 'snap install hello-world'.")
+        return 0
+    rows = [("Name", "Version", "Rev", "Tracking", "Publisher", "Notes")]
+    for name in names:
+        info = snaps[name]
+        notes = []
+        if info["type"] == "base":
+            notes.append("base")
+        if info["confinement"] == "classic":
+            notes.append("classic")
+        if info.get("held"):
+            notes.append("held")
+        publisher = "canonical**" if info.get("publisher") == "canonical" else "-"
+        rows.append((name, info["version"], str(info["revision"]), info.get("tracking", "-"), publisher,
+                     ",".join(notes) or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    for row in rows:
+        out("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
+    return 0
+
+
+def snap_refresh(argv):
+    parser = SnapArgParser(prog="snap refresh", add_help=False)
+    parser.add_argument("--hold", nargs="?", const="forever")
+    parser.add_argument("--unhold", action="store_true")
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("--channel")
+    parser.add_argument("names", nargs="*")
+    # go-flags: --hold takes an optional value only as --hold=VALUE.
+    fixed = []
+    for item in argv:
+        fixed.append(item)
+    if "--hold" in fixed:
+        idx = fixed.index("--hold")
+        fixed[idx] = "--hold=forever"
+    args = parser.parse_args(fixed)
+    state = node_state()
+    if args.list:
+        out("All snaps up to date.")
+        return 0
+    if args.hold is None and not args.unhold:
+        raise SimExit(1, 'error: cannot refresh: Post "https://api.snapcraft.io/v2/snaps/refresh": dial tcp: '
+                      "lookup api.snapcraft.io: Temporary failure in name resolution")
+    if not args.names:
+        raise SimExit(1, "error: the simulator only supports holding named snaps")
+    for name in args.names:
+        if name not in state["snaps"]:
+            raise SimExit(1, 'error: snap "%s" is not installed' % name)
+    for name in args.names:
+        if args.unhold:
+            state["snaps"][name]["held"] = False
+            out('Removed general refresh hold of "%s"' % name)
+        else:
+            state["snaps"][name]["held"] = args.hold
+            if args.hold == "forever":
+                out('General refreshes of "%s" held indefinitely' % name)
+            else:
+                out('General refreshes of "%s" held until %s' % (name, args.hold))
+    save_node_state(state)
+    return 0
+
+
+def snap_info(argv):
+    parser = SnapArgParser(prog="snap info", add_help=False)
+    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("names", nargs="+")
+    args = parser.parse_args(argv)
+    snaps = node_state()["snaps"]
+    for i, name in enumerate(args.names):
+        if i:
+            out("---")
+        if name not in snaps:
+            raise SimExit(1, 'error: no snap found for "%s"' % name)
+        info = snaps[name]
+        meta = SNAP_CATALOG[name]
+        out("name:      %s" % name)
+        out("summary:   %s" % meta["summary"])
+        out("publisher: Canonical**")
+        out("license:   %s" % meta["license"])
+        out("description: |\n  %s" % meta["summary"])
+        if name == "microk8s":
+            out("commands:\n  - microk8s.add-node\n  - microk8s.config\n  - microk8s.ctr\n  - microk8s.disable\n"
+                "  - microk8s.enable\n  - microk8s.join\n  - microk8s.kubectl\n  - microk8s.leave\n"
+                "  - microk8s\n  - microk8s.remove-node\n  - microk8s.status")
+        if info.get("held"):
+            out("hold:      %s" % info["held"])
+        out("refresh-date: %s" % time.strftime("%Y-%m-%d", time.gmtime(info["installed_at"])))
+        kind = "classic" if info["confinement"] == "classic" else info["type"]
+        out("installed:    %s (%s) 1MB %s" % (info["version"], info["revision"], kind))
+    return 0
+
+
+def snap_remove(argv):
+    parser = SnapArgParser(prog="snap remove", add_help=False)
+    parser.add_argument("--purge", action="store_true")
+    parser.add_argument("names", nargs="+")
+    args = parser.parse_args(argv)
+    state = node_state()
+    for name in args.names:
+        if name not in state["snaps"]:
+            err('snap "%s" is not installed' % name)
+            continue
+        dependants = [n for n, i in state["snaps"].items() if SNAP_CATALOG.get(n, {}).get("base") == name]
+        if dependants:
+            raise SimExit(1, 'error: cannot remove "%s": snap "%s" is not removable: snap is being used by snap %s.'
+                          % (name, name, ", ".join(dependants)))
+        del state["snaps"][name]
+        save_node_state(state)
+        if name == "microk8s":
+            m_uninstall()
+            state = node_state()
+        out("%s removed" % name)
+    return 0
+
+
+def snap_restart(argv):
+    parser = SnapArgParser(prog="snap restart", add_help=False)
+    parser.add_argument("--reload", action="store_true")
+    parser.add_argument("services", nargs="+")
+    args = parser.parse_args(argv)
+    state = node_state()
+    for svc in args.services:
+        snap = svc.split(".")[0]
+        if snap not in state["snaps"]:
+            raise SimExit(1, 'error: snap "%s" not found' % snap)
+        if snap == "microk8s" and svc != "microk8s" and svc not in MICROK8S_SERVICES:
+            raise SimExit(1, 'error: snap "microk8s" has no service "%s"' % svc.split(".", 1)[1])
+    for svc in args.services:
+        state["restarts"][svc] = state["restarts"].get(svc, 0) + 1
+    save_node_state(state)
+    out("Restarted.")
+    return 0
+
+
+MICROK8S_SERVICES = ["microk8s.daemon-apiserver-kicker", "microk8s.daemon-apiserver-proxy",
+                     "microk8s.daemon-cluster-agent", "microk8s.daemon-containerd",
+                     "microk8s.daemon-k8s-dqlite", "microk8s.daemon-kubelite"]
+
+
+def snap_services(argv):
+    state = node_state()
+    if "microk8s" not in state["snaps"]:
+        raise SimExit(1, 'error: snap "microk8s" not found')
+    out("Service                               Startup  Current  Notes")
+    for svc in MICROK8S_SERVICES:
+        out("%-37s enabled  active   -" % svc)
+    return 0
+
+
+# =========================================================================================
+# microk8s: files the snap lays down
+# =========================================================================================
+DEFAULT_ARGS = {
+    "kubelet": ("--kubeconfig=${SNAP_DATA}/credentials/kubelet.config\n"
+                "--cert-dir=${SNAP_DATA}/certs\n"
+                "--client-ca-file=${SNAP_DATA}/certs/ca.crt\n"
+                "--anonymous-auth=false\n"
+                "--root-dir=${SNAP_COMMON}/var/lib/kubelet\n"
+                "--fail-swap-on=false\n"
+                "--eviction-hard=\"memory.available<100Mi,nodefs.available<1Gi,imagefs.available<1Gi\"\n"
+                "--container-runtime-endpoint=${SNAP_COMMON}/run/containerd.sock\n"
+                "--containerd=${SNAP_COMMON}/run/containerd.sock\n"
+                "--node-labels=\"microk8s.io/cluster=true,node.kubernetes.io/microk8s-controlplane=microk8s-controlplane\"\n"
+                "--authentication-token-webhook=true\n"
+                "--read-only-port=0\n"
+                "--cluster-domain=cluster.local\n"
+                "--cluster-dns=10.152.183.10\n"),
+    "containerd": ("--config ${SNAP_DATA}/args/containerd.toml\n"
+                   "--root ${SNAP_COMMON}/var/lib/containerd\n"
+                   "--state ${SNAP_COMMON}/run/containerd\n"
+                   "--address ${SNAP_COMMON}/run/containerd.sock\n"),
+    "containerd-template.toml": (
+        "# Use config version 2 to enable new configuration fields.\n"
+        "version = 2\n"
+        "oom_score = 0\n\n"
+        "[grpc]\n  uid = 0\n  gid = 0\n  max_recv_message_size = 16777216\n  max_send_message_size = 16777216\n\n"
+        "[plugins.\"io.containerd.grpc.v1.cri\"]\n\n"
+        "  stream_server_address = \"127.0.0.1\"\n  stream_server_port = \"0\"\n"
+        "  enable_selinux = false\n"
+        "  sandbox_image = \"registry.k8s.io/pause:3.7\"\n"
+        "  stats_collect_period = 10\n  enable_tls_streaming = false\n  max_container_log_line_size = 16384\n\n"
+        "  [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n"
+        "    snapshotter = \"${SNAPSHOTTER}\"\n    no_pivot = false\n"
+        "    default_runtime_name = \"${RUNTIME}\"\n\n"
+        "  [plugins.\"io.containerd.grpc.v1.cri\".registry]\n"
+        "    config_path = \"${SNAP_DATA}/args/certs.d\"\n"),
+    "kube-apiserver": ("--cert-dir=${SNAP_DATA}/certs\n--service-cluster-ip-range=10.152.183.0/24\n"
+                       "--authorization-mode=RBAC,Node\n--secure-port=16443\n"),
+    "kube-proxy": "--kubeconfig=${SNAP_DATA}/credentials/proxy.config\n--cluster-cidr=10.1.0.0/16\n",
+    "certs.d/docker.io/hosts.toml": ("server = \"https://docker.io\"\n\n[host.\"https://registry-1.docker.io\"]\n"
+                                     "  capabilities = [\"pull\", \"resolve\"]\n"),
+    "certs.d/localhost:32000/hosts.toml": ("server = \"http://localhost:32000\"\n\n[host.\"http://localhost:32000\"]\n"
+                                           "  capabilities = [\"pull\", \"resolve\"]\n"),
+}
+
+
+def snap_data():
+    return rpath("var/snap/microk8s/current")
+
+
+def lock_file(name):
+    return os.path.join(snap_data(), "var", "lock", name)
+
+
+def m_install(info, prev):
+    """What the microk8s snap's install hook does that Labhub depends on."""
+    rev = str(info["revision"])
+    data = rpath("var/snap/microk8s", rev)
+    if not os.path.isdir(data):
+        for rel, content in DEFAULT_ARGS.items():
+            path = os.path.join(data, "args", rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as handle:
+                handle.write(content)
+        os.makedirs(os.path.join(data, "var", "lock"), exist_ok=True)
+        os.makedirs(os.path.join(data, "var", "kubernetes", "backend"), exist_ok=True)
+        os.makedirs(os.path.join(data, "credentials"), exist_ok=True)
+    os.makedirs(rpath("var/snap/microk8s/common/run"), exist_ok=True)
+    current = rpath("var/snap/microk8s/current")
+    if os.path.islink(current):
+        os.unlink(current)
+    os.symlink(rev, current)
+    for cmd in ["microk8s"] + ["microk8s.%s" % c for c in
+                               ("kubectl", "status", "enable", "disable", "add-node", "join", "leave",
+                                "remove-node", "config", "ctr", "helm3", "helm", "start", "stop", "inspect")]:
+        target = [os.path.join(SIM_DIR, "microk8s")]
+        if cmd != "microk8s":
+            target.append(cmd.split(".", 1)[1])
+        _write_snap_wrapper(rpath("snap/bin", cmd), target)
+    if prev is None:
+        with locked(cluster_dir()):
+            _new_standalone_cluster()
+
+
+def m_uninstall():
+    with locked(cluster_dir()):
+        state = node_state()
+        m = state.get("microk8s")
+        if m:
+            _drop_from_cluster(m["cluster_id"], hostname())
+        state["microk8s"] = None
+        save_node_state(state)
+    shutil.rmtree(rpath("var/snap/microk8s"), ignore_errors=True)
+    for name in os.listdir(rpath("snap/bin")) if os.path.isdir(rpath("snap/bin")) else []:
+        if name == "microk8s" or name.startswith("microk8s."):
+            os.unlink(rpath("snap/bin", name))
+
+
+def _new_node_entry(control_plane, joining=False):
+    f = faults()
+    now = time.time()
+    if f.get("never_ready") or (joining and f.get("never_ready_after_join")):
+        ready_at = None
+    else:
+        ready_at = now + float(f.get("ready_delay", 0))
+    labels = {
+        "beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": hostname(), "kubernetes.io/os": "linux",
+        "microk8s.io/cluster": "true",
+    }
+    if control_plane:
+        labels["node.kubernetes.io/microk8s-controlplane"] = "microk8s-controlplane"
+    else:
+        labels["node.kubernetes.io/microk8s-worker"] = "microk8s-worker"
+    return {"name": hostname(), "address": address(), "control_plane": control_plane, "ready_at": ready_at,
+            "joined_at": now, "dqlite": control_plane, "labels": labels, "taints": [],
+            "unschedulable": False, "uid": str(uuid.uuid4())}
+
+
+def _new_standalone_cluster():
+    cid = "%s-%s" % (hostname(), uuid.uuid4().hex[:8])
+    cluster = {"id": cid, "cert_hash": secrets.token_hex(6), "tokens": [],
+               "addons": {name: {"enabled": True, "args": []} for name in DEFAULT_ENABLED},
+               "nodes": [_new_node_entry(True)], "created_at": time.time()}
+    save_cluster(cluster)
+    state = node_state()
+    state["microk8s"] = {"cluster_id": cid, "role": "control-plane"}
+    save_node_state(state)
+    _write_backend(cluster)
+    return cluster
+
+
+def _drop_from_cluster(cid, name):
+    cluster = load_cluster(cid)
+    if cluster is None:
+        return
+    cluster["nodes"] = [n for n in cluster["nodes"] if n["name"] != name]
+    if cluster["nodes"]:
+        save_cluster(cluster)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(cluster_path(cid))
+
+
+def dqlite_roles(cluster):
+    """(address:19001, role) for every control-plane node still in dqlite, in join order."""
+    result = []
+    voters = standby = 0
+    for node in cluster["nodes"]:
+        if not node.get("dqlite"):
+            continue
+        if voters < MAX_VOTERS:
+            role, voters = "voter", voters + 1
+        elif standby < MAX_STANDBY:
+            role, standby = "standby", standby + 1
+        else:
+            role = "spare"
+        result.append(("%s:%d" % (node["address"], DQLITE_PORT), role, node))
+    return result
+
+
+def _write_backend(cluster):
+    """${SNAP_DATA}/var/kubernetes/backend/cluster.yaml as dqlite keeps it (ID, Address, Role)."""
+    path = os.path.join(snap_data(), "var", "kubernetes", "backend", "cluster.yaml")
+    if not os.path.isdir(os.path.dirname(path)):
+        return
+    codes = {"voter": 0, "standby": 1, "spare": 2}
+    lines = []
+    for i, (addr, role, _node) in enumerate(dqlite_roles(cluster)):
+        lines.append("- Address: %s\n  ID: %d\n  Role: %d" % (addr, 3297041220608546238 + i, codes[role]))
+    with open(path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
+def node_ready(node):
+    return node.get("ready_at") is not None and node["ready_at"] <= time.time() and not node.get("left")
+
+
+# =========================================================================================
+# microk8s
+# =========================================================================================
+class MArgParser(argparse.ArgumentParser):
+    """argparse as MicroK8s' wrappers use it: usage + error on stderr, exit code 2."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        raise SimExit(2, "%s: error: %s" % (self.prog, message))
+
+
+def _current():
+    """(state, microk8s node info, cluster) or SimExit when MicroK8s is not installed."""
+    state = node_state()
+    if "microk8s" not in state["snaps"] or not state.get("microk8s"):
+        raise SimExit(127, "microk8s: command not found")
+    m = state["microk8s"]
+    cluster = load_cluster(m["cluster_id"])
+    if cluster is None:
+        raise SimExit(1, "simulator: cluster state %s is missing from %s" % (m["cluster_id"], cluster_dir()))
+    if m["role"] != "worker":
+        _write_backend(cluster)
+    return state, m, cluster
+
+
+def _me(cluster):
+    for node in cluster["nodes"]:
+        if node["name"] == hostname():
+            return node
+    return None
+
+
+def _exit_if_worker(m):
+    if m["role"] == "worker":
+        raise SimExit(1, WORKER_MSG)
+
+
+def microk8s_main(argv):
+    if not argv:
+        out("Available subcommands are:\n\tadd-node\n\tconfig\n\tctr\n\tdisable\n\tenable\n\thelm3\n\tjoin\n"
+            "\tkubectl\n\tleave\n\tremove-node\n\tstatus\n\tversion")
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    handlers = {"status": m_status, "enable": m_enable, "disable": m_disable, "add-node": m_add_node,
+                "join": m_join, "leave": m_leave, "remove-node": m_remove_node, "config": m_config,
+                "kubectl": m_kubectl, "ctr": m_ctr, "version": m_version}
+    if cmd not in handlers:
+        raise SimExit(1, "'%s' is not a valid MicroK8s subcommand.\nAvailable subcommands are:\n\t%s"
+                      % (cmd, "\n\t".join(sorted(handlers))))
+    return handlers[cmd](rest)
+
+
+def m_version(argv):
+    state = node_state()
+    info = state["snaps"].get("microk8s")
+    if not info:
+        raise SimExit(127, "microk8s: command not found")
+    out("MicroK8s %s revision %s" % (info["version"], info["revision"]))
+    return 0
+
+
+def _is_ready(cluster):
+    me = _me(cluster)
+    return bool(me and node_ready(me))
+
+
+def m_status(argv):
+    parser = MArgParser(prog="microk8s status", description="Microk8s cluster status check.")
+    parser.add_argument("--format", default="pretty", choices=["pretty", "yaml", "short"])
+    parser.add_argument("-w", "--wait-ready", action="store_true")
+    parser.add_argument("-t", "--timeout", type=int, default=0)
+    parser.add_argument("-a", "--addon", default="all")
+    parser.add_argument("--yaml", action="store_true")
+    args = parser.parse_args(argv)
+    state, m, cluster = _current()
+    _exit_if_worker(m)
+    ready = _is_ready(cluster)
+    if args.wait_ready and not ready:
+        start = time.time()
+        while True:
+            cluster = load_cluster(m["cluster_id"])
+            if _is_ready(cluster):
+                ready = True
+                break
+            if args.timeout > 0 and time.time() - start >= args.timeout:
+                break
+            sleep(1)
+    if args.addon != "all" and args.addon not in ADDON_NAMES:
+        raise SimExit(1, "Addon %s was not found in any repository" % args.addon)
+    enabled = [a for a in ADDONS if ready and cluster["addons"].get(a[0], {}).get("enabled")]
+    disabled = [a for a in ADDONS if ready and not cluster["addons"].get(a[0], {}).get("enabled")]
+    if args.addon != "all":
+        out("enabled" if any(a[0] == args.addon for a in enabled) else "disabled")
+        return 0
+    ha_enabled = bool(cluster["addons"].get("ha-cluster", {}).get("enabled"))
+    roles = dqlite_roles(cluster)
+    if args.format == "yaml":
+        out("microk8s:")
+        out("  running: %s" % ready)
+        out("high-availability:")
+        out("  enabled: %s" % ha_enabled)
+        if ha_enabled:
+            out("  nodes:")
+            for addr, role, _n in roles:
+                out("    - address: %s" % addr)
+                out("      role: %s" % role)
+        if ready:
+            out("addons:")
+            for group, status in ((enabled, "enabled"), (disabled, "disabled")):
+                for name, desc, version in group:
+                    out("  - name: %s" % name)
+                    out("    repository: core")
+                    out("    description: %s" % desc)
+                    out("    version: %s" % version)
+                    out("    status: %s" % status)
+        else:
+            out("  message: %s" % NOT_RUNNING)
+    elif args.format == "short" or args.yaml:
+        if args.yaml:
+            out("microk8s:\n  running: %s" % ready)
+        if not ready:
+            out(("  message: " if args.yaml else "") + NOT_RUNNING)
+            return 0
+        if not args.yaml:
+            out("microk8s is running")
+        out("addons:")
+        for name, _d, _v in enabled:
+            out("%s%s: enabled" % ("  " if args.yaml else "", name))
+        for name, _d, _v in disabled:
+            out("%s%s: disabled" % ("  " if args.yaml else "", name))
+    else:
+        if not ready:
+            out(NOT_RUNNING)
+            return 0
+        out("microk8s is running")
+        voters = [a for a, r, _n in roles if r == "voter"]
+        standby = [a for a, r, _n in roles if r == "standby"]
+        out("high-availability: %s" % ("yes" if ha_enabled and len(voters) >= 3 else "no"))
+        out("  datastore master nodes: %s" % (" ".join(voters) or "none"))
+        out("  datastore standby nodes: %s" % (" ".join(standby) or "none"))
+        out("addons:")
+        if enabled:
+            out("  enabled:")
+            for name, desc, _v in enabled:
+                out("    %-20s # (core) %s" % (name, desc))
+        if disabled:
+            out("  disabled:")
+            for name, desc, _v in disabled:
+                out("    %-20s # (core) %s" % (name, desc))
+    return 0
+
+
+def _parse_addon_specs(args):
+    """`enable a b` or `enable a:arg1,arg2` or `enable a --flag x` (args only with one addon)."""
+    specs = []
+    i = 0
+    while i < len(args):
+        item = args[i]
+        if item.startswith("-"):
+            if not specs:
+                raise SimExit(2, "Usage: microk8s enable [OPTIONS] ADDONS...\n"
+                              "Try 'microk8s enable -h' for help.\n\nError: No such option: %s" % item)
+            specs[-1][2].extend(args[i:])
+            break
+        name, _sep, colon_args = item.partition(":")
+        specs.append([name, colon_args, []])
+        i += 1
+    if not specs:
+        raise SimExit(2, "Usage: microk8s enable [OPTIONS] ADDONS...\nTry 'microk8s enable -h' for help.\n\n"
+                      "Error: Missing argument 'ADDONS...'.")
+    if any(s[2] for s in specs) and len(specs) > 1:
+        raise SimExit(1, "Addon arguments are only allowed when enabling a single addon.")
+    return specs
+
+
+def _validate_addon_args(name, colon_args, flags):
+    if name == "dns":
+        if flags:
+            raise SimExit(1, "invalid option -- %s" % flags[0])
+        if colon_args:
+            for server in colon_args.split(","):
+                try:
+                    ipaddress.ip_address(server)
+                except ValueError:
+                    raise SimExit(1, "Invalid nameserver '%s': the dns addon takes comma-separated IP addresses, "
+                                  "e.g. microk8s enable dns:1.1.1.1,8.8.8.8" % server)
+        return (colon_args.split(",") if colon_args else ["8.8.8.8", "8.8.4.4"])
+    if name == "hostpath-storage":
+        if colon_args:
+            raise SimExit(1, "invalid option -- %s" % colon_args)
+        policy, default_class = "Delete", "true"
+        i = 0
+        while i < len(flags):
+            flag = flags[i]
+            key, eq, value = flag.partition("=")
+            if not eq:
+                if i + 1 >= len(flags):
+                    raise SimExit(1, "getopt: option '%s' requires an argument" % flag)
+                value = flags[i + 1]
+                i += 1
+            if key in ("-r", "--reclaim-policy"):
+                policy = value
+            elif key in ("-d", "--default-class"):
+                default_class = value
+            else:
+                raise SimExit(1, "invalid option -- %s" % key)
+            i += 1
+        if policy not in ("Delete", "Retain"):
+            raise SimExit(1, "\nPlease check submitted arguments.\nYou can use '--reclaim-policy' to set the "
+                          "reclaim policy. Allowed values: Delete Retain. Defaults to 'Delete'.")
+        if default_class not in ("true", "false"):
+            raise SimExit(1, "\nPlease check submitted arguments.\nYou can use '--default-class' to set the "
+                          "storage class as default. Allowed values: true false. Defaults to 'true'.")
+        return ["--reclaim-policy=%s" % policy, "--default-class=%s" % default_class]
+    if colon_args or flags:
+        raise SimExit(1, "Addon %s does not take arguments (simulator)" % name)
+    return []
+
+
+ENABLE_TEXT = {
+    "dns": lambda a: ("Enabling DNS\nUsing host configuration from /etc/resolv.conf\n"
+                      "Applying manifest\nserviceaccount/coredns created\nconfigmap/coredns created\n"
+                      "deployment.apps/coredns created\nservice/kube-dns created\n"
+                      "clusterrole.rbac.authorization.k8s.io/coredns created\n"
+                      "clusterrolebinding.rbac.authorization.k8s.io/coredns created\n"
+                      "CoreDNS service deployed with IP address 10.152.183.10\n"
+                      "Restarting kubelet\nDNS is enabled" if not a else
+                      "Enabling DNS\nUsing custom upstream nameservers %s\nApplying manifest\n"
+                      "CoreDNS service deployed with IP address 10.152.183.10\nRestarting kubelet\nDNS is enabled"
+                      % " ".join(a)),
+    "hostpath-storage": lambda a: ("Enabling default storage class.\n"
+                                   "WARNING: Hostpath storage is not suitable for production environments.\n"
+                                   "         A hostpath volume can grow beyond the size limit set in the volume "
+                                   "claim manifest.\n\ndeployment.apps/hostpath-provisioner created\n"
+                                   "storageclass.storage.k8s.io/microk8s-hostpath created\n"
+                                   "serviceaccount/microk8s-hostpath created\nStorage will be available soon."),
+    "rbac": lambda a: "Enabling RBAC\nReconfiguring apiserver\nRestarting apiserver\nRBAC is enabled",
+    "metrics-server": lambda a: ("Enabling Metrics-Server\nclusterrole.rbac.authorization.k8s.io/"
+                                 "system:aggregated-metrics-reader created\ndeployment.apps/metrics-server created\n"
+                                 "Metrics-Server is enabled"),
+    "ingress": lambda a: ("Enabling Ingress\ningressclass.networking.k8s.io/public created\n"
+                          "daemonset.apps/nginx-ingress-microk8s-controller created\nIngress is enabled"),
+}
+
+
+def m_enable(argv, enable=True):
+    verb = "enable" if enable else "disable"
+    if argv and argv[0] in ("-h", "--help"):
+        out("Usage: microk8s %s [OPTIONS] ADDONS...\n\n  %s one or more addons." % (verb, verb.capitalize()))
+        return 0
+    specs = _parse_addon_specs(argv)
+    for name, _c, _f in specs:
+        if name not in ADDON_NAMES:
+            raise SimExit(1, "Addon %s was not found in any repository" % name)
+    with locked(cluster_dir()):
+        state, m, cluster = _current()
+        _exit_if_worker(m)
+        if not _is_ready(cluster):
+            raise SimExit(1, NOT_RUNNING)
+        for name, colon_args, flags in specs:
+            entry = cluster["addons"].setdefault(name, {"enabled": False, "args": []})
+            if enable:
+                resolved = _validate_addon_args(name, colon_args, flags)
+                if entry["enabled"]:
+                    out("Infer repository core for addon %s" % name)
+                    out("Addon core/%s is already enabled" % name)
+                    continue
+                out("Infer repository core for addon %s" % name)
+                entry.update(enabled=True, args=resolved)
+                if name == "storage":
+                    cluster["addons"].setdefault("hostpath-storage", {})["enabled"] = True
+                text = ENABLE_TEXT.get(name)
+                out(text(resolved if name == "dns" and colon_args else []) if text else "Addon %s is enabled" % name)
+            else:
+                if colon_args or flags:
+                    raise SimExit(1, "Addon arguments are not supported when disabling (simulator)")
+                out("Infer repository core for addon %s" % name)
+                if not entry["enabled"]:
+                    out("Addon core/%s is already disabled" % name)
+                    continue
+                if name == "ha-cluster" and len([n for n in cluster["nodes"] if n.get("dqlite")]) > 1:
+                    raise SimExit(1, "The node is part of a cluster. Please leave the cluster before disabling "
+                                  "ha-cluster.")
+                entry.update(enabled=False, args=[])
+                out("Disabling %s\n%s is disabled" % (name, name))
+        save_cluster(cluster)
+    return 0
+
+
+def m_disable(argv):
+    return m_enable(argv, enable=False)
+
+
+def m_add_node(argv):
+    parser = MArgParser(prog="microk8s add-node",
+                        description="Produce a connection string for a node to join the cluster.")
+    parser.add_argument("--token-ttl", "-l", type=int, default=-1)
+    parser.add_argument("--token", "-t")
+    parser.add_argument("--format", default="pretty",
+                        choices=["pretty", "short", "token", "token-check", "json", "yaml"])
+    args = parser.parse_args(argv)
+    token = args.token if args.token is not None else secrets.token_hex(16)
+    if len(token) < 32:
+        out("Invalid token size.  It must be 32 characters long.")
+        return 1
+    with locked(cluster_dir()):
+        state, m, cluster = _current()
+        _exit_if_worker(m)
+        expiry = None if args.token_ttl == -1 else int(round(time.time())) + args.token_ttl
+        cluster["tokens"].append({"token": token, "expiry": expiry, "used": False})
+        save_cluster(cluster)
+    check = cluster["cert_hash"]
+    ips = [address()]
+    port = CLUSTER_AGENT_PORT
+    url = "%s:%d/%s/%s" % (ips[0], port, token, check)
+    if args.format == "pretty":
+        out("From the node you wish to join to this cluster, run the following:")
+        out("microk8s join %s\n" % url)
+        out("Use the '--worker' flag to join a node as a worker not running the control plane, eg:")
+        out("microk8s join %s --worker\n" % url)
+        out("If the node you are adding is not reachable through the default interface you can use one of the "
+            "following:")
+        for ip in ips:
+            out("microk8s join %s:%d/%s/%s" % (ip, port, token, check))
+    elif args.format == "short":
+        out("microk8s join %s" % url)
+    elif args.format == "token-check":
+        out("%s/%s" % (token, check))
+    elif args.format == "token":
+        out(token)
+    else:
+        info = {"token": "%s/%s" % (token, check),
+                "urls": ["%s:%d/%s/%s" % (ip, port, token, check) for ip in ips]}
+        if args.format == "json":
+            out(json.dumps(info, indent=2))
+        else:
+            out("token: %s/%s\nurls:\n- %s\n" % (token, check, info["urls"][0]))
+    return 0
+
+
+def _find_cluster_by_address(host):
+    for cluster in all_clusters():
+        for node in cluster["nodes"]:
+            if node.get("dqlite") and node["address"] == host and not node.get("left"):
+                return cluster
+    return None
+
+
+def m_join(argv):
+    parser = MArgParser(prog="microk8s join", description="Join the node to a cluster")
+    parser.add_argument("connection", help="<master>:<port>/<token>/<hash>")
+    parser.add_argument("--worker", action="store_true", default=False)
+    parser.add_argument("--controlplane", action="store_true", default=False)
+    parser.add_argument("--skip-verify", action="store_true", default=False)
+    parser.add_argument("--disable-low-memory-guard", action="store_true", default=False)
+    args = parser.parse_args(argv)
+    parts = args.connection.split("/")
+    if len(parts) not in (2, 3) or ":" not in parts[0]:
+        out("Invalid connection string. Use <master>:<port>/<token>/<hash>.")
+        return 1
+    host, _sep, port = parts[0].rpartition(":")
+    token = parts[1]
+    check = parts[2] if len(parts) == 3 else None
+    with locked(cluster_dir()):
+        state, m, own = _current()
+        if m["role"] == "worker" or len([n for n in own["nodes"] if n.get("dqlite")]) > 1:
+            out("The node is already part of a cluster. Use 'microk8s leave' to leave the cluster.")
+            return 1
+        out("Contacting cluster at %s" % host)
+        target = _find_cluster_by_address(host) if port == str(CLUSTER_AGENT_PORT) else None
+        if target is None or target["id"] == own["id"]:
+            out("Connection failed. The joining node (%s) is unable to join the cluster (%s)." % (address(), host))
+            return 1
+        if check is not None and not args.skip_verify and check != target["cert_hash"]:
+            out("Join failed: the certificate of the cluster does not match the hash %s "
+                "(expected the fingerprint of %s:%s)." % (check, host, port))
+            return 1
+        now = time.time()
+        match = None
+        for item in target["tokens"]:
+            if item["token"] != token:
+                continue
+            if item["expiry"] is None and item["used"]:
+                continue
+            if item["expiry"] is not None and item["expiry"] < now:
+                continue
+            match = item
+            break
+        if match is None:
+            out("Connection failed. Invalid token (500).")
+            return 1
+        if any(n["name"] == hostname() for n in target["nodes"]):
+            out("Connection failed. The hostname (%s) of the joining node is already known to the cluster (500)."
+                % hostname())
+            return 1
+        match["used"] = True
+        entry = _new_node_entry(not args.worker, joining=True)
+        target["nodes"].append(entry)
+        save_cluster(target)
+        # the node's own single-node cluster goes away
+        _drop_from_cluster(own["id"], hostname())
+        state["microk8s"] = {"cluster_id": target["id"], "role": "worker" if args.worker else "control-plane"}
+        save_node_state(state)
+        if args.worker:
+            os.makedirs(os.path.dirname(lock_file("clustered.lock")), exist_ok=True)
+            open(lock_file("clustered.lock"), "w").close()
+        else:
+            for cl in all_clusters():
+                if cl["id"] == target["id"]:
+                    _write_backend(cl)
+    if args.worker:
+        out("The node has joined the cluster and will appear in the nodes list in a few seconds.\n\n"
+            "This worker node gets automatically configured with the API server endpoints.\n"
+            "If the API servers are behind a loadbalancer please set the '--refresh-interval' to '0s' in:\n"
+            "    /var/snap/microk8s/current/args/apiserver-proxy\n"
+            "and replace the API server endpoints with the one provided by the loadbalancer in:\n"
+            "    /var/snap/microk8s/current/args/traefik/provider.yaml")
+    else:
+        out("Waiting for this node to finish joining the cluster. .. .. .. .")
+        sleep(1)
+        if entry["ready_at"] is None:
+            out("Successfully joined the cluster.")
+    return 0
+
+
+def m_leave(argv):
+    parser = MArgParser(prog="microk8s leave")
+    parser.parse_args(argv)
+    with locked(cluster_dir()):
+        state, m, cluster = _current()
+        members = [n for n in cluster["nodes"] if not n.get("left")]
+        if m["role"] != "worker" and len(members) <= 1:
+            out("This MicroK8s deployment is not part of a cluster.")
+            return 1
+        me = _me(cluster)
+        if me is not None:
+            me["left"] = True
+            me["dqlite"] = False
+            me["ready_at"] = None
+        save_cluster(cluster)
+        for cl in all_clusters():
+            if cl["id"] == cluster["id"]:
+                _write_backend(cl)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock_file("clustered.lock"))
+        _new_standalone_cluster()
+    out("Generating new cluster certificates.\nWaiting for node to start. .\n"
+        "Configuring services.\nStopping services.\nStarting services.")
+    return 0
+
+
+def m_remove_node(argv):
+    parser = MArgParser(prog="microk8s remove-node", description="Remove a node from the cluster")
+    parser.add_argument("node", help="Name or IP of the node to remove")
+    parser.add_argument("--force", action="store_true", default=False,
+                        help="Force the node removal operation. (default: False)")
+    args = parser.parse_args(argv)
+    with locked(cluster_dir()):
+        state, m, cluster = _current()
+        _exit_if_worker(m)
+        target = None
+        for node in cluster["nodes"]:
+            if args.node in (node["name"], node["address"]):
+                target = node
+        if target is None:
+            out("Node %s does not exist in Kubernetes." % args.node)
+            return 1
+        if target["name"] == hostname():
+            out("Removal failed. You cannot remove the node you are running the command from.")
+            return 1
+        remaining = [n for n in cluster["nodes"] if n.get("dqlite") and n is not target]
+        if target.get("dqlite") and not remaining:
+            out("Removal failed. Node %s is the last voter of the cluster datastore." % args.node)
+            return 1
+        if target.get("dqlite") and not args.force:
+            out("Removal failed. Node %s is registered with dqlite. Please, run first 'microk8s leave' on the "
+                "departing node. \nIf the node is not available anymore and will never attempt to join the "
+                "cluster in the future use the '--force' flag \nto unregister the node while removing it."
+                % args.node)
+            return 1
+        cluster["nodes"] = [n for n in cluster["nodes"] if n is not target]
+        save_cluster(cluster)
+        _write_backend(cluster)
+    return 0
+
+
+def m_config(argv):
+    parser = MArgParser(prog="microk8s config")
+    parser.add_argument("-l", "--use-loopback", action="store_true")
+    args = parser.parse_args(argv)
+    _state, m, cluster = _current()
+    _exit_if_worker(m)
+    server = "127.0.0.1" if args.use_loopback else address()
+    fake = base64.b64encode(("SIMULATED-%s" % cluster["id"]).encode()).decode()
+    out("apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: %s\n"
+        "    server: https://%s:16443\n  name: microk8s-cluster\ncontexts:\n- context:\n"
+        "    cluster: microk8s-cluster\n    user: admin\n  name: microk8s\ncurrent-context: microk8s\n"
+        "kind: Config\npreferences: {}\nusers:\n- name: admin\n  user:\n"
+        "    client-certificate-data: %s\n    client-key-data: %s" % (fake, server, fake, fake))
+    return 0
+
+
+def m_ctr(argv):
+    real = shutil.which("ctr", path="/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+    if not real:
+        raise SimExit(1, "simulator: `microk8s ctr` needs a real ctr binary on this node (none in PATH)")
+    sock = rpath("var/snap/microk8s/common/run/containerd.sock")
+    os.execv(real, [real, "--address", sock, "--namespace", "k8s.io"] + list(argv))
+    return 1  # not reached
+
+
+# -- kubectl (the subset later roles need; the rest fails loudly) -----------------------------
+def _node_json(node):
+    ready = node_ready(node)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    status = "True" if ready else "Unknown" if node.get("left") else "False"
+    obj = {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": node["name"], "labels": dict(node["labels"]), "uid": node["uid"],
+                     "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(node["joined_at"])),
+                     "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
+        "spec": {},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": node["address"]},
+                          {"type": "Hostname", "address": node["name"]}],
+            "conditions": [
+                {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory",
+                 "lastHeartbeatTime": now, "lastTransitionTime": now,
+                 "message": "kubelet has sufficient memory available"},
+                {"type": "Ready", "status": status,
+                 "reason": "KubeletReady" if ready else "KubeletNotReady",
+                 "message": "kubelet is posting ready status" if ready else
+                 "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady",
+                 "lastHeartbeatTime": now, "lastTransitionTime": now},
+            ],
+            "nodeInfo": {"kubeletVersion": MICROK8S_VERSION_FALLBACK, "containerRuntimeVersion":
+                         "containerd://1.6.28", "osImage": "Ubuntu 22.04.4 LTS", "architecture": "amd64",
+                         "operatingSystem": "linux"},
+        },
+    }
+    if node.get("taints"):
+        obj["spec"]["taints"] = node["taints"]
+    if node.get("unschedulable"):
+        obj["spec"]["unschedulable"] = True
+    return obj
+
+
+def m_kubectl(argv):
+    _state, m, cluster = _current()
+    _exit_if_worker(m)
+    if not argv:
+        out("kubectl controls the Kubernetes cluster manager.")
+        return 0
+    verb, rest = argv[0], argv[1:]
+    if verb == "get":
+        return _kubectl_get(cluster, rest)
+    if verb in ("label", "cordon", "uncordon", "taint"):
+        return _kubectl_mutate(m, verb, rest)
+    raise SimExit(1, "error: the labhub simulator does not implement 'kubectl %s' (it keeps no Kubernetes "
+                  "objects other than nodes)" % verb)
+
+
+def _kubectl_get(cluster, argv):
+    parser = MArgParser(prog="kubectl get", add_help=False)
+    parser.add_argument("resource")
+    parser.add_argument("name", nargs="?")
+    parser.add_argument("-o", "--output", default="")
+    parser.add_argument("-l", "--selector")
+    args = parser.parse_args(argv)
+    if args.resource not in ("nodes", "node", "no"):
+        raise SimExit(1, 'error: the labhub simulator only serves nodes, not "%s"' % args.resource)
+    nodes = list(cluster["nodes"])
+    if args.name:
+        nodes = [n for n in nodes if n["name"] == args.name]
+        if not nodes:
+            raise SimExit(1, 'Error from server (NotFound): nodes "%s" not found' % args.name)
+    if args.selector:
+        for cond in args.selector.split(","):
+            key, _eq, value = cond.partition("=")
+            nodes = [n for n in nodes if (key in n["labels"]) and (not _eq or n["labels"][key] == value)]
+    if args.output == "json":
+        objs = [_node_json(n) for n in nodes]
+        if args.name:
+            out(json.dumps(objs[0], indent=4))
+        else:
+            out(json.dumps({"apiVersion": "v1", "kind": "List", "items": objs, "metadata": {"resourceVersion": ""}},
+                           indent=4))
+        return 0
+    if args.output == "name":
+        for node in nodes:
+            out("node/%s" % node["name"])
+        return 0
+    if args.output not in ("", "wide"):
+        raise SimExit(1, 'error: unable to match a printer suitable for the output format "%s"' % args.output)
+    if not nodes:
+        err("No resources found")
+        return 0
+    rows = [("NAME", "STATUS", "ROLES", "AGE", "VERSION")]
+    for node in nodes:
+        status = "Ready" if node_ready(node) else "NotReady"
+        if node.get("unschedulable"):
+            status += ",SchedulingDisabled"
+        age = int(time.time() - node["joined_at"])
+        rows.append((node["name"], status, "<none>", "%ds" % age if age < 120 else "%dm" % (age // 60),
+                     MICROK8S_VERSION_FALLBACK))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for row in rows:
+        out("   ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
+    return 0
+
+
+def _kubectl_mutate(m, verb, argv):
+    with locked(cluster_dir()):
+        cluster = load_cluster(m["cluster_id"])
+        parser = MArgParser(prog="kubectl %s" % verb, add_help=False)
+        if verb in ("label", "taint"):
+            parser.add_argument("resource")
+        parser.add_argument("name")
+        parser.add_argument("changes", nargs="*")
+        parser.add_argument("--overwrite", action="store_true")
+        args = parser.parse_args(argv)
+        if verb in ("label", "taint") and args.resource not in ("node", "nodes", "no"):
+            raise SimExit(1, 'error: the labhub simulator only serves nodes, not "%s"' % args.resource)
+        node = next((n for n in cluster["nodes"] if n["name"] == args.name), None)
+        if node is None:
+            raise SimExit(1, 'Error from server (NotFound): nodes "%s" not found' % args.name)
+        if verb in ("cordon", "uncordon"):
+            want = verb == "cordon"
+            word = "cordoned" if want else "uncordoned"
+            if node.get("unschedulable", False) == want:
+                word = "already " + word
+            node["unschedulable"] = want
+            out("node/%s %s" % (args.name, word))
+        elif verb == "label":
+            for change in args.changes:
+                if change.endswith("-"):
+                    node["labels"].pop(change[:-1], None)
+                    continue
+                key, _eq, value = change.partition("=")
+                if key in node["labels"] and node["labels"][key] != value and not args.overwrite:
+                    raise SimExit(1, "error: '%s' already has a value (%s), and --overwrite is false"
+                                  % (key, node["labels"][key]))
+                node["labels"][key] = value
+            out("node/%s labeled" % args.name)
+        else:
+            for change in args.changes:
+                match = re.match(r"^([^=:]+)(?:=([^:]*))?:(NoSchedule|PreferNoSchedule|NoExecute)(-?)$", change)
+                if not match:
+                    raise SimExit(1, 'error: invalid taint spec: %s' % change)
+                key, value, effect, remove = match.groups()
+                node["taints"] = [t for t in node["taints"] if not (t["key"] == key and t["effect"] == effect)]
+                if not remove:
+                    taint = {"key": key, "effect": effect}
+                    if value:
+                        taint["value"] = value
+                    node["taints"].append(taint)
+            out("node/%s tainted" % args.name)
+        save_cluster(cluster)
+    return 0
+
+
+# =========================================================================================
+def run(prog, argv):
+    try:
+        if prog == "snap":
+            return snap_main(argv)
+        if prog.startswith("microk8s."):
+            return microk8s_main([prog.split(".", 1)[1]] + argv)
+        return microk8s_main(argv)
+    except BrokenPipeError:
+        return 141
+    except SimExit as exc:
+        if exc.msg:
+            kubectl = prog == "microk8s.kubectl" or (argv[:1] == ["kubectl"])
+            stream = sys.stderr if prog == "snap" or kubectl or exc.rc in (2, 127) else sys.stdout
+            stream.write(exc.msg + "\n")
+        return exc.rc
+
+
+def main(argv=None):
+    """``labhub_sim.py PROG [ARGS...]``: PROG is snap, microk8s or microk8s.<command>."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        sys.stderr.write("usage: labhub_sim.py snap|microk8s[.<command>] [ARGS...]\n")
+        return 2
+    return run(os.path.basename(argv[0]), argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+# -*- coding: utf-8 -*-
+# Copyright: Labhub engineers
+# Apache License 2.0 (see LICENSE)
+"""Fixtures for tests that run against the SIMULATED snap/microk8s CLIs (tests/simulator).
+
+A "node" here is a directory (LABHUB_SIM_ROOT) with its own node-local state; all nodes of a
+test share one cluster directory, like the Molecule containers share a podman volume.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+SIM = Path(__file__).resolve().parent.parent
+REPO = SIM.parent.parent
+MANIFEST = REPO / "files" / "bundle-manifest.yml"
+
+
+class SimNode:
+    def __init__(self, base: Path, name: str, address: str, cluster_dir: Path):
+        self.name = name
+        self.address = address
+        self.root = base / name
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            "LABHUB_SIM_ROOT": str(self.root),
+            "LABHUB_SIM_HOSTNAME": name,
+            "LABHUB_SIM_ADDRESS": address,
+            "LABHUB_SIM_CLUSTER_DIR": str(cluster_dir),
+        }
+        # A `snap` for this node: the simulator with the node's identity baked in.
+        self.snap_cmd = self.root / "usr" / "local" / "bin" / "snap"
+        self.snap_cmd.parent.mkdir(parents=True, exist_ok=True)
+        exports = "".join(f"{k}='{v}'; export {k}\n" for k, v in self.env.items())
+        self.snap_cmd.write_text(f"#!/bin/sh\n{exports}exec {SIM / 'snap'} \"$@\"\n")
+        self.snap_cmd.chmod(0o755)
+
+    @property
+    def microk8s_cmd(self) -> Path:
+        return self.root / "snap" / "bin" / "microk8s"
+
+    def run(self, prog: str, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        env = dict(os.environ, **self.env)
+        proc = subprocess.run([str(SIM / prog), *args], env=env, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{prog} {' '.join(args)} exited {proc.returncode}: {proc.stdout}{proc.stderr}")
+        return proc
+
+    def snap(self, *args, **kw):
+        return self.run("snap", *args, **kw)
+
+    def microk8s(self, *args, **kw):
+        return self.run("microk8s", *args, **kw)
+
+    def status(self):
+        return yaml.safe_load(self.microk8s("status", "--format", "yaml").stdout)
+
+    def nodes(self):
+        return json.loads(self.microk8s("kubectl", "get", "nodes", "-o", "json").stdout)["items"]
+
+    def set_faults(self, **faults):
+        path = self.root / "var" / "lib" / "labhub-sim" / "faults.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(faults))
+
+    def node_state(self):
+        path = self.root / "var" / "lib" / "labhub-sim" / "node.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def install_microk8s(self, bundle: Path):
+        for snap in ("core20_2264", "microk8s_6782"):
+            self.snap("ack", str(bundle / "snaps" / f"{snap}.assert"))
+        self.snap("install", str(bundle / "snaps" / "core20_2264.snap"))
+        self.snap("install", str(bundle / "snaps" / "microk8s_6782.snap"), "--classic")
+
+
+def make_bundle(dest: Path) -> Path:
+    """A bundle directory with SIMULATED snaps named as files/bundle-manifest.yml says."""
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    for snap in manifest["snaps"]:
+        subprocess.run([sys.executable, str(SIM / "make_snap_fixture.py"), str(dest / "snaps"), snap["name"],
+                        str(snap["revision"]), "--snap-file", str(dest / snap["file"]),
+                        "--assert-file", str(dest / snap["assert"])], check=True, capture_output=True)
+    return dest
+
+
+@pytest.fixture
+def sim_bundle(tmp_path) -> Path:
+    return make_bundle(tmp_path / "bundle")
+
+
+@pytest.fixture
+def sim_nodes(tmp_path):
+    """Factory: sim_nodes(n) -> [SimNode] sharing one cluster directory."""
+    cluster_dir = tmp_path / "cluster"
+
+    def make(count, prefix="n"):
+        return [SimNode(tmp_path / "nodes", f"{prefix}{i + 1}", f"10.77.0.{i + 1}", cluster_dir)
+                for i in range(count)]
+    return make

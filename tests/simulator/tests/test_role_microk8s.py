@@ -1,0 +1,170 @@
+# -*- coding: utf-8 -*-
+# Copyright: Labhub engineers
+# Apache License 2.0 (see LICENSE)
+"""Role labhub.platform.microk8s run by the real ansible-playbook against the SIMULATED snap and
+microk8s CLIs (tests/simulator), one simulated node per inventory host (connection local, each
+host's paths under its own LABHUB_SIM_ROOT). Not a real-cluster test.
+
+Covers what a Molecule run would be slow for: the failure paths (even control plane, a node
+that never becomes Ready, an expired join token) and check mode / idempotence.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.slow
+
+
+def write_inventory(path: Path, cps, workers, bundle: Path, extra=None):
+    def host(node):
+        return {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": sys.executable,
+            "microk8s_node_name": node.name,
+            "microk8s_bin_dir": str(node.root / "snap" / "bin"),
+            "microk8s_snap_command": str(node.snap_cmd),
+            "microk8s_snap_data_dir": str(node.root / "var/snap/microk8s/current"),
+            "microk8s_snap_common_dir": str(node.root / "var/snap/microk8s/common"),
+            "microk8s_snap_dir": str(node.root / "var/lib/labhub/snaps"),
+            "microk8s_hostpath_storage_dir": str(node.root / "srv/volumes"),
+        }
+    inv = {"all": {
+        "vars": {"microk8s_bundle_dir": str(bundle), "microk8s_join_ready_delay": 1,
+                 "microk8s_wait_ready_timeout": 10, "microk8s_dns_upstream_servers": ["10.77.0.254"],
+                 "microk8s_registry_mirrors": [{"registry": "docker.io", "override_path": True,
+                                                "endpoints": ["https://harbor.example.org/v2/dockerhub"]}],
+                 **(extra or {})},
+        "children": {"labhub_cluster": {"children": {
+            "labhub_control_plane": {"hosts": {n.name: host(n) for n in cps}},
+            "labhub_workers": {"hosts": {n.name: host(n) for n in workers}},
+        }}}}}
+    path.write_text(yaml.safe_dump(inv))
+    return path
+
+
+def run_role(tmp_path: Path, inventory: Path, *extra_args):
+    play = tmp_path / "play.yml"
+    play.write_text(yaml.safe_dump([{"name": "MicroK8s", "hosts": "labhub_cluster", "gather_facts": False,
+                                     "roles": ["labhub.platform.microk8s"]}]))
+    env = dict(os.environ,
+               ANSIBLE_COLLECTIONS_PATH=str(REPO / ".cache" / "ansible_collections"),
+               ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"), ANSIBLE_HOST_KEY_CHECKING="False")
+    bindir = Path(sys.executable).parent
+    env["PATH"] = f"{bindir}:{env['PATH']}"
+    proc = subprocess.run([str(bindir / "ansible-playbook"), "-i", str(inventory), str(play), *extra_args],
+                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    recap = {}
+    for line in proc.stdout.splitlines():
+        match = re.match(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", line)
+        if match:
+            recap[match.group(1)] = {"changed": int(match.group(3)), "failed": int(match.group(5))}
+    return proc, recap
+
+
+def test_role_forms_ha_cluster_idempotent_and_check_mode_exact(tmp_path, sim_nodes, sim_bundle):
+    nodes = sim_nodes(4)
+    cps, workers = nodes[:3], nodes[3:]
+    inv = write_inventory(tmp_path / "hosts.yml", cps, workers, sim_bundle)
+
+    proc, recap = run_role(tmp_path, inv, "--check")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert all(n.node_state() is None or not n.node_state()["snaps"] for n in nodes), "check mode changed a node"
+
+    proc, recap = run_role(tmp_path, inv)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert all(recap[n.name]["changed"] > 0 for n in nodes)
+
+    status = cps[0].status()
+    voters = [n for n in status["high-availability"]["nodes"] if n["role"] == "voter"]
+    assert len(voters) == 3
+    assert {a["name"] for a in status["addons"] if a["status"] == "enabled"} >= {
+        "dns", "hostpath-storage", "rbac", "helm3", "metrics-server"}
+    assert "ingress" in {a["name"] for a in status["addons"] if a["status"] == "disabled"}
+    items = {n["metadata"]["name"]: n for n in cps[1].nodes()}
+    assert set(items) == {"n1", "n2", "n3", "n4"}
+    assert "node.kubernetes.io/microk8s-worker" in items["n4"]["metadata"]["labels"]
+    for node in nodes:
+        listed = node.snap("list").stdout
+        assert re.search(r"^microk8s\s+v1\.30\.0\s+6782\s.*held", listed, re.M), listed
+        kubelet = (node.root / "var/snap/microk8s/current/args/kubelet").read_text()
+        assert "--max-pods=110\n" in kubelet
+        template = (node.root / "var/snap/microk8s/current/args/containerd-template.toml").read_text()
+        assert 'sandbox_image = "registry.k8s.io/pause:3.7"' in template
+        hosts_toml = (node.root / "var/snap/microk8s/current/args/certs.d/docker.io/hosts.toml").read_text()
+        assert '[host."https://harbor.example.org/v2/dockerhub"]' in hosts_toml
+        assert (node.root / "var/snap/microk8s/common/default-storage").resolve() == node.root / "srv/volumes"
+        restarts = node.node_state()["restarts"]
+        assert restarts == {"microk8s.daemon-containerd": 1, "microk8s.daemon-kubelite": 1}
+
+    proc, recap = run_role(tmp_path, inv)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert {h: r["changed"] for h, r in recap.items()} == {n.name: 0 for n in nodes}, proc.stdout[-4000:]
+
+    proc, recap = run_role(tmp_path, inv, "--check", "-e", json.dumps({"microk8s_kubelet_max_pods": 200}))
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert all(recap[n.name]["changed"] == 1 for n in nodes), proc.stdout[-4000:]
+    assert "--max-pods=110\n" in (nodes[0].root / "var/snap/microk8s/current/args/kubelet").read_text()
+
+
+def test_even_number_of_control_plane_nodes_fails_before_any_change(tmp_path, sim_nodes, sim_bundle):
+    nodes = sim_nodes(3)
+    inv = write_inventory(tmp_path / "hosts.yml", nodes[:2], nodes[2:], sim_bundle)
+    proc, _recap = run_role(tmp_path, inv)
+    assert proc.returncode != 0
+    assert ("microk8s_control_plane_group 'labhub_control_plane' has 2 hosts (n1, n2): "
+            "HA needs an odd number of control-plane nodes") in " ".join(proc.stdout.split())
+    assert all(n.node_state() is None for n in nodes)
+
+
+def test_node_that_never_becomes_ready_fails_naming_the_host(tmp_path, sim_nodes, sim_bundle):
+    nodes = sim_nodes(2)
+    nodes[1].set_faults(never_ready_after_join=True)
+    inv = write_inventory(tmp_path / "hosts.yml", nodes[:1], nodes[1:], sim_bundle,
+                          extra={"microk8s_join_ready_timeout": 3})
+    proc, recap = run_role(tmp_path, inv)
+    assert proc.returncode != 0
+    text = " ".join(proc.stdout.split())
+    assert "Node n2 (n2) joined the cluster but did not become Ready within 3s (microk8s_join_ready_timeout)" in text
+    ready = {n["metadata"]["name"]: [c["status"] for c in n["status"]["conditions"] if c["type"] == "Ready"][0]
+             for n in nodes[0].nodes()}
+    assert ready == {"n1": "True", "n2": "False"}
+
+
+def test_expired_join_token_fails_clearly(tmp_path, sim_nodes, sim_bundle):
+    first, joiner = sim_nodes(2)
+    for node in (first, joiner):
+        node.install_microk8s(sim_bundle)
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(yaml.safe_dump({"all": {"hosts": {
+        n.name: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                 "mk": str(n.microk8s_cmd), "sd": str(n.root / "var/snap/microk8s/current")}
+        for n in (first, joiner)}}}))
+    play = tmp_path / "play.yml"
+    play.write_text(yaml.safe_dump([{"name": "Expired token", "hosts": "n2", "gather_facts": False, "tasks": [
+        {"name": "Token valid for 1s", "labhub.platform.microk8s_token": {
+            "token": "0123456789abcdef0123456789abcdef", "ttl": 1, "microk8s_path": "{{ hostvars.n1.mk }}"},
+         "delegate_to": "n1", "register": "issued"},
+        {"name": "Let it expire", "ansible.builtin.pause": {"seconds": 2}},
+        {"name": "Join", "labhub.platform.microk8s_join": {
+            "url": "{{ issued.addresses[0] }}/0123456789abcdef0123456789abcdef/{{ issued.check }}",
+            "microk8s_path": "{{ mk }}", "snap_data": "{{ sd }}"}},
+    ]}]))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / ".cache" / "ansible_collections"),
+               ANSIBLE_NOCOLOR="1", ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"))
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inv), str(play)],
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode != 0
+    assert ("Failed to join MicroK8s cluster '10.77.0.1:25000' due to: Connection failed. Invalid token (500)."
+            in proc.stdout), proc.stdout[-3000:]
+    assert "0123456789abcdef0123456789abcdef" not in proc.stdout.split("TASK [Let it expire]")[1]
+    assert [n["metadata"]["name"] for n in first.nodes()] == ["n1"]

@@ -1,0 +1,271 @@
+# -*- coding: utf-8 -*-
+# Copyright: Labhub engineers
+# Apache License 2.0 (see LICENSE)
+"""The SIMULATED `snap` and `microk8s` CLIs (tests/simulator): grammar, outputs, state, failures.
+
+These pin the behaviour the roles and modules rely on, and check that the modules' parsers
+(plugins/module_utils/_microk8s.py) read the simulator's live output the same way PyYAML does.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import yaml
+
+from ansible_collections.labhub.platform.plugins.module_utils import _microk8s as mk
+
+
+def test_snap_grammar_errors(sim_nodes):
+    (node,) = sim_nodes(1)
+    proc = node.snap("install", "--bogus", "x.snap", check=False)
+    assert (proc.returncode, proc.stderr) == (1, "error: unknown flag `bogus'\n")
+    proc = node.snap("frobnicate", check=False)
+    assert proc.returncode == 1 and 'unknown command "frobnicate"' in proc.stderr
+    proc = node.snap("ack", "/nonexistent.assert", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr == ("error: cannot read assertion input: open /nonexistent.assert: "
+                           "no such file or directory\n")
+    proc = node.snap("install", "microk8s", "--classic", check=False)
+    assert proc.returncode == 1 and "api.snapcraft.io" in proc.stderr, "store installs must fail offline"
+
+
+def test_offline_install_needs_ack_base_and_classic(sim_nodes, sim_bundle):
+    (node,) = sim_nodes(1)
+    snaps = sim_bundle / "snaps"
+    proc = node.snap("install", str(snaps / "microk8s_6782.snap"), "--classic", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith('error: cannot find signatures with metadata for snap')
+    node.snap("ack", str(snaps / "microk8s_6782.assert"))
+    node.snap("ack", str(snaps / "core20_2264.assert"))
+    proc = node.snap("install", str(snaps / "microk8s_6782.snap"), check=False)
+    assert proc.returncode == 1 and "published using classic confinement" in proc.stderr
+    proc = node.snap("install", str(snaps / "microk8s_6782.snap"), "--classic", check=False)
+    assert proc.returncode == 1 and 'cannot install snap base "core20"' in proc.stderr
+    assert node.snap("install", str(snaps / "core20_2264.snap")).stdout == "core20 20240227 from Canonical** installed\n"
+    assert node.snap("install", str(snaps / "microk8s_6782.snap"), "--classic").stdout == \
+        "microk8s v1.30.0 from Canonical** installed\n"
+    assert node.microk8s_cmd.exists() and (node.root / "snap/bin/microk8s.kubectl").exists()
+    # a tampered file no longer matches its acknowledged snap-revision assertion
+    tampered = snaps / "microk8s_6782.snap"
+    tampered.write_bytes(tampered.read_bytes() + b"x")
+    proc = node.snap("install", str(tampered), "--classic", check=False)
+    assert proc.returncode == 1 and "cannot find signatures" in proc.stderr
+
+
+def test_snap_list_hold_and_remove(sim_nodes, sim_bundle):
+    (node,) = sim_nodes(1)
+    node.install_microk8s(sim_bundle)
+    listed = mk.parse_snap_list(node.snap("list").stdout)
+    assert listed["microk8s"] == {"version": "v1.30.0", "revision": "6782", "tracking": "-",
+                                  "publisher": "canonical**", "notes": ["classic"], "held": False}
+    assert node.snap("refresh", "--hold", "microk8s").stdout == 'General refreshes of "microk8s" held indefinitely\n'
+    assert mk.parse_snap_list(node.snap("list", "microk8s").stdout)["microk8s"]["held"] is True
+    assert "hold:      forever" in node.snap("info", "microk8s").stdout
+    proc = node.snap("refresh", "microk8s", check=False)
+    assert proc.returncode == 1, "a refresh needs the store"
+    proc = node.snap("remove", "core20", check=False)
+    assert proc.returncode == 1 and "is being used by snap microk8s" in proc.stderr
+    assert node.snap("remove", "microk8s").stdout == "microk8s removed\n"
+    assert not node.microk8s_cmd.exists()
+    proc = node.snap("list", "microk8s", check=False)
+    assert (proc.returncode, proc.stderr) == (1, "error: no matching snaps installed\n")
+
+
+def test_status_formats_match_status_py_and_parse(sim_nodes, sim_bundle):
+    (node,) = sim_nodes(1)
+    node.install_microk8s(sim_bundle)
+    text = node.microk8s("status", "--format", "yaml").stdout
+    assert text.startswith("microk8s:\n  running: True\nhigh-availability:\n  enabled: True\n  nodes:\n"
+                           "    - address: 10.77.0.1:19001\n      role: voter\naddons:\n  - name: ha-cluster\n")
+    loaded = yaml.safe_load(text)
+    parsed = mk.parse_status_yaml(text)
+    assert parsed["running"] is True and parsed["voters"] == ["10.77.0.1:19001"]
+    assert {a["name"]: a["status"] for a in loaded["addons"]} == {k: v["status"] for k, v in parsed["addons"].items()}
+    pretty = node.microk8s("status").stdout.splitlines()
+    assert pretty[:4] == ["microk8s is running", "high-availability: no",
+                          "  datastore master nodes: 10.77.0.1:19001", "  datastore standby nodes: none"]
+    assert "    dns                  # (core) CoreDNS" in pretty
+    assert node.microk8s("status", "--format", "short").stdout.splitlines()[:3] == [
+        "microk8s is running", "addons:", "ha-cluster: enabled"]
+    assert node.microk8s("status", "-a", "dns").stdout == "disabled\n"
+    proc = node.microk8s("status", "--format", "json", check=False)
+    assert proc.returncode == 2 and "argument --format: invalid choice: 'json'" in proc.stderr
+    proc = node.microk8s("frob", check=False)
+    assert proc.returncode == 1 and "'frob' is not a valid MicroK8s subcommand." in proc.stdout
+
+
+def test_wait_ready_timeout_and_ready_delay(sim_nodes, sim_bundle):
+    slow, never = sim_nodes(2)
+    slow.set_faults(ready_delay=2)
+    never.set_faults(never_ready=True)
+    slow.install_microk8s(sim_bundle)
+    never.install_microk8s(sim_bundle)
+    assert mk.parse_status_yaml(slow.microk8s("status", "--format", "yaml").stdout)["running"] is False
+    assert mk.parse_status_yaml(slow.microk8s("status", "--format", "yaml", "--wait-ready",
+                                              "--timeout", "10").stdout)["running"] is True
+    start = time.time()
+    proc = never.microk8s("status", "--format", "yaml", "--wait-ready", "--timeout", "2")
+    assert time.time() - start >= 2
+    parsed = mk.parse_status_yaml(proc.stdout)
+    assert parsed["running"] is False and parsed["message"].startswith("microk8s is not running.")
+    proc = never.microk8s("enable", "dns", check=False)
+    assert proc.returncode == 1 and "not running" in proc.stdout
+
+
+def test_addons_grammar_and_idempotence(sim_nodes, sim_bundle):
+    (node,) = sim_nodes(1)
+    node.install_microk8s(sim_bundle)
+    out = node.microk8s("enable", "dns:1.1.1.1,8.8.8.8").stdout
+    assert "Using custom upstream nameservers 1.1.1.1 8.8.8.8" in out
+    assert node.microk8s("enable", "dns").stdout.endswith("Addon core/dns is already enabled\n")
+    proc = node.microk8s("enable", "dns:1.1.1.x", check=False)
+    assert proc.returncode == 1
+    proc = node.microk8s("enable", "hostpath-storage", "--reclaim-policy=Keep", check=False)
+    assert proc.returncode == 1 and "Allowed values: Delete Retain" in proc.stdout
+    node.microk8s("enable", "hostpath-storage", "--reclaim-policy", "Retain")
+    proc = node.microk8s("enable", "nosuch", check=False)
+    assert (proc.returncode, proc.stdout) == (1, "Addon nosuch was not found in any repository\n")
+    proc = node.microk8s("enable", "--frob", check=False)
+    assert proc.returncode == 2
+    node.microk8s("disable", "dns")
+    assert node.microk8s("disable", "dns").stdout.endswith("Addon core/dns is already disabled\n")
+
+
+def join_cluster(cps, workers, bundle):
+    for node in cps + workers:
+        node.install_microk8s(bundle)
+    first = cps[0]
+    for node in cps[1:] + workers:
+        info = json.loads(first.microk8s("add-node", "--format", "json").stdout)
+        args = ["join", info["urls"][0]] + (["--worker"] if node in workers else [])
+        node.microk8s(*args)
+    return first
+
+
+def test_ha_cluster_voters_standby_and_workers(sim_nodes, sim_bundle):
+    nodes = sim_nodes(6)
+    first = join_cluster(nodes[:5], nodes[5:], sim_bundle)
+    parsed = mk.parse_status_yaml(nodes[2].microk8s("status", "--format", "yaml").stdout)
+    assert [n["role"] for n in parsed["ha_nodes"]] == ["voter", "voter", "voter", "standby", "standby"]
+    assert "high-availability: yes" in first.microk8s("status").stdout
+    backend = (first.root / "var/snap/microk8s/current/var/kubernetes/backend/cluster.yaml").read_text()
+    assert backend.count("Role: 0") == 3 and backend.count("Role: 1") == 2
+    worker = nodes[5]
+    proc = worker.microk8s("status", check=False)
+    assert proc.returncode == 1 and "acting as a node in a cluster" in proc.stdout
+    assert (worker.root / "var/snap/microk8s/current/var/lock/clustered.lock").exists()
+    names = [n["name"] for n in mk.parse_nodes_json(first.microk8s("kubectl", "get", "nodes", "-o", "json").stdout)]
+    assert names == ["n1", "n2", "n3", "n4", "n5", "n6"]
+    table = first.microk8s("kubectl", "get", "nodes").stdout.splitlines()
+    assert re.match(r"^NAME\s+STATUS\s+ROLES\s+AGE\s+VERSION$", table[0]) and "Ready" in table[6]
+    proc = nodes[1].microk8s("join", "10.77.0.1:25000/" + "a" * 32, check=False)
+    assert proc.returncode == 1 and "already part of a cluster" in proc.stdout
+
+
+def test_tokens_single_use_expiry_and_hash(sim_nodes, sim_bundle):
+    first, a, b, c = sim_nodes(4)
+    for node in (first, a, b, c):
+        node.install_microk8s(sim_bundle)
+    url = first.microk8s("add-node", "--format", "short", "--token", "f" * 32).stdout.split()[2]
+    assert re.match(r"^10\.77\.0\.1:25000/f{32}/[0-9a-f]{12}$", url)
+    a.microk8s("join", url)
+    proc = b.microk8s("join", url, check=False)
+    assert proc.returncode == 1
+    assert proc.stdout == "Contacting cluster at 10.77.0.1\nConnection failed. Invalid token (500).\n"
+    first.microk8s("add-node", "--token", "e" * 32, "--token-ttl", "1")
+    time.sleep(1.5)
+    proc = b.microk8s("join", url.replace("f" * 32, "e" * 32), check=False)
+    assert proc.returncode == 1 and "Invalid token (500)" in proc.stdout
+    first.microk8s("add-node", "--token", "d" * 32, "--token-ttl", "60")
+    wrong_hash = url.replace("f" * 32, "d" * 32).rsplit("/", 1)[0] + "/000000000000"
+    proc = b.microk8s("join", wrong_hash, check=False)
+    assert proc.returncode == 1 and "does not match" in proc.stdout
+    b.microk8s("join", wrong_hash, "--skip-verify")
+    proc = c.microk8s("join", "10.77.9.9:25000/" + "d" * 32, check=False)
+    assert proc.returncode == 1 and "unable to join" in proc.stdout
+    proc = first.microk8s("add-node", "--token", "short", check=False)
+    assert (proc.returncode, proc.stdout) == (1, "Invalid token size.  It must be 32 characters long.\n")
+    proc = c.microk8s("join", check=False)
+    assert proc.returncode == 2 and "the following arguments are required: connection" in proc.stderr
+
+
+def test_never_ready_after_join(sim_nodes, sim_bundle):
+    first, late = sim_nodes(2)
+    late.set_faults(never_ready_after_join=True)
+    first.install_microk8s(sim_bundle)
+    late.install_microk8s(sim_bundle)
+    assert mk.parse_status_yaml(late.microk8s("status", "--format", "yaml").stdout)["running"] is True
+    info = json.loads(first.microk8s("add-node", "--format", "json").stdout)
+    late.microk8s("join", info["urls"][0], "--worker")
+    ready = {n["name"]: n["ready"] for n in mk.parse_nodes_json(
+        first.microk8s("kubectl", "get", "nodes", "-o", "json").stdout)}
+    assert ready == {"n1": True, "n2": False}
+
+
+def test_leave_remove_node_and_last_voter(sim_nodes, sim_bundle):
+    nodes = sim_nodes(3)
+    first = join_cluster(nodes[:2], nodes[2:], sim_bundle)
+    second, worker = nodes[1], nodes[2]
+    proc = first.microk8s("remove-node", "n2", check=False)
+    assert proc.returncode == 1 and "is registered with dqlite" in proc.stdout
+    proc = first.microk8s("remove-node", "nosuch", check=False)
+    assert (proc.returncode, proc.stdout) == (1, "Node nosuch does not exist in Kubernetes.\n")
+    proc = second.microk8s("remove-node", "n1", "--force", "--bogus", check=False)
+    assert proc.returncode == 2
+    proc = first.microk8s("remove-node", "n1", check=False)
+    assert proc.returncode == 1 and "cannot remove the node you are running the command from" in proc.stdout
+    second.microk8s("leave")
+    assert mk.parse_status_yaml(second.microk8s("status", "--format", "yaml").stdout)["voters"] == ["10.77.0.2:19001"]
+    ready = {n["name"]: n["ready"] for n in mk.parse_nodes_json(
+        first.microk8s("kubectl", "get", "nodes", "-o", "json").stdout)}
+    assert ready == {"n1": True, "n2": False, "n3": True}
+    first.microk8s("remove-node", "n2")
+    first.microk8s("remove-node", "n3")
+    assert [n["name"] for n in mk.parse_nodes_json(first.microk8s("kubectl", "get", "nodes", "-o", "json").stdout)] \
+        == ["n1"]
+    # n1 is the last voter: a second control plane node asks to remove it with --force
+    third = sim_nodes(4)[3]
+    third.install_microk8s(sim_bundle)
+    info = json.loads(first.microk8s("add-node", "--format", "json").stdout)
+    third.microk8s("join", info["urls"][0])
+    first.microk8s("leave")
+    proc = third.microk8s("remove-node", "n1", "--force")
+    assert proc.returncode == 0
+    proc = third.microk8s("remove-node", "n4", "--force", check=False)
+    assert proc.returncode == 1
+
+
+def test_last_voter_refused(sim_nodes, sim_bundle):
+    first, worker = sim_nodes(2)
+    join_cluster([first], [worker], sim_bundle)
+    # only control-plane node is the one dqlite member: a worker cannot run remove-node at all
+    proc = worker.microk8s("remove-node", "n1", "--force", check=False)
+    assert proc.returncode == 1 and "acting as a node" in proc.stdout
+
+
+def test_kubectl_label_taint_cordon(sim_nodes, sim_bundle):
+    first, worker = sim_nodes(2)
+    join_cluster([first], [worker], sim_bundle)
+    first.microk8s("kubectl", "label", "node", "n2", "labhub.io/gpu=true")
+    proc = first.microk8s("kubectl", "label", "node", "n2", "labhub.io/gpu=false", check=False)
+    assert proc.returncode == 1 and "--overwrite is false" in proc.stderr
+    first.microk8s("kubectl", "taint", "nodes", "n2", "nvidia.com/gpu=present:NoSchedule")
+    assert first.microk8s("kubectl", "cordon", "n2").stdout == "node/n2 cordoned\n"
+    node = mk.parse_nodes_json(first.microk8s("kubectl", "get", "node", "n2", "-o", "json").stdout)[0]
+    assert node["labels"]["labhub.io/gpu"] == "true" and node["unschedulable"] is True
+    assert node["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+    assert "SchedulingDisabled" in first.microk8s("kubectl", "get", "nodes").stdout
+    proc = first.microk8s("kubectl", "apply", "-f", "x.yaml", check=False)
+    assert proc.returncode == 1 and "does not implement" in proc.stderr
+
+
+def test_ctr_delegates_or_fails_clearly(sim_nodes, sim_bundle):
+    (node,) = sim_nodes(1)
+    node.install_microk8s(sim_bundle)
+    proc = node.microk8s("ctr", "version", check=False)
+    # Debian's containerd is installed on the CI machines: delegation reaches the real ctr, which
+    # cannot reach MicroK8s' (absent) socket; without ctr the simulator says so.
+    assert proc.returncode != 0
+    assert ("needs a real ctr" in proc.stdout) or ("containerd.sock" in proc.stderr)
