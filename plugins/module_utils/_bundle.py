@@ -25,11 +25,12 @@ __metaclass__ = type
 
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import re
 import tempfile
+
+from ansible_collections.labhub.platform.plugins.module_utils._image_archive import file_sha256
 
 LOCK_NAME = "bundle.lock.json"
 SUMS_NAME = "SHA256SUMS"
@@ -46,15 +47,8 @@ class BundleError(Exception):
     """A bundle problem worth reporting to the user as is."""
 
 
-def sha256_file(path, bufsize=1024 * 1024):
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while True:
-            chunk = fh.read(bufsize)
-            if not chunk:
-                break
-            h.update(chunk)
-    return h.hexdigest()
+# One streamed file hash for the whole collection (ctr_image uses the same function).
+sha256_file = file_sha256
 
 
 def normalize_sha256(value):
