@@ -116,9 +116,17 @@ def artifact_pin(kind, spec, requirements_sha256=None):
         return {"name": spec["name"], "revision": int(spec["revision"])}
     if kind == "chart":
         return {"name": spec["name"], "repo": spec["repo"], "version": str(spec["version"])}
-    return {"requirements_sha256": requirements_sha256,
-            "python_version": str(spec.get("python_version", "")),
-            "platforms": list(spec.get("platforms") or [])}
+    pin = {"requirements_sha256": requirements_sha256,
+           "python_version": str(spec.get("python_version", "")),
+           "platforms": list(spec.get("platforms") or [])}
+    if spec.get("projects"):
+        pin["projects"] = ["%s==%s" % nv for nv in project_pins(spec)]
+    return pin
+
+
+def project_pins(spec):
+    """[(canonical_name, version)] of the wheels spec's own projects (built, not downloaded)."""
+    return [(canonical_name(p.get("name", "")), str(p.get("version", ""))) for p in spec.get("projects") or []]
 
 
 def artifact_files(kind, spec):
@@ -343,6 +351,7 @@ def verify_bundle(bundle_dir, manifest, requirements=None):
                         pins = parse_requirements(requirements)
                     except BundleError as exc:
                         add("corrupt", spec.get("requirements", requirements), art, str(exc))
+            pins = pins + project_pins(spec)
             wanted = set(pins)
             for nv in pins:
                 if nv not in present:

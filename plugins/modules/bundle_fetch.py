@@ -42,7 +42,9 @@ options:
       - "V(snap): C(name), C(revision), C(file), C(assert) (C(channel), C(classic) are informational here)."
       - "V(chart): C(name), C(repo), C(version), C(file), optional C(sha256)."
       - "V(image): C(ref) (C(name:tag)), C(file), optional C(digest) (C(sha256:...)), optional C(sha256) of the archive."
-      - "V(wheels): C(dir), C(python_version), C(platforms), optional C(implementation) (default C(cp)), optional C(name)."
+      - "V(wheels): C(dir), C(python_version), C(platforms), optional C(implementation) (default C(cp)), optional C(name),
+        optional C(projects) (list of C(path), C(name), C(version): Python projects of this repository whose own wheels
+        are built with C(pip wheel --no-deps) from O(project_root) and must carry exactly that name and version)."
     type: dict
     required: true
   source:
@@ -55,6 +57,11 @@ options:
     type: str
   requirements:
     description: Pinned requirements file (pip-compile style) for V(wheels). Required when O(kind=wheels).
+    type: path
+  project_root:
+    description:
+      - Directory the C(path) of each entry in the wheels' C(projects) is relative to (the collection root).
+      - Required when the V(wheels) spec lists C(projects).
     type: path
   arch:
     description: Architecture to fetch for (skopeo C(--override-arch)).
@@ -154,12 +161,13 @@ reason:
 
 import os
 import shutil
+import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.labhub.platform.plugins.module_utils._bundle import (
-    BundleError, LockUpdate, PARTIAL_DIR, artifact_files, artifact_id, artifact_pin,
-    normalize_sha256, read_lock, safe_relpath, sha256_file, split_image_ref,
+    BundleError, LockUpdate, PARTIAL_DIR, artifact_files, artifact_id, artifact_pin, canonical_name,
+    normalize_sha256, read_lock, safe_relpath, sha256_file, split_image_ref, wheel_name_version,
 )
 from ansible_collections.labhub.platform.plugins.module_utils._cmd_runner import CmdError, CmdRunner, fmt
 
@@ -329,11 +337,38 @@ class Fetcher:
                 dest=tmp, requirement=self.module.params["requirements"],
                 python_version=str(spec["python_version"]), implementation=spec.get("implementation", "cp"),
                 platforms=spec["platforms"], no_index=bool(self.source), find_links=self.source)
+        for project in spec.get("projects") or []:
+            self.build_project_wheel(project, tmp)
         wheels = sorted(f for f in os.listdir(tmp) if f.endswith(".whl"))
         if not wheels:
             self.fail("pip download produced no wheels")
         src = self.source or "PyPI"
         return dict((os.path.join(spec["dir"], w), os.path.join(tmp, w)) for w in wheels), None, src
+
+    def build_project_wheel(self, project, tmp):
+        """`pip wheel --no-deps` of a project of this repository (the portal): its own wheel
+        is in no index, and must match the name and version the manifest pins."""
+        root = self.module.params["project_root"]
+        if not root:
+            self.fail("the wheels spec lists projects but project_root is not set")
+        for key in ("path", "name", "version"):
+            if not project.get(key):
+                self.fail("wheels project entry %s lacks %s" % (project, key))
+        src = os.path.join(root, project["path"])
+        if not os.path.isfile(os.path.join(src, "pyproject.toml")):
+            self.fail("project '%s' has no pyproject.toml under %s" % (project["name"], src))
+        out = tempfile.mkdtemp(dir=tmp)
+        pip = self.runner("python_path", base=["-m", "pip", "wheel"], formats={
+            "wheel_dir": fmt.as_opt_val("--wheel-dir"),
+        })
+        pip.run(["--no-deps", "--disable-pip-version-check", "--no-input", src], wheel_dir=out)
+        built = [f for f in os.listdir(out) if f.endswith(".whl")]
+        want = (canonical_name(project["name"]), str(project["version"]))
+        if len(built) != 1 or wheel_name_version(built[0]) != want:
+            self.fail("building project '%s' gave %s, but the manifest pins %s==%s"
+                      % (project["path"], built or "no wheel", want[0], want[1]))
+        os.rename(os.path.join(out, built[0]), os.path.join(tmp, built[0]))
+        os.rmdir(out)
 
     # ------------------------------------------------------------------ main
     def run(self):
@@ -407,6 +442,7 @@ def main():
             spec=dict(type="dict", required=True),
             source=dict(type="str"),
             requirements=dict(type="path"),
+            project_root=dict(type="path"),
             arch=dict(type="str", default="amd64"),
             force=dict(type="bool", default=False),
             skopeo_path=dict(type="str", default="skopeo"),

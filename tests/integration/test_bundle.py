@@ -431,3 +431,73 @@ def test_online_transports_against_simulators(world, tmp_path):
     finally:
         for key in ("SIM_LOG", "SIM_SKOPEO", "SIM_OCI_MAP"):
             os.environ.pop(key, None)
+
+
+# An in-tree PEP 517 backend (build requires nothing, so pip's isolated build stays offline):
+# enough to build the wheel of a small project the way `pip wheel` builds the portal's.
+_LOCAL_BACKEND = '''
+import os, zipfile
+
+NAME, VERSION = open(os.path.join(os.path.dirname(__file__), "NAME-VERSION")).read().split()
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    dist = NAME.replace("-", "_")
+    filename = "%s-%s-py3-none-any.whl" % (dist, VERSION)
+    info = "%s-%s.dist-info" % (dist, VERSION)
+    files = {
+        dist + "/__init__.py": "VALUE = 1\\n",
+        info + "/METADATA": "Metadata-Version: 2.1\\nName: %s\\nVersion: %s\\n" % (NAME, VERSION),
+        info + "/WHEEL": "Wheel-Version: 1.0\\nGenerator: labhub-test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+    }
+    files[info + "/RECORD"] = "".join("%s,,\\n" % n for n in files) + info + "/RECORD,,\\n"
+    with zipfile.ZipFile(os.path.join(wheel_directory, filename), "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return filename
+'''
+
+
+def make_local_project(path: Path, name: str, version: str) -> None:
+    path.mkdir(parents=True)
+    (path / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n\n'
+        f'[project]\nname = "{name}"\nversion = "{version}"\n')
+    (path / "backend.py").write_text(_LOCAL_BACKEND)
+    (path / "NAME-VERSION").write_text(f"{name} {version}\n")
+
+
+def test_wheels_include_the_repositorys_own_projects(world, tmp_path):
+    """The portal's own wheel is in no index: bundle.yml builds it from the checkout
+    (`pip wheel --no-deps`), verify_bundle.yml expects it, and a version that differs from
+    the manifest's pin fails the fetch, naming both."""
+    project_root = tmp_path / "project"
+    shutil.copytree(world["project"], project_root)
+    make_local_project(project_root / "tool", "labhub-tool", "3.2")
+    manifest = {"schema_version": 1, "snaps": [], "charts": [], "images": [],
+                "wheels": dict(world["manifest"]["wheels"],
+                               projects=[{"path": "tool", "name": "labhub-tool", "version": "3.2"}])}
+    manifest_path = tmp_path / "manifest.yml"
+    manifest_path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    here = dict(world, root=tmp_path, project=project_root, manifest_path=manifest_path)
+    only_wheels = {"labhub_bundle_kinds": ["wheels"]}
+
+    bundle = tmp_path / "out"
+    rc, changed, out = run_playbook(here, "bundle.yml", bundle, extra_vars=only_wheels)
+    assert rc == 0, out
+    assert (bundle / "wheels" / "labhub_tool-3.2-py3-none-any.whl").is_file()
+    assert "wheels/labhub_tool-3.2-py3-none-any.whl" in read_sums(bundle)
+    rc, _changed, out = run_playbook(here, "verify_bundle.yml", bundle, extra_vars=only_wheels)
+    assert rc == 0, out
+    rc, changed, out = run_playbook(here, "bundle.yml", bundle, extra_vars=only_wheels)
+    assert rc == 0 and changed == 0, out
+
+    (bundle / "wheels" / "labhub_tool-3.2-py3-none-any.whl").unlink()
+    rc, _changed, out = run_playbook(here, "verify_bundle.yml", bundle, extra_vars=only_wheels)
+    assert rc != 0 and "missing  wheels/labhub_tool-3.2-py3-none-any.whl" in out, out
+
+    manifest["wheels"]["projects"][0]["version"] = "9.9"
+    manifest_path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    rc, _changed, out = run_playbook(here, "bundle.yml", tmp_path / "out2", extra_vars=only_wheels)
+    assert rc != 0, out
+    assert "labhub-tool==9.9" in out and "labhub_tool-3.2-py3-none-any.whl" in out, out

@@ -131,6 +131,20 @@ def test_wheels_section():
     assert wheels["platforms"] and wheels["python_version"]
 
 
+def test_wheels_projects_pin_the_portal_the_role_installs():
+    """The portal role installs labhub-portal==<its version> from <bundle>/wheels/portal: the
+    bundle must build exactly that wheel there."""
+    import re
+    projects = {p["path"]: p for p in MANIFEST["wheels"]["projects"]}
+    pyproject = (REPO / "portal" / "pyproject.toml").read_text()
+    project = pyproject.split("[project]", 1)[1]
+    name = re.search(r'^name\s*=\s*"([^"]+)"', project, re.M).group(1)
+    version = re.search(r'^version\s*=\s*"([^"]+)"', project, re.M).group(1)
+    assert (projects["portal"]["name"], str(projects["portal"]["version"])) == (name, version)
+    role_defaults = (REPO / "roles" / "portal" / "defaults" / "main.yml").read_text()
+    assert "/" + MANIFEST["wheels"]["dir"] + "'" in role_defaults
+
+
 # ----------------------------------------------------------------------------- the data model
 
 def test_split_and_normalize_refs():
