@@ -55,7 +55,7 @@ def run_render(inventory: Path, *extra: str, hosts: str | None = "all") -> dict:
     if hosts:
         cmd += ["-e", f"labhub_render_hosts={hosts}"]
     cmd += list(extra)
-    proc = subprocess.run(cmd, cwd=REPO, env=ansible_env(), capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, cwd=REPO, env=ansible_env(), capture_output=True, text=True, timeout=900, check=False)
     try:
         report = json.loads(proc.stdout)
     except json.JSONDecodeError as exc:  # pragma: no cover - shows ansible's own error

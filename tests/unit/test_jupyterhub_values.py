@@ -101,7 +101,8 @@ BAD = {
     "bad_gpu_off": (_mode("native", labhub_hub_profiles=GPU_PROFILES), "labhub_hub_profiles[gpu-1].gpus: requests 1 GPU(s) but GPU support is off"),
     "bad_cpu": (_mode("native", labhub_hub_profiles=[{"name": "x", "cpu": "2 cores", "memory": "1Gi"}]), "labhub_hub_profiles[x].cpu: invalid CPU quantity"),
     "bad_memory": (_mode("native", labhub_hub_profiles=[{"name": "x", "cpu": 1, "memory": "8 GB"}]), "labhub_hub_profiles[x].memory: invalid memory quantity"),
-    "bad_team": (_mode("native", jupyterhub_teams={"vision": ["cpu-small", "gpu-9"]}), 'jupyterhub_teams.vision: team "vision" is mapped to unknown profile "gpu-9"'),
+    "bad_team": (_mode("native", jupyterhub_teams={"vision": ["cpu-small", "gpu-9"]}),
+                 'jupyterhub_teams.vision: team "vision" is mapped to unknown profile "gpu-9"'),
     "bad_image": (_mode("native", jupyterhub_singleuser_image="docker.io/jupyter/base-notebook:latest"), "is not in the bundle manifest"),
     "bad_nfs": (_mode("native", jupyterhub_storage_kind="nfs"), "jupyterhub_storage_nfs_server: required"),
     "bad_inline_secret": (_mode("native", jupyterhub_auth_settings={"github": {"client_secret": "x"}}), "jupyterhub_auth_settings.github.client_secret"),
@@ -150,7 +151,7 @@ def rendered(tmp_path_factory):
         "hub_start": _mode("native", "github", "cookie_sso", "local_groups",
                            jupyterhub_announcement="Maintenance on Monday"),
     }
-    for name, (variables, _) in BAD.items():
+    for name, (variables, _message) in BAD.items():
         scenarios[name] = variables
     assert set(GOOD) | set(BAD) == set(scenarios)
     inventory = write_inventory(root, scenarios)
@@ -237,7 +238,7 @@ def rendered_modes(name):
 
 @pytest.mark.slow
 def test_multi_mode_wires_every_secret(rendered):
-    _, values, manifests = _load(rendered["root"], "multi")
+    _ignored, values, manifests = _load(rendered["root"], "multi")
     env = values["hub"]["extraEnv"]
     assert env["LABHUB_GITHUB_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]["key"] == "github-client-secret"
     assert env["LABHUB_OIDC_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]["key"] == "oidc-client-secret"
@@ -259,7 +260,7 @@ def test_multi_mode_wires_every_secret(rendered):
 
 @pytest.mark.slow
 def test_storage_kinds(rendered):
-    _, v, _ = _load(rendered["root"], "storage_hostpath")
+    _ignored, v, _ignored = _load(rendered["root"], "storage_hostpath")
     st = v["singleuser"]["storage"]
     assert st["type"] == "none"
     assert st["extraVolumes"][0] == {"name": "labhub-home", "hostPath": {"path": "/srv/lab/home", "type": "DirectoryOrCreate"}}
@@ -270,25 +271,25 @@ def test_storage_kinds(rendered):
     assert init["volumeMounts"] == [{"name": "labhub-home", "mountPath": "/labhub-home", "subPath": "{username}"}]
     assert "chown 1000:100 /labhub-home" in init["command"][2]
 
-    _, v, m = _load(rendered["root"], "storage_nfs")
+    _ignored, v, m = _load(rendered["root"], "storage_nfs")
     assert v["singleuser"]["storage"]["extraVolumes"][0]["nfs"] == {"server": "10.1.2.3", "path": "/export/home"}
     assert m["20-networkpolicy-singleuser-egress.yaml"]["spec"]["egress"] == [
         {"to": [{"ipBlock": {"cidr": "10.1.2.3/32"}}], "ports": [{"port": 2049, "protocol": "TCP"}]}]
     assert v["hub"]["networkPolicy"]["egress"][0]["to"] == [{"ipBlock": {"cidr": "10.9.0.0/16"}}]
 
-    _, v, _ = _load(rendered["root"], "mode_native")  # default: MicroK8s hostpath-storage PVCs
+    _ignored, v, _ignored = _load(rendered["root"], "mode_native")  # default: MicroK8s hostpath-storage PVCs
     st = v["singleuser"]["storage"]
     assert st["type"] == "dynamic" and st["dynamic"]["storageClass"] == "microk8s-hostpath"
     assert st["homeMountPath"] == "/home/jovyan/work"
     assert v["singleuser"]["initContainers"][0]["volumeMounts"][0]["name"] == "volume-{user_server}"
 
-    _, v, _ = _load(rendered["root"], "storage_none")
+    _ignored, v, _ignored = _load(rendered["root"], "storage_none")
     assert v["singleuser"]["storage"]["type"] == "none" and "initContainers" not in v["singleuser"]
 
 
 @pytest.mark.slow
 def test_exposure_and_tls(rendered):
-    _, v, m = _load(rendered["root"], "ingress_tls")
+    _ignored, v, m = _load(rendered["root"], "ingress_tls")
     assert v["ingress"]["enabled"] and v["ingress"]["hosts"] == ["hub.example.org"]
     assert v["ingress"]["annotations"]["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"
     assert v["ingress"]["tls"] == [{"hosts": ["hub.example.org"], "secretName": "labhub-hub-tls"}]
@@ -297,34 +298,34 @@ def test_exposure_and_tls(rendered):
     assert tls["type"] == "kubernetes.io/tls"
     assert secret_values([tls])[1] == Path(rendered["key"]).read_text()
 
-    _, v, m = _load(rendered["root"], "nodeport_tls")
+    _ignored, v, m = _load(rendered["root"], "nodeport_tls")
     assert v["proxy"]["service"] == {"type": "NodePort", "nodePorts": {"http": 30080, "https": 30443}}
     assert v["proxy"]["https"] == {"enabled": True, "hosts": ["hub.example.org"], "type": "secret",
                                    "secret": {"name": "labhub-hub-tls"}}
     assert "ingress" not in v
 
-    _, v, m = _load(rendered["root"], "nodeport_letsencrypt")
+    _ignored, v, m = _load(rendered["root"], "nodeport_letsencrypt")
     assert v["proxy"]["https"]["type"] == "letsencrypt" and "31-secret-tls.yaml" not in m
 
-    _, v, m = _load(rendered["root"], "mode_native")
+    _ignored, v, m = _load(rendered["root"], "mode_native")
     assert "https" not in v["proxy"] and "31-secret-tls.yaml" not in m
 
 
 @pytest.mark.slow
 def test_gpu_on_and_off(rendered):
-    _, _, m = _load(rendered["root"], "gpu_on")
+    _ignored, _ignored, m = _load(rendered["root"], "gpu_on")
     cfg = yaml.safe_load(m["40-configmap-hub.yaml"]["data"]["config.yaml"])
     assert cfg["spawn"]["gpu"]["enabled"] is True
     assert [p["gpu"] for p in cfg["spawn"]["profiles"]] == [0, 0, 1]
     assert m["51-clusterrolebinding-nodes.yaml"]["subjects"][0]["name"] == "hub"
-    _, _, m = _load(rendered["root"], "mode_native")
+    _ignored, _ignored, m = _load(rendered["root"], "mode_native")
     cfg = yaml.safe_load(m["40-configmap-hub.yaml"]["data"]["config.yaml"])
     assert cfg["spawn"]["gpu"]["enabled"] is False and "50-clusterrole-nodes.yaml" not in m
 
 
 @pytest.mark.slow
 def test_secrets_left_out_on_request(rendered):
-    out, _, m = _load(rendered["root"], "no_rendered_secrets")
+    out, _ignored, m = _load(rendered["root"], "no_rendered_secrets")
     assert "30-secret-hub.yaml" not in m
     note = (out / "manifests" / "SECRETS-OMITTED.txt").read_text()
     assert "labhub-hub-secrets" in note and "github-client-secret" in note
@@ -388,7 +389,7 @@ def test_generated_credentials_do_not_become_inventory(tmp_path):
 def _uninstall(inventory: Path, *extra: str) -> subprocess.CompletedProcess:
     from jupyterhub_render import ansible_env
     return subprocess.run(["ansible-playbook", str(REPO / "playbooks" / "uninstall.yml"), "-i", str(inventory), *extra],
-                          cwd=REPO, env=ansible_env(), capture_output=True, text=True, timeout=600)
+                          cwd=REPO, env=ansible_env(), capture_output=True, text=True, timeout=600, check=False)
 
 
 @pytest.mark.slow
@@ -479,7 +480,7 @@ def test_rendered_files_start_a_real_hub(rendered, tmp_path):
 
     if not (HUB_VENV / "jupyterhub").exists() or not CHP.exists():
         pytest.skip("files/hub/.venv or configurable-http-proxy missing: run `make -C files/hub test` first")
-    _, values, manifests = _load(rendered["root"], "hub_start")
+    _ignored, values, manifests = _load(rendered["root"], "hub_start")
     pod = tmp_path / "labhub"
     cm = manifests["40-configmap-hub.yaml"]
     volume = values["hub"]["extraVolumes"][0]
@@ -538,22 +539,22 @@ def test_rendered_files_start_a_real_hub(rendered, tmp_path):
                 pass
             assert time.monotonic() < deadline, (tmp_path / "hub.log").read_text()[-4000:]
             time.sleep(0.5)
-        status, page, _ = request("/hub/login")
+        status, page, _ignored = request("/hub/login")
         assert status == 200, page
         for text in ("Sign in with GitHub", "Sign in with company SSO", "/hub/local_groups/login", "/hub/native/login",
                      "Sign in with your organisation", "--labhub-primary: #1f4e79"):
             assert text in page, text
-        status, logo, _ = request("/hub/logo")
+        status, logo, _ignored = request("/hub/logo")
         assert status == 200 and "<title>Labhub</title>" in logo
         xsrf = next(c.value for c in jar if c.name == "_xsrf")
-        status, body, _ = request("/hub/local_groups/login", {"username": "s1", "password": "wrong-password", "_xsrf": xsrf})
+        status, body, _ignored = request("/hub/local_groups/login", {"username": "s1", "password": "wrong-password", "_xsrf": xsrf})
         assert status != 302, body
         status, body, headers = request("/hub/local_groups/login",
                                         {"username": "s1", "password": "course-a-password-123", "_xsrf": xsrf})
         assert status == 302, body
-        status, body, _ = request("/hub/api/user")
+        status, body, _ignored = request("/hub/api/user")
         assert status == 200 and '"name": "s1"' in body.replace('":"', '": "'), body
-        status, home, _ = request("/hub/home")  # jupyterhub_announcement on every page after login
+        status, home, _ignored = request("/hub/home")  # jupyterhub_announcement on every page after login
         assert status == 200 and "Maintenance on Monday" in home and "--labhub-primary" in home, home[-2000:]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

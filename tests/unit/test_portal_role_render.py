@@ -111,7 +111,7 @@ def _all_rules(objects: dict[str, dict]) -> list[tuple[str, dict]]:
 @pytest.fixture(scope="module")
 def default_render(tmp_path_factory) -> Path:
     """One render with the role's defaults, shared by the tests that only read it."""
-    directory, _ = _render(tmp_path_factory.mktemp("portal-render"))
+    directory, _ignored = _render(tmp_path_factory.mktemp("portal-render"))
     return directory
 
 
@@ -123,7 +123,7 @@ def test_render_writes_least_privilege_objects(default_render):
     for name, obj in objects.items():
         _check_fields(obj, f"V1{obj['kind']}", name)
 
-    sa, secret, role, binding, crole, cbinding = objects.values()
+    sa, secret, role, binding, crole, cbinding = list(objects.values())
     assert sa["kind"] == "ServiceAccount" and sa["metadata"] == {**sa["metadata"], "name": "labhub-portal",
                                                                  "namespace": "jhub"}
     assert sa["automountServiceAccountToken"] is False
@@ -156,7 +156,7 @@ def test_render_writes_least_privilege_objects(default_render):
 def test_render_without_node_access_has_no_cluster_scope_and_drops_stale_files(tmp_path, default_render):
     shutil.copytree(default_render, tmp_path / "render" / "portal")
     assert (tmp_path / "render" / "portal" / "05-clusterrole-nodes.yaml").exists()
-    directory, _ = _render(tmp_path, portal_kube_node_access=False)
+    directory, _ignored = _render(tmp_path, portal_kube_node_access=False)
     objects = _objects(directory)
     assert list(objects) == ["01-serviceaccount.yaml", "02-token-secret.yaml", "03-role.yaml",
                              "04-rolebinding.yaml"]
@@ -164,7 +164,7 @@ def test_render_without_node_access_has_no_cluster_scope_and_drops_stale_files(t
 
 
 def test_render_follows_namespace_and_account_name(tmp_path):
-    directory, _ = _render(tmp_path, portal_hub_namespace="hub-prod", portal_kube_service_account="usage")
+    directory, _ignored = _render(tmp_path, portal_hub_namespace="hub-prod", portal_kube_service_account="usage")
     objects = _objects(directory)
     for name, obj in objects.items():
         if obj["kind"].startswith("Cluster"):
@@ -178,7 +178,7 @@ def test_render_follows_namespace_and_account_name(tmp_path):
 
 def test_render_is_idempotent(tmp_path, default_render):
     shutil.copytree(default_render, tmp_path / "render" / "portal")
-    _, second = _render(tmp_path)
+    _ignored, second = _render(tmp_path)
     assert "changed=0" in second.stdout, second.stdout
 
 
