@@ -23,6 +23,8 @@ description:
   - Must run on a control-plane node; MicroK8s refuses addon changes on worker nodes.
 author:
   - Labhub engineers (@labhub)
+extends_documentation_fragment:
+  - labhub.platform.microk8s
 options:
   name:
     description: Addon name as C(microk8s status) lists it (V(dns), V(hostpath-storage), V(rbac), ...).
@@ -49,10 +51,6 @@ options:
         V(0) does not wait.
     type: int
     default: 300
-  microk8s_path:
-    description: The C(microk8s) command; looked up in C(PATH) and C(/snap/bin).
-    type: path
-    default: microk8s
 attributes:
   check_mode:
     support: full

@@ -22,6 +22,8 @@ description:
   - With O(fail_not_ready=true), fails when MicroK8s is not running after the wait.
 author:
   - Labhub engineers (@labhub)
+extends_documentation_fragment:
+  - labhub.platform.microk8s
 options:
   wait_ready:
     description: Wait until MicroK8s is ready (C(--wait-ready)) before reading the status.
@@ -40,10 +42,6 @@ options:
     description: Fail when MicroK8s is not running (after the wait when O(wait_ready=true)).
     type: bool
     default: false
-  microk8s_path:
-    description: The C(microk8s) command; looked up in C(PATH) and C(/snap/bin).
-    type: path
-    default: microk8s
 attributes:
   check_mode:
     support: full

@@ -22,6 +22,8 @@ description:
     with MicroK8s' own message, e.g. C(Connection failed. Invalid token (500).).
 author:
   - Labhub engineers (@labhub)
+extends_documentation_fragment:
+  - labhub.platform.microk8s
 options:
   url:
     description: The join URL C(<address>:<port>/<token>/<check>); secret (holds the token).
@@ -31,10 +33,6 @@ options:
     description: Join as a worker (C(--worker)), which runs no control plane and no dqlite.
     type: bool
     default: false
-  microk8s_path:
-    description: The C(microk8s) command; looked up in C(PATH) and C(/snap/bin).
-    type: path
-    default: microk8s
   snap_data:
     description: MicroK8s' C($SNAP_DATA) directory (where C(var/lock/clustered.lock) lives).
     type: path

@@ -20,6 +20,8 @@ description:
     callers issue tokens only for nodes that still have to join. Check mode runs nothing.
 author:
   - Labhub engineers (@labhub)
+extends_documentation_fragment:
+  - labhub.platform.microk8s
 options:
   token:
     description: The token to register, at least 32 characters (MicroK8s refuses shorter ones).
@@ -30,10 +32,6 @@ options:
       - Seconds the token stays valid. V(-1) makes a single-use token without expiry (MicroK8s' default).
     type: int
     default: 600
-  microk8s_path:
-    description: The C(microk8s) command; looked up in C(PATH) and C(/snap/bin).
-    type: path
-    default: microk8s
 attributes:
   check_mode:
     support: full
