@@ -4,7 +4,9 @@
 """SIMULATOR of the `snap` and `microk8s` command lines, for tests only.
 
 No snapd and no Kubernetes API can run on the Labhub CI machines, so Molecule scenarios run
-the roles against this simulator. It is NOT MicroK8s and nothing here starts Kubernetes.
+the roles against this simulator. It is NOT MicroK8s and nothing here starts Kubernetes: a
+control-plane node starts the FAKE API server of labhub_kube.py (a test double) and
+`microk8s helm3` is the simulated helm of labhub_helm.py.
 What it reproduces (see README.md next to this file for the details and the sources):
 
 * the argument grammar of the commands Labhub uses (unknown flags fail like argparse /
@@ -45,10 +47,15 @@ import shlex
 import shutil
 import socket
 import sys
+import threading
 import time
 import uuid
 
 SIM_DIR = os.path.dirname(os.path.realpath(__file__))
+# labhub_kube.py / labhub_helm.py import this module as `labhub_sim`: make that the running one.
+sys.modules.setdefault("labhub_sim", sys.modules[__name__])
+if SIM_DIR not in sys.path:
+    sys.path.insert(0, SIM_DIR)
 MICROK8S_VERSION_FALLBACK = "v1.30.0"
 
 # What the simulator knows about snaps it can install from a file: what snapd would read from
@@ -164,15 +171,31 @@ def _save(path, data):
     os.replace(tmp, path)
 
 
+_HELD = {}
+_HELD_GUARD = threading.Lock()
+
+
 @contextlib.contextmanager
 def locked(directory):
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, ".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
+    """The cluster-wide flock; re-entrant within a thread (an inner `locked` is a no-op)."""
+    key = (os.path.realpath(directory), threading.get_ident())
+    with _HELD_GUARD:
+        depth = _HELD.get(key, 0)
+        _HELD[key] = depth + 1
+    try:
+        if depth:
             yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            return
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, ".lock"), "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        with _HELD_GUARD:
+            _HELD[key] -= 1
 
 
 def node_state():
@@ -612,12 +635,21 @@ def m_install(info, prev):
         if cmd != "microk8s":
             target.append(cmd.split(".", 1)[1])
         _write_snap_wrapper(rpath("snap/bin", cmd), target)
+    cni = os.path.join(data, "args", "cni-network", "cni.yaml")
+    if not os.path.exists(cni):
+        import sim_charts.microk8s_builtin as builtin  # pylint: disable=import-outside-toplevel
+        os.makedirs(os.path.dirname(cni), exist_ok=True)
+        with open(cni, "w") as handle:
+            handle.write(builtin.cni_yaml())
     if prev is None:
         with locked(cluster_dir()):
             _new_standalone_cluster()
+        _api_server_up()
 
 
 def m_uninstall():
+    import labhub_kube  # pylint: disable=import-outside-toplevel
+    labhub_kube.stop()
     with locked(cluster_dir()):
         state = node_state()
         m = state.get("microk8s")
@@ -657,12 +689,82 @@ def _new_standalone_cluster():
     cluster = {"id": cid, "cert_hash": secrets.token_hex(6), "tokens": [],
                "addons": {name: {"enabled": True, "args": []} for name in DEFAULT_ENABLED},
                "nodes": [_new_node_entry(True)], "created_at": time.time()}
+    _kube_bootstrap(cluster)
     save_cluster(cluster)
     state = node_state()
     state["microk8s"] = {"cluster_id": cid, "role": "control-plane"}
     save_node_state(state)
     _write_backend(cluster)
     return cluster
+
+
+# -- the FAKE Kubernetes API (labhub_kube.py) ------------------------------------------------
+def _kube_bootstrap(cluster):
+    """The objects a fresh MicroK8s holds (sim_charts/microk8s_builtin.py) and its enabled addons."""
+    import labhub_kube  # pylint: disable=import-outside-toplevel
+    import sim_charts.microk8s_builtin as builtin  # pylint: disable=import-outside-toplevel
+    store = labhub_kube.Store(cluster)
+    for obj in builtin.install_objects():
+        store.apply(obj)
+    for name, entry in sorted(cluster["addons"].items()):
+        if entry.get("enabled"):
+            for obj in builtin.addon_objects(name, entry.get("args")):
+                store.apply(obj)
+    labhub_kube.Reconciler(store).run()
+
+
+def _kube_addon(cluster, name, args, enable):
+    import labhub_kube  # pylint: disable=import-outside-toplevel
+    import sim_charts.microk8s_builtin as builtin  # pylint: disable=import-outside-toplevel
+    store = labhub_kube.Store(cluster)
+    for obj in builtin.addon_objects(name, args):
+        if enable:
+            store.apply(obj)
+        else:
+            store.delete_obj(obj)
+    labhub_kube.Reconciler(store).run()
+
+
+def _api_server_up():
+    """Like kubelite on a control-plane node: the (fake) API server runs while MicroK8s does."""
+    import labhub_kube  # pylint: disable=import-outside-toplevel
+    info = labhub_kube.ensure_running()
+    if info is None:
+        return None
+    state = node_state()
+    m = state.get("microk8s") or {}
+    client_config = os.path.join(snap_data(), "credentials", "client.config")
+    if os.path.isdir(os.path.dirname(client_config)):
+        text = _kubeconfig_text(m.get("cluster_id", "none"), "127.0.0.1" if info.get("bind") in ("0.0.0.0", "127.0.0.1")
+                                else info["address"], info["port"])
+        old = None
+        with contextlib.suppress(FileNotFoundError):
+            with open(client_config) as handle:
+                old = handle.read()
+        if old != text:
+            with open(client_config, "w") as handle:
+                handle.write(text)
+            os.chmod(client_config, 0o600)
+    if m.get("cluster_id"):
+        cluster = load_cluster(m["cluster_id"])
+        servers = (cluster or {}).get("kube", {}).get("apiservers", {})
+        want = {"address": info["address"], "port": info["port"], "pid": info["pid"]}
+        if cluster is not None and servers.get(hostname()) != want:
+            with locked(cluster_dir()):
+                cluster = load_cluster(m["cluster_id"])
+                if cluster is not None:
+                    labhub_kube.record_in_cluster(cluster, info)
+                    save_cluster(cluster)
+    return info
+
+
+def _kubeconfig_text(cid, server_host, port):
+    fake = base64.b64encode(("SIMULATED-%s" % cid).encode()).decode()
+    return ("apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: %s\n"
+            "    server: http://%s:%s\n  name: microk8s-cluster\ncontexts:\n- context:\n"
+            "    cluster: microk8s-cluster\n    user: admin\n  name: microk8s\ncurrent-context: microk8s\n"
+            "kind: Config\npreferences: {}\nusers:\n- name: admin\n  user:\n"
+            "    client-certificate-data: %s\n    client-key-data: %s\n" % (fake, server_host, port, fake, fake))
 
 
 def _drop_from_cluster(cid, name):
@@ -733,6 +835,7 @@ def _current():
         raise SimExit(1, "simulator: cluster state %s is missing from %s" % (m["cluster_id"], cluster_dir()))
     if m["role"] != "worker":
         _write_backend(cluster)
+        _api_server_up()
     return state, m, cluster
 
 
@@ -756,11 +859,19 @@ def microk8s_main(argv):
     cmd, rest = argv[0], argv[1:]
     handlers = {"status": m_status, "enable": m_enable, "disable": m_disable, "add-node": m_add_node,
                 "join": m_join, "leave": m_leave, "remove-node": m_remove_node, "config": m_config,
-                "kubectl": m_kubectl, "ctr": m_ctr, "version": m_version}
+                "kubectl": m_kubectl, "ctr": m_ctr, "version": m_version, "helm3": m_helm3, "helm": m_helm3}
     if cmd not in handlers:
         raise SimExit(1, "'%s' is not a valid MicroK8s subcommand.\nAvailable subcommands are:\n\t%s"
                       % (cmd, "\n\t".join(sorted(handlers))))
     return handlers[cmd](rest)
+
+
+def m_helm3(argv):
+    """`microk8s helm3`: the SIMULATED helm (labhub_helm.py) against this cluster's fake API state."""
+    _state, m, _cluster = _current()
+    _exit_if_worker(m)
+    import labhub_helm  # pylint: disable=import-outside-toplevel
+    return labhub_helm.main(argv)
 
 
 def m_version(argv):
@@ -982,6 +1093,7 @@ def m_enable(argv, enable=True):
                 entry.update(enabled=True, args=resolved)
                 if name == "storage":
                     cluster["addons"].setdefault("hostpath-storage", {})["enabled"] = True
+                _kube_addon(cluster, name, resolved, True)
                 text = ENABLE_TEXT.get(name)
                 out(text(resolved if name == "dns" and colon_args else []) if text else "Addon %s is enabled" % name)
             else:
@@ -994,6 +1106,7 @@ def m_enable(argv, enable=True):
                 if name == "ha-cluster" and len([n for n in cluster["nodes"] if n.get("dqlite")]) > 1:
                     raise SimExit(1, "The node is part of a cluster. Please leave the cluster before disabling "
                                   "ha-cluster.")
+                _kube_addon(cluster, name, entry.get("args"), False)
                 entry.update(enabled=False, args=[])
                 out("Disabling %s\n%s is disabled" % (name, name))
         save_cluster(cluster)
@@ -1117,6 +1230,10 @@ def m_join(argv):
         if args.worker:
             os.makedirs(os.path.dirname(lock_file("clustered.lock")), exist_ok=True)
             open(lock_file("clustered.lock"), "w").close()
+            import labhub_kube  # pylint: disable=import-outside-toplevel
+            labhub_kube.stop()  # a worker runs no API server (its one-node cluster is gone)
+            labhub_kube.record_in_cluster(target, None)
+            save_cluster(target)
         else:
             for cl in all_clusters():
                 if cl["id"] == target["id"]:
@@ -1150,6 +1267,7 @@ def m_leave(argv):
             me["left"] = True
             me["dqlite"] = False
             me["ready_at"] = None
+        cluster.get("kube", {}).get("apiservers", {}).pop(hostname(), None)
         save_cluster(cluster)
         for cl in all_clusters():
             if cl["id"] == cluster["id"]:
@@ -1157,6 +1275,7 @@ def m_leave(argv):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(lock_file("clustered.lock"))
         _new_standalone_cluster()
+    _api_server_up()
     out("Generating new cluster certificates.\nWaiting for node to start. .\n"
         "Configuring services.\nStopping services.\nStarting services.")
     return 0
@@ -1192,6 +1311,7 @@ def m_remove_node(argv):
                 % args.node)
             return 1
         cluster["nodes"] = [n for n in cluster["nodes"] if n is not target]
+        cluster.get("kube", {}).get("apiservers", {}).pop(target["name"], None)
         save_cluster(cluster)
         _write_backend(cluster)
     return 0
@@ -1203,13 +1323,13 @@ def m_config(argv):
     args = parser.parse_args(argv)
     _state, m, cluster = _current()
     _exit_if_worker(m)
-    server = "127.0.0.1" if args.use_loopback else address()
-    fake = base64.b64encode(("SIMULATED-%s" % cluster["id"]).encode()).decode()
-    out("apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: %s\n"
-        "    server: https://%s:16443\n  name: microk8s-cluster\ncontexts:\n- context:\n"
-        "    cluster: microk8s-cluster\n    user: admin\n  name: microk8s\ncurrent-context: microk8s\n"
-        "kind: Config\npreferences: {}\nusers:\n- name: admin\n  user:\n"
-        "    client-certificate-data: %s\n    client-key-data: %s" % (fake, server, fake, fake))
+    info = _api_server_up() or {}
+    if info:
+        import labhub_kube  # pylint: disable=import-outside-toplevel
+        labhub_kube.wait_listening(info)  # clients use the kubeconfig right away
+    server = "127.0.0.1" if args.use_loopback else info.get("address", address())
+    # plain HTTP: the fake API server has no TLS (README "Known differences")
+    out(_kubeconfig_text(cluster["id"], server, info.get("port", 16443)).rstrip("\n"))
     return 0
 
 
@@ -1248,7 +1368,9 @@ def _node_json(node):
             ],
             "nodeInfo": {"kubeletVersion": MICROK8S_VERSION_FALLBACK, "containerRuntimeVersion":
                          "containerd://1.6.28", "osImage": "Ubuntu 22.04.4 LTS", "architecture": "amd64",
-                         "operatingSystem": "linux"},
+                         "operatingSystem": "linux", "kernelVersion": "5.15.0-105-generic",
+                         "kubeProxyVersion": MICROK8S_VERSION_FALLBACK, "bootID": node["uid"],
+                         "machineID": node["uid"].replace("-", ""), "systemUUID": node["uid"]},
         },
     }
     if node.get("taints"):

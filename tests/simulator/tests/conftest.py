@@ -8,8 +8,10 @@ test share one cluster directory, like the Molecule containers share a podman vo
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +35,10 @@ class SimNode:
             "LABHUB_SIM_HOSTNAME": name,
             "LABHUB_SIM_ADDRESS": address,
             "LABHUB_SIM_CLUSTER_DIR": str(cluster_dir),
+            # the FAKE API server (labhub_kube.py) of each control-plane node: any free port on loopback
+            "LABHUB_SIM_API_PORT": "0",
+            "LABHUB_SIM_API_BIND": "127.0.0.1",
+            "LABHUB_SIM_API_ADDRESS": "127.0.0.1",
         }
         # A `snap` for this node: the simulator with the node's identity baked in.
         self.snap_cmd = self.root / "usr" / "local" / "bin" / "snap"
@@ -74,6 +80,17 @@ class SimNode:
         path = self.root / "var" / "lib" / "labhub-sim" / "node.json"
         return json.loads(path.read_text()) if path.exists() else None
 
+    def api_server(self):
+        """{"pid", "port", "address", "url"} of this node's fake API server, or None."""
+        path = self.root / "var" / "lib" / "labhub-sim" / "apiserver.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def stop_api_server(self):
+        info = self.api_server()
+        if info:
+            with contextlib.suppress(OSError):
+                os.kill(int(info["pid"]), signal.SIGTERM)
+
     def install_microk8s(self, bundle: Path):
         for snap in ("core20_2264", "microk8s_6782"):
             self.snap("ack", str(bundle / "snaps" / f"{snap}.assert"))
@@ -101,7 +118,13 @@ def sim_nodes(tmp_path):
     """Factory: sim_nodes(n) -> [SimNode] sharing one cluster directory."""
     cluster_dir = tmp_path / "cluster"
 
+    made = []
+
     def make(count, prefix="n"):
-        return [SimNode(tmp_path / "nodes", f"{prefix}{i + 1}", f"10.77.0.{i + 1}", cluster_dir)
-                for i in range(count)]
-    return make
+        nodes = [SimNode(tmp_path / "nodes", f"{prefix}{i + 1}", f"10.77.0.{i + 1}", cluster_dir)
+                 for i in range(count)]
+        made.extend(nodes)
+        return nodes
+    yield make
+    for node in made:  # the fake API servers are detached processes: stop them
+        node.stop_api_server()

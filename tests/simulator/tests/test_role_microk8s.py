@@ -106,6 +106,16 @@ def test_role_forms_ha_cluster_idempotent_and_check_mode_exact(tmp_path, sim_nod
         restarts = node.node_state()["restarts"]
         assert restarts == {"microk8s.daemon-containerd": 1, "microk8s.daemon-kubelite": 1}
 
+    # the controller's kubeconfig (labhub_kubeconfig default: next to the inventory, hidden dir)
+    kubeconfig = tmp_path / ".credentials" / "kubeconfig"
+    assert (kubeconfig.stat().st_mode & 0o777, kubeconfig.parent.stat().st_mode & 0o777) == (0o600, 0o700)
+    server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    assert server == "http://127.0.0.1:%d" % cps[0].api_server()["port"]
+    assert "SIMULATED" not in proc.stdout and "client-key-data" not in proc.stdout, "no_log"
+    from kubernetes import client as kclient, config as kconfig  # pylint: disable=import-outside-toplevel
+    api = kclient.CoreV1Api(kconfig.new_client_from_config(str(kubeconfig)))
+    assert sorted(n.metadata.name for n in api.list_node().items) == ["n1", "n2", "n3", "n4"]
+
     proc, recap = run_role(tmp_path, inv)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert {h: r["changed"] for h, r in recap.items()} == {n.name: 0 for n in nodes}, proc.stdout[-4000:]
@@ -114,6 +124,12 @@ def test_role_forms_ha_cluster_idempotent_and_check_mode_exact(tmp_path, sim_nod
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert all(recap[n.name]["changed"] == 1 for n in nodes), proc.stdout[-4000:]
     assert "--max-pods=110\n" in (nodes[0].root / "var/snap/microk8s/current/args/kubelet").read_text()
+
+    proc, recap = run_role(tmp_path, inv, "-e", "microk8s_api_address=localhost")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert recap["n1"]["changed"] == 1 and sum(r["changed"] for r in recap.values()) == 1
+    server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    assert server == "http://localhost:%d" % cps[0].api_server()["port"]
 
 
 def test_even_number_of_control_plane_nodes_fails_before_any_change(tmp_path, sim_nodes, sim_bundle):

@@ -98,10 +98,10 @@ def test_status_formats_match_status_py_and_parse(sim_nodes, sim_bundle):
 
 def test_wait_ready_timeout_and_ready_delay(sim_nodes, sim_bundle):
     slow, never = sim_nodes(2)
-    slow.set_faults(ready_delay=2)
+    slow.set_faults(ready_delay=5)  # generous: the machine may be loaded
     never.set_faults(never_ready=True)
-    slow.install_microk8s(sim_bundle)
     never.install_microk8s(sim_bundle)
+    slow.install_microk8s(sim_bundle)
     assert mk.parse_status_yaml(slow.microk8s("status", "--format", "yaml").stdout)["running"] is False
     assert mk.parse_status_yaml(slow.microk8s("status", "--format", "yaml", "--wait-ready",
                                               "--timeout", "10").stdout)["running"] is True
