@@ -1,0 +1,175 @@
+# -*- coding: utf-8 -*-
+# Copyright: Labhub engineers
+# Apache License 2.0 (see LICENSE)
+"""Role labhub.platform.calico run by the real ansible-playbook against the SIMULATED snap/microk8s
+CLIs (labhub_sim.py), the FAKE Kubernetes API (labhub_kube.py) and MicroK8s' simulated built-in
+Calico objects (sim_charts/microk8s_builtin.py: the cni.yaml file on the node, the calico-config
+ConfigMap, calico-node DaemonSet and default-ipv4-ippool in the API). Not a real-cluster test: no
+Calico runs; the fake DaemonSet controller recreates calico-node pods when the pod template changes.
+
+Cluster: n1 control plane, n2 worker, formed with the simulated microk8s CLI.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.slow
+CNI = "var/snap/microk8s/current/args/cni-network/cni.yaml"
+SETTINGS = {"calico_ip_autodetection_method": "cidr", "calico_ip_autodetection_cidrs": ["10.77.0.0/24"],
+            "calico_mtu": 1450, "calico_underlay_mtu": 1500, "calico_encapsulation": "vxlan-crosssubnet"}
+
+
+@pytest.fixture
+def cluster(tmp_path, sim_nodes, sim_bundle):
+    nodes = sim_nodes(2)
+    for node in nodes:
+        node.install_microk8s(sim_bundle)
+    info = json.loads(nodes[0].microk8s("add-node", "--format", "json").stdout)
+    nodes[1].microk8s("join", info["urls"][0], "--worker")
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(nodes[0].microk8s("config").stdout)
+    kubeconfig.chmod(0o600)
+    return nodes, kubeconfig
+
+
+def write_inventory(tmp_path, nodes, kubeconfig, extra=None):
+    def host(node):
+        return {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                "calico_snap_data_dir": str(node.root / "var/snap/microk8s/current")}
+    inv = {"all": {
+        "vars": {"labhub_kubeconfig": str(kubeconfig), "calico_ready_timeout": 4, "calico_ready_delay": 1, **(extra or {})},
+        "children": {"labhub_cluster": {"children": {
+            "labhub_control_plane": {"hosts": {nodes[0].name: host(nodes[0])}},
+            "labhub_workers": {"hosts": {n.name: host(n) for n in nodes[1:]}}}}}}}
+    path = tmp_path / "hosts.yml"
+    path.write_text(yaml.safe_dump(inv))
+    return path
+
+
+def run_role(tmp_path, inventory, *args):
+    play = tmp_path / "play.yml"
+    play.write_text(yaml.safe_dump([{"name": "Calico", "hosts": "labhub_cluster", "gather_facts": False,
+                                     "roles": ["labhub.platform.calico"]}]))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / ".cache" / "ansible_collections"),
+               ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"))
+    bindir = Path(sys.executable).parent
+    env["PATH"] = f"{bindir}:{env['PATH']}"
+    proc = subprocess.run([str(bindir / "ansible-playbook"), "-i", str(inventory), str(play), *args],
+                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    recap = {}
+    for line in proc.stdout.splitlines():
+        match = re.match(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", line)
+        if match:
+            recap[match.group(1)] = {"changed": int(match.group(3)), "failed": int(match.group(5))}
+    return proc, recap
+
+
+def api(kubeconfig, path):
+    server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    with urllib.request.urlopen(server + path, timeout=30) as resp:  # noqa: S310 - loopback test server
+        return json.loads(resp.read())
+
+
+def calico_state(kubeconfig):
+    ds = api(kubeconfig, "/apis/apps/v1/namespaces/kube-system/daemonsets/calico-node")
+    env = {e["name"]: e.get("value") for e in ds["spec"]["template"]["spec"]["containers"][0]["env"]}
+    cm = api(kubeconfig, "/api/v1/namespaces/kube-system/configmaps/calico-config")
+    pool = api(kubeconfig, "/apis/crd.projectcalico.org/v1/ippools/default-ipv4-ippool")
+    pods = api(kubeconfig, "/api/v1/namespaces/kube-system/pods?labelSelector=k8s-app%3Dcalico-node")["items"]
+    return ds, env, cm["data"], pool["spec"], pods
+
+
+def cni_values(node):
+    docs = [d for d in yaml.safe_load_all((node.root / CNI).read_text()) if d]
+    cm = next(d for d in docs if d["kind"] == "ConfigMap")
+    ds = next(d for d in docs if d["kind"] == "DaemonSet")
+    env = {e["name"]: e.get("value") for e in ds["spec"]["template"]["spec"]["containers"][0]["env"]}
+    return cm["data"]["veth_mtu"], env["IP_AUTODETECTION_METHOD"], env["CALICO_IPV4POOL_VXLAN"]
+
+
+def test_converge_idempotent_and_check_mode_exact(tmp_path, cluster):
+    nodes, kubeconfig = cluster
+    inv = write_inventory(tmp_path, nodes, kubeconfig, SETTINGS)
+    before_cni = (nodes[0].root / CNI).read_text()
+    env0, data0, pool0, pods0 = calico_state(kubeconfig)[1:]
+    assert (env0["IP_AUTODETECTION_METHOD"], data0["veth_mtu"], pool0["vxlanMode"]) == ("first-found", "0", "Always")
+
+    proc, recap = run_role(tmp_path, inv, "--check", "--diff")
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    predicted = {h: r["changed"] for h, r in recap.items()}
+    assert (nodes[0].root / CNI).read_text() == before_cni, "check mode changed cni.yaml"
+    env, data, pool = calico_state(kubeconfig)[1:4]
+    assert (env, data, pool) == (env0, data0, pool0), "check mode changed the cluster"
+
+    proc, recap = run_role(tmp_path, inv)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert {h: r["changed"] for h, r in recap.items()} == predicted, (predicted, proc.stdout[-5000:])
+    assert predicted["n1"] >= 4  # cni.yaml + ConfigMap + DaemonSet + IPPool
+
+    assert cni_values(nodes[0]) == ("1450", "cidr=10.77.0.0/24", "CrossSubnet")
+    # only the three values changed in MicroK8s' file
+    changed = [(a, b) for a, b in zip(before_cni.splitlines(), (nodes[0].root / CNI).read_text().splitlines()) if a != b]
+    assert len(changed) == 3, changed
+    ds, env, data, pool, pods = calico_state(kubeconfig)
+    assert env["IP_AUTODETECTION_METHOD"] == "cidr=10.77.0.0/24"
+    assert env["CALICO_IPV4POOL_VXLAN"] == "CrossSubnet"
+    assert env["FELIX_VXLANMTU"] is None and env["CALICO_IPV4POOL_CIDR"] == "10.1.0.0/16"  # merged, not replaced
+    assert data["veth_mtu"] == "1450" and data["calico_backend"] == "vxlan"
+    assert pool["vxlanMode"] == "CrossSubnet" and pool["ipipMode"] == "Never" and pool["cidr"] == "10.1.0.0/16"
+    assert "labhub.io/calico-settings" in ds["spec"]["template"]["metadata"]["annotations"]
+    assert {p["spec"]["nodeName"] for p in pods} == {"n1", "n2"}
+    assert not {p["metadata"]["name"] for p in pods} & {p["metadata"]["name"] for p in pods0}, "pods were not rolled"
+    assert ds["status"]["numberReady"] == 2
+
+    proc, recap = run_role(tmp_path, inv)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert {h: r["changed"] for h, r in recap.items()} == {"n1": 0, "n2": 0}, proc.stdout[-4000:]
+    proc, recap = run_role(tmp_path, inv, "--check")
+    assert proc.returncode == 0 and {h: r["changed"] for h, r in recap.items()} == {"n1": 0, "n2": 0}, proc.stdout[-4000:]
+
+    # back to MicroK8s' defaults: the interface method with a backslash survives YAML and re.sub
+    proc, recap = run_role(tmp_path, write_inventory(tmp_path, nodes, kubeconfig, {
+        "calico_ip_autodetection_method": "interface", "calico_ip_autodetection_interface": r"ens\d+|eth0"}))
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert cni_values(nodes[0]) == ("0", r"interface=ens\d+|eth0", "Always")
+    env, data, pool = calico_state(kubeconfig)[1:4]
+    assert (env["IP_AUTODETECTION_METHOD"], data["veth_mtu"], pool["vxlanMode"]) == (r"interface=ens\d+|eth0", "0", "Always")
+
+
+def test_calico_never_ready_fails_naming_the_nodes(tmp_path, cluster):
+    nodes, kubeconfig = cluster
+    (Path(nodes[0].env["LABHUB_SIM_CLUSTER_DIR"]) / "kube-faults.json").write_text(
+        json.dumps({"never_ready": ["DaemonSet/kube-system/calico-node"]}))
+    proc = run_role(tmp_path, write_inventory(tmp_path, nodes, kubeconfig, SETTINGS))[0]
+    assert proc.returncode != 0
+    out = " ".join(proc.stdout.split())
+    assert "Calico did not become ready within 4s (calico_ready_timeout)" in out, proc.stdout[-4000:]
+    assert "Nodes without a ready calico-node pod: n1, n2" in out, proc.stdout[-4000:]
+    assert "nodes not Ready: none" in out
+
+
+def test_bad_settings_fail_before_any_change(tmp_path, cluster):
+    nodes, kubeconfig = cluster
+    before_cni = (nodes[0].root / CNI).read_text()
+    env0, data0, pool0 = calico_state(kubeconfig)[1:4]
+    proc = run_role(tmp_path, write_inventory(tmp_path, nodes, kubeconfig, {
+        "calico_ip_autodetection_method": "cidr", "calico_ip_autodetection_cidrs": ["10.77.0.0/24", "10.300.0.0/16"],
+        "calico_encapsulation": "ipip", "calico_mtu": 9000, "calico_underlay_mtu": 1500}))[0]
+    assert proc.returncode != 0
+    out = " ".join(proc.stdout.split())
+    assert 'calico_ip_autodetection_cidrs: "10.300.0.0/16" is not a CIDR' in out, out[-3000:]
+    assert "calico_encapsulation: ipip is refused" in out
+    assert (nodes[0].root / CNI).read_text() == before_cni
+    env, data, pool = calico_state(kubeconfig)[1:4]
+    assert (env, data, pool) == (env0, data0, pool0)
