@@ -1,0 +1,209 @@
+# -*- coding: utf-8 -*-
+# Copyright: Labhub engineers
+# Apache License 2.0 (see LICENSE)
+"""Role labhub.platform.gpu_operator run by the real ansible-playbook against the SIMULATED
+snap/microk8s CLIs, the FAKE Kubernetes API (labhub_kube.py), the SIMULATED helm (labhub_helm.py)
+and the SIMULATED gpu-operator chart model (sim_charts/gpu_operator.py). Not a real-cluster test:
+no operator, device plugin or CUDA program runs; the model advertises nvidia.com/gpu from the
+node labels the role sets, and the fake scheduler places the smoke-test pod by that.
+
+Cluster: n1 control plane (no GPU), n2 worker with 8 H100 (driver loaded), n3 worker (no GPU),
+formed with the simulated microk8s CLI. Hardware facts (labhub_hardware) come from the inventory.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+SIM = REPO / "tests" / "simulator"
+sys.path.insert(0, str(SIM))
+import make_chart_fixture  # noqa: E402  pylint: disable=wrong-import-position
+
+pytestmark = pytest.mark.slow
+MANIFEST = yaml.safe_load((REPO / "files" / "bundle-manifest.yml").read_text())
+CHART = next(c for c in MANIFEST["charts"] if c["name"] == "gpu-operator")
+
+
+def hardware(gpus, driver=True):
+    return {"os": {"id": "ubuntu", "version": "22.04"},
+            "gpus": {"count": gpus, "driver_loaded": driver and gpus > 0,
+                     "devices": [{"pci_address": "0000:%02x:00.0" % (0x18 + i), "vendor_id": "0x10de",
+                                  "device_id": "0x2330", "name": "NVIDIA H100 80GB HBM3"} for i in range(gpus)],
+                     "nvidia_smi": {"present": driver and gpus > 0, "ok": driver and gpus > 0}}}
+
+
+@pytest.fixture
+def cluster(tmp_path, sim_nodes, sim_bundle):
+    """n1 (control plane), n2 (GPU worker), n3 (CPU worker), the chart in the bundle, a kubeconfig."""
+    nodes = sim_nodes(3)
+    for node in nodes:
+        node.install_microk8s(sim_bundle)
+    for node in nodes[1:]:
+        info = json.loads(nodes[0].microk8s("add-node", "--format", "json").stdout)
+        node.microk8s("join", info["urls"][0], "--worker")
+    chart = make_chart_fixture.make(str(sim_bundle / "charts"), "gpu-operator", CHART["version"],
+                                    app_version=CHART["version"])
+    assert Path(chart) == sim_bundle / CHART["file"]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(nodes[0].microk8s("config").stdout)
+    kubeconfig.chmod(0o600)
+    return nodes, sim_bundle, kubeconfig
+
+
+def write_inventory(tmp_path, nodes, bundle, kubeconfig, hardware_of, extra=None, gpu_vars=None):
+    first = nodes[0]
+
+    def host(node):
+        return {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                "microk8s_node_name": node.name, "labhub_hardware": hardware_of[node.name]}
+    inv = {"all": {
+        "vars": {"labhub_bundle_dir": str(bundle), "labhub_kubeconfig": str(kubeconfig), "labhub_gpu_enabled": True,
+                 "gpu_operator_helm_binary": str(first.root / "snap/bin/microk8s.helm3"),
+                 "gpu_operator_node_kubeconfig": str(first.root / "var/snap/microk8s/current/credentials/client.config"),
+                 "gpu_operator_state_dir": str(first.root / "etc/labhub/gpu-operator"),
+                 "gpu_operator_wait_timeout": 20, "gpu_operator_smoke_test_timeout": 6, **(extra or {})},
+        "children": {
+            "labhub_cluster": {"children": {
+                "labhub_control_plane": {"hosts": {nodes[0].name: host(nodes[0])}},
+                "labhub_workers": {"hosts": {n.name: host(n) for n in nodes[1:]}}}},
+            "labhub_gpu_nodes": {"hosts": {"n2": None}, "vars": {"labhub_gpu_driver_mode": "host", **(gpu_vars or {})}}}}}
+    path = tmp_path / "hosts.yml"
+    path.write_text(yaml.safe_dump(inv))
+    return path
+
+
+def run_role(tmp_path, inventory, *args):
+    play = tmp_path / "play.yml"
+    play.write_text(yaml.safe_dump([{"name": "GPU Operator", "hosts": "labhub_cluster", "gather_facts": False,
+                                     "roles": ["labhub.platform.gpu_operator"]}]))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / ".cache" / "ansible_collections"),
+               ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"))
+    bindir = Path(sys.executable).parent
+    env["PATH"] = f"{bindir}:{env['PATH']}"
+    proc = subprocess.run([str(bindir / "ansible-playbook"), "-i", str(inventory), str(play), *args],
+                          env=env, capture_output=True, text=True, timeout=900, check=False)
+    recap = {}
+    for line in proc.stdout.splitlines():
+        match = re.match(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", line)
+        if match:
+            recap[match.group(1)] = {"changed": int(match.group(3)), "failed": int(match.group(5))}
+    return proc, recap
+
+
+def api_objects(kubeconfig, path):
+    """GET a collection from the fake API (plain HTTP, the server of the kubeconfig)."""
+    server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    with urllib.request.urlopen(server + path, timeout=30) as resp:  # noqa: S310 - loopback test server
+        return json.loads(resp.read())["items"]
+
+
+HW = {"n1": hardware(0), "n2": hardware(8), "n3": hardware(0)}
+
+
+def test_converge_idempotent_check_mode_exact_and_smoke_test(tmp_path, cluster):
+    nodes, bundle, kubeconfig = cluster
+    inv = write_inventory(tmp_path, nodes, bundle, kubeconfig, HW)
+
+    proc, recap = run_role(tmp_path, inv, "--check")
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    predicted = {h: r["changed"] for h, r in recap.items()}
+    assert api_objects(kubeconfig, "/apis/apps/v1/namespaces/gpu-operator/daemonsets") == []
+    assert not (nodes[0].root / "etc/labhub/gpu-operator").exists(), "check mode wrote on the node"
+
+    proc, recap = run_role(tmp_path, inv)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert {h: r["changed"] for h, r in recap.items()} == predicted, (predicted, proc.stdout[-5000:])
+
+    labels = {n["metadata"]["name"]: n["metadata"]["labels"] for n in api_objects(kubeconfig, "/api/v1/nodes")}
+    assert labels["n2"]["nvidia.com/gpu.deploy.operands"] == "true"
+    assert labels["n2"]["nvidia.com/gpu.deploy.driver"] == "false"
+    assert labels["n2"]["labhub.io/gpu.count"] == "8"
+    for cpu in ("n1", "n3"):
+        assert labels[cpu]["nvidia.com/gpu.deploy.operands"] == "false"
+        assert labels[cpu]["labhub.io/gpu"] == "false"
+    alloc = {n["metadata"]["name"]: n["status"]["allocatable"] for n in api_objects(kubeconfig, "/api/v1/nodes")}
+    assert alloc["n2"]["nvidia.com/gpu"] == "8" and "nvidia.com/gpu" not in alloc["n1"]
+
+    ds = {d["metadata"]["name"]: d for d in api_objects(kubeconfig, "/apis/apps/v1/namespaces/gpu-operator/daemonsets")}
+    assert "nvidia-driver-daemonset" not in ds, "host driver mode must not deploy the driver container"
+    assert ds["nvidia-device-plugin-daemonset"]["status"]["numberReady"] == 1
+    assert ds["gpu-operator-node-feature-discovery-worker"]["status"]["desiredNumberScheduled"] == 3
+    jobs = api_objects(kubeconfig, "/apis/batch/v1/namespaces/gpu-operator/jobs")
+    assert len(jobs) == 1 and jobs[0]["status"]["succeeded"] == 1
+    job = jobs[0]
+    pod_spec = job["spec"]["template"]["spec"]
+    assert pod_spec["runtimeClassName"] == "nvidia"
+    assert pod_spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] in (1, "1")
+    assert pod_spec["containers"][0]["image"] in {i["ref"] for i in MANIFEST["images"]}
+    pods = api_objects(kubeconfig, "/api/v1/namespaces/gpu-operator/pods?labelSelector=job-name%3D" + job["metadata"]["name"])
+    assert [p["spec"]["nodeName"] for p in pods] == ["n2"]
+    values = yaml.safe_load((nodes[0].root / "etc/labhub/gpu-operator/values.yaml").read_text())
+    assert values["toolkit"]["env"][0] == {"name": "CONTAINERD_CONFIG",
+                                           "value": "/var/snap/microk8s/current/args/containerd-template.toml"}
+    assert oct((nodes[0].root / "etc/labhub/gpu-operator/values.yaml").stat().st_mode & 0o777) == "0o600"
+
+    proc, recap = run_role(tmp_path, inv)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert {h: r["changed"] for h, r in recap.items()} == {n.name: 0 for n in nodes}, proc.stdout[-5000:]
+    proc, recap = run_role(tmp_path, inv, "--check")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert {h: r["changed"] for h, r in recap.items()} == {n.name: 0 for n in nodes}, proc.stdout[-5000:]
+
+    # time-slicing: new values -> upgrade, a new smoke-test Job, 8 x 4 GPUs advertised
+    proc, recap = run_role(tmp_path, inv, "-e", json.dumps({"gpu_operator_time_slicing_enabled": True}))
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    alloc = {n["metadata"]["name"]: n["status"]["allocatable"] for n in api_objects(kubeconfig, "/api/v1/nodes")}
+    assert alloc["n2"]["nvidia.com/gpu"] == "32"
+    assert len(api_objects(kubeconfig, "/apis/batch/v1/namespaces/gpu-operator/jobs")) == 2
+
+
+def test_smoke_test_fails_with_the_pod_reason_when_no_node_advertises_gpus(tmp_path, cluster):
+    nodes, bundle, kubeconfig = cluster
+    inv = write_inventory(tmp_path, nodes, bundle, kubeconfig, HW,
+                          extra={"gpu_operator_extra_values": {"devicePlugin": {"enabled": False}}})
+    proc, _recap = run_role(tmp_path, inv)
+    assert proc.returncode != 0
+    text = " ".join(proc.stdout.split())
+    assert re.search(r"Failed to run GPU smoke test Job 'gpu-operator/labhub-gpu-smoke-[0-9a-f]{10}' due to: pod "
+                     r"labhub-gpu-smoke-\S+ Pending \(PodScheduled Unschedulable: 0/3 nodes are available", text), text[-3000:]
+    alloc = {n["metadata"]["name"]: n["status"]["allocatable"] for n in api_objects(kubeconfig, "/api/v1/nodes")}
+    assert all("nvidia.com/gpu" not in a for a in alloc.values())
+
+
+def test_smoke_test_failure_is_reported_and_retried(tmp_path, cluster):
+    nodes, bundle, kubeconfig = cluster
+    inv = write_inventory(tmp_path, nodes, bundle, kubeconfig, HW)
+    faults = tmp_path / "cluster" / "kube-faults.json"  # the fake API's fault knobs (conftest's cluster dir)
+    faults.write_text(json.dumps({"jobs_fail": ["gpu-operator/labhub-gpu-smoke-*"]}))
+    proc, _recap = run_role(tmp_path, inv)
+    assert proc.returncode != 0
+    text = " ".join(proc.stdout.split())
+    assert "Job BackoffLimitExceeded: Job has reached the specified backoff limit" in text, text[-3000:]
+    assert "container cuda-vectoradd terminated: Error (exit code 1)" in text
+    faults.write_text("{}")
+    proc, recap = run_role(tmp_path, inv)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    jobs = api_objects(kubeconfig, "/apis/batch/v1/namespaces/gpu-operator/jobs")
+    assert len(jobs) == 1 and jobs[0]["status"]["succeeded"] == 1
+
+
+def test_host_mode_without_driver_is_refused_before_any_change(tmp_path, cluster):
+    nodes, bundle, kubeconfig = cluster
+    inv = write_inventory(tmp_path, nodes, bundle, kubeconfig, dict(HW, n2=hardware(8, driver=False)))
+    proc, recap = run_role(tmp_path, inv)
+    assert proc.returncode != 0
+    assert ("labhub_gpu_driver_mode (gpu_operator_driver_mode) on n2: is 'host' but the NVIDIA kernel driver is not "
+            "loaded") in " ".join(proc.stdout.split())
+    labels = {n["metadata"]["name"]: n["metadata"]["labels"] for n in api_objects(kubeconfig, "/api/v1/nodes")}
+    assert not any(k.startswith(("nvidia.com/", "labhub.io/gpu")) for lab in labels.values() for k in lab)
+    assert not (nodes[0].root / "etc/labhub/gpu-operator").exists()

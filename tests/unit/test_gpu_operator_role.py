@@ -1,0 +1,244 @@
+# -*- coding: utf-8 -*-
+# Copyright: Labhub engineers
+# Apache License 2.0 (see LICENSE)
+"""Role labhub.platform.gpu_operator in render-only mode (gpu_operator_render_dir), run by the real
+ansible-playbook on local hosts whose hardware facts (labhub_hardware) come from the inventory:
+the chart values and node labels for host/operator driver modes, MIG and time-slicing, every
+image pinned in the bundle manifest, and the input checks that fail before any change.
+No cluster is involved (the cluster path is tested against the simulator in
+tests/simulator/tests/test_role_gpu_operator.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFEST = yaml.safe_load((REPO / "files" / "bundle-manifest.yml").read_text())
+MANIFEST_REFS = {i["ref"] for i in MANIFEST["images"]}
+
+
+def hardware(gpus=0, driver=True, os_id="ubuntu", os_version="22.04", name="NVIDIA H100 80GB HBM3"):
+    return {"os": {"id": os_id, "version": os_version},
+            "gpus": {"count": gpus,
+                     "devices": [{"pci_address": "0000:%02x:00.0" % (0x18 + i), "vendor_id": "0x10de", "device_id": "0x2330",
+                                  "name": name, "memory_mb": 81559, "mig_mode": "Disabled"} for i in range(gpus)],
+                     "driver_loaded": driver and gpus > 0, "driver_version": "535.129.03" if driver and gpus else None,
+                     "nvidia_smi": {"present": driver and gpus > 0, "ok": driver and gpus > 0}}}
+
+
+def run_render(tmp_path: Path, hosts: dict, gpu_hosts, extra=None, cluster_vars=None, args=()):
+    """hosts: name -> host vars (labhub_hardware, labhub_gpu_driver_mode, ...)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+
+    def host(name):
+        return {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                "microk8s_node_name": name, **hosts[name]}
+    inv = {"all": {
+        "vars": {"labhub_render_dir": str(tmp_path / "render"), **(cluster_vars or {})},
+        "children": {
+            "labhub_cluster": {"children": {
+                "labhub_control_plane": {"hosts": {n: host(n) for n in list(hosts)[:1]}},
+                "labhub_workers": {"hosts": {n: host(n) for n in list(hosts)[1:]}}}},
+            "labhub_gpu_nodes": {"hosts": {n: {} for n in gpu_hosts}}}}}
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inv))
+    play = tmp_path / "play.yml"
+    play.write_text(yaml.safe_dump([{"name": "GPU Operator", "hosts": "labhub_cluster", "gather_facts": False,
+                                     "roles": ["labhub.platform.gpu_operator"]}]))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / ".cache" / "ansible_collections"),
+               ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"))
+    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"), str(play), *args]
+    if extra:
+        cmd += ["-e", json.dumps(extra)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    out = tmp_path / "render" / "gpu_operator"
+    values = yaml.safe_load((out / "values.yaml").read_text()) if (out / "values.yaml").exists() else None
+    plan = yaml.safe_load((out / "plan.yaml").read_text()) if (out / "plan.yaml").exists() else None
+    return proc, values, plan
+
+
+def image_refs(values):
+    """Every image the values name: {repository, image, version} blocks and the NFD subchart's."""
+    found = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            if {"repository", "image", "version"} <= set(node):
+                found.append((path, "%s/%s:%s" % (node["repository"], node["image"], node["version"])))
+            if {"repository", "tag"} <= set(node):
+                found.append((path, "%s:%s" % (node["repository"], node["tag"])))
+            for key, value in node.items():
+                walk(value, "%s.%s" % (path, key) if path else key)
+    walk(values, "")
+    return found
+
+
+def env_of(values, section):
+    return {e["name"]: e["value"] for e in values[section].get("env", [])}
+
+
+HOST_MODE = {"cp1": {"labhub_hardware": hardware(0)},
+             "gpu1": {"labhub_hardware": hardware(8), "labhub_gpu_driver_mode": "host"},
+             "gpu2": {"labhub_hardware": hardware(8), "labhub_gpu_driver_mode": "host"}}
+
+
+def test_host_mode_values_labels_and_images(tmp_path):
+    proc, values, plan = run_render(tmp_path, HOST_MODE, ["gpu1", "gpu2"])
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert values["driver"]["enabled"] is False
+    assert values["operator"]["defaultRuntime"] == "containerd"
+    assert values["operator"]["runtimeClass"] == "nvidia"
+    assert env_of(values, "toolkit") == {
+        "CONTAINERD_CONFIG": "/var/snap/microk8s/current/args/containerd-template.toml",
+        "CONTAINERD_SOCKET": "/var/snap/microk8s/common/run/containerd.sock",
+        "RUNTIME_CONFIG_SOURCE": "file", "CONTAINERD_RUNTIME_CLASS": "nvidia", "CONTAINERD_SET_AS_DEFAULT": "false"}
+    assert values["mig"]["strategy"] == "none" and values["migManager"]["enabled"] is False
+    assert "config" not in values["devicePlugin"]
+    assert values["validator"]["image"] == "gpu-operator"
+    assert values["dcgmExporter"]["enabled"] is True and values["nfd"]["enabled"] is True
+    for off in ("sandboxWorkloads", "vgpuManager", "vfioManager", "kataManager", "ccManager", "gds", "gdrcopy"):
+        assert values[off]["enabled"] is False, off
+    refs = image_refs(values)
+    assert {path for path, ref in refs} >= {
+        "operator", "operator.initContainer", "validator", "driver", "driver.manager", "toolkit",
+        "devicePlugin", "gfd", "migManager", "dcgm", "dcgmExporter", "node-feature-discovery.image"}
+    missing = [(p, r) for p, r in refs if r not in MANIFEST_REFS and p != "driver"]
+    assert not missing, missing
+    labels = plan["node_labels"]
+    assert labels["gpu1"] == {"labhub.io/gpu": "true", "labhub.io/gpu.count": "8", "labhub.io/gpu.product": "NVIDIA-H100-80GB-HBM3",
+                              "nvidia.com/gpu.deploy.operands": "true", "nvidia.com/gpu.deploy.driver": "false",
+                              "nvidia.com/mig.config": "all-disabled"}
+    assert labels["cp1"] == {"labhub.io/gpu": "false", "labhub.io/gpu.count": "0", "nvidia.com/gpu.deploy.operands": "false"}
+    assert plan["smoke_test_job"].startswith("labhub-gpu-smoke-") and len(plan["smoke_test_job"]) == 27
+
+
+def test_operator_mode_enables_the_driver_from_the_bundle(tmp_path):
+    hosts = {"cp1": {"labhub_hardware": hardware(0)},
+             "gpu1": {"labhub_hardware": hardware(2, driver=False, os_version="24.04"), "labhub_gpu_driver_mode": "operator"},
+             "gpu2": {"labhub_hardware": hardware(8), "labhub_gpu_driver_mode": "host"}}
+    proc, values, plan = run_render(tmp_path, hosts, ["gpu1", "gpu2"])
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert values["driver"]["enabled"] is True and values["driver"]["usePrecompiled"] is False
+    driver = "%s/%s:%s" % (values["driver"]["repository"], values["driver"]["image"], values["driver"]["version"])
+    assert driver + "-ubuntu24.04" in MANIFEST_REFS
+    assert plan["node_labels"]["gpu1"]["nvidia.com/gpu.deploy.driver"] == "true"
+    assert plan["node_labels"]["gpu2"]["nvidia.com/gpu.deploy.driver"] == "false"
+
+
+def test_mig_profile_sets_single_strategy_and_node_config(tmp_path):
+    hosts = dict(HOST_MODE, gpu2={"labhub_hardware": hardware(8), "labhub_gpu_mig_profile": "all-1g.10gb"})
+    proc, values, plan = run_render(tmp_path, hosts, ["gpu1", "gpu2"])
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert values["mig"]["strategy"] == "single" and values["migManager"]["enabled"] is True
+    assert plan["node_labels"]["gpu2"]["nvidia.com/mig.config"] == "all-1g.10gb"
+    assert plan["node_labels"]["gpu1"]["nvidia.com/mig.config"] == "all-disabled"
+    proc, values, _plan = run_render(tmp_path, hosts, ["gpu1", "gpu2"], extra={"gpu_operator_mig_strategy": "mixed"})
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert values["mig"]["strategy"] == "mixed"
+
+
+def test_time_slicing_configmap_and_a_new_job_name(tmp_path):
+    _proc, _values, plain = run_render(tmp_path, HOST_MODE, ["gpu1", "gpu2"])
+    proc, values, plan = run_render(tmp_path, HOST_MODE, ["gpu1", "gpu2"],
+                                    extra={"gpu_operator_time_slicing_enabled": True, "gpu_operator_time_slicing_replicas": 3})
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    config = values["devicePlugin"]["config"]
+    assert config["create"] is True and config["name"] == "labhub-time-slicing" and config["default"] == "any"
+    data = yaml.safe_load(config["data"]["any"])
+    assert data == {"version": "v1", "flags": {"migStrategy": "none"},
+                    "sharing": {"timeSlicing": {"resources": [{"name": "nvidia.com/gpu", "replicas": 3}]}}}
+    assert plan["smoke_test_job"] != plain["smoke_test_job"], "changed values must give a new smoke-test Job"
+    assert plan["values_sha256"] != plain["values_sha256"]
+
+
+def test_same_inventory_gives_the_same_values_whatever_the_play_hosts(tmp_path):
+    """add_node.yml runs the role for one node: the values (so the release and the smoke-test Job)
+    must not change, and only that node is labelled."""
+    hosts = dict(HOST_MODE, gpu1={"labhub_hardware": hardware(8), "labhub_gpu_driver_mode": "operator"})
+    _p, values, full = run_render(tmp_path / "a", hosts, ["gpu1", "gpu2"])
+    proc, part_values, part = run_render(tmp_path / "b", hosts, ["gpu1", "gpu2"], args=["--limit", "gpu2"])
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert values["driver"]["enabled"] is True and part_values == values
+    assert full["smoke_test_job"] == part["smoke_test_job"]
+    assert set(part["node_labels"]) == {"gpu2"} and set(full["node_labels"]) == {"cp1", "gpu1", "gpu2"}
+
+
+@pytest.mark.parametrize("case", ["host_without_driver", "replicas_zero", "image_not_in_bundle", "driver_image_for_os",
+                                  "mig_with_strategy_none", "bad_mode"])
+def test_bad_input_fails_naming_the_variable_and_host(tmp_path, case):
+    hosts = json.loads(json.dumps(HOST_MODE))
+    extra = {}
+    expected = []
+    if case == "host_without_driver":
+        hosts["gpu2"]["labhub_hardware"] = hardware(2, driver=False)
+        expected = ["labhub_gpu_driver_mode (gpu_operator_driver_mode) on gpu2: is 'host' but the NVIDIA kernel driver is not loaded"]
+    elif case == "replicas_zero":
+        extra = {"gpu_operator_time_slicing_enabled": True, "gpu_operator_time_slicing_replicas": 0}
+        expected = ["gpu_operator_time_slicing_replicas: must be an integer >= 1, got 0"]
+    elif case == "image_not_in_bundle":
+        extra = {"gpu_operator_images": {**yaml.safe_load((REPO / "roles/gpu_operator/defaults/main.yml").read_text())[
+            "gpu_operator_images"], "toolkit": "nvcr.io/nvidia/k8s/container-toolkit:v9.9.9"}}
+        expected = ['gpu_operator_images.toolkit: "nvcr.io/nvidia/k8s/container-toolkit:v9.9.9" is not in']
+    elif case == "driver_image_for_os":
+        hosts["gpu1"] = {"labhub_hardware": hardware(8, os_id="debian", os_version="12"), "labhub_gpu_driver_mode": "operator"}
+        expected = ["gpu_operator_images.driver on gpu1: driver mode 'operator' needs image nvcr.io/nvidia/driver:580.105.08-debian12"]
+    elif case == "mig_with_strategy_none":
+        hosts["gpu1"]["labhub_gpu_mig_profile"] = "all-1g.10gb"
+        extra = {"gpu_operator_mig_strategy": "none"}
+        expected = ["gpu_operator_mig_strategy: is none but labhub_gpu_mig_profile (gpu_operator_mig_profile) on gpu1"]
+    elif case == "bad_mode":
+        hosts["gpu1"]["labhub_gpu_driver_mode"] = "container"
+        expected = ['labhub_gpu_driver_mode (gpu_operator_driver_mode) on gpu1: must be one of host, operator, got "container"']
+    proc, values, _plan = run_render(tmp_path, hosts, ["gpu1", "gpu2"], extra=extra)
+    text = " ".join(proc.stdout.split()).replace('\\"', '"')
+    assert proc.returncode != 0
+    for snippet in expected:
+        assert snippet in text, text[-3000:]
+    assert values is None, "nothing may be written when the input is invalid"
+
+
+def test_bad_mig_strategy_is_refused_by_the_argument_spec(tmp_path):
+    proc, values, _plan = run_render(tmp_path, HOST_MODE, ["gpu1", "gpu2"], extra={"gpu_operator_mig_strategy": "all"})
+    assert proc.returncode != 0
+    assert "gpu_operator_mig_strategy" in proc.stdout and values is None
+
+
+@pytest.mark.parametrize("case", ["disabled", "no_gpus"])
+def test_skips_cleanly_with_one_message(tmp_path, case):
+    hosts = json.loads(json.dumps(HOST_MODE))
+    cluster_vars = {}
+    if case == "disabled":
+        cluster_vars = {"labhub_gpu_enabled": False}
+        reason = "labhub_gpu_enabled (gpu_operator_enabled) is false"
+    else:
+        for name in ("gpu1", "gpu2"):
+            hosts[name]["labhub_hardware"] = hardware(0)
+        reason = "no host of labhub_gpu_nodes has an NVIDIA GPU"
+    proc, values, _plan = run_render(tmp_path, hosts, ["gpu1", "gpu2"], cluster_vars=cluster_vars)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "GPU Operator skipped: " + reason in " ".join(proc.stdout.split())
+    assert values is None
+
+
+def test_every_default_is_specified_with_the_same_value_and_documented():
+    role = REPO / "roles" / "gpu_operator"
+    defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
+    options = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
+    assert sorted(defaults) == sorted(options)
+    readme = (role / "README.md").read_text()
+    for name, value in defaults.items():
+        assert name.startswith("gpu_operator_"), name
+        assert options[name].get("default") == value, name
+        assert options[name].get("description"), name
+    for name in ("gpu_operator_enabled", "gpu_operator_mig_strategy", "gpu_operator_time_slicing_enabled",
+                 "gpu_operator_smoke_test_timeout", "gpu_operator_wait_timeout"):
+        assert name in readme, name
+    assert all(ref in MANIFEST_REFS for key, ref in defaults["gpu_operator_images"].items() if key != "driver")
+    assert defaults["gpu_operator_smoke_test_image"] in MANIFEST_REFS
