@@ -229,6 +229,12 @@ class Microk8s:
     def join(self, url, worker):
         return self.runner("join").run([url], check=False, worker=worker)
 
+    def leave(self):
+        return self.runner("leave").run(check=False)
+
+    def remove_node(self, name, force):
+        return self.runner("remove-node").run([name], check=False, force=force)
+
     def nodes(self):
         result = self.runner("kubectl", "get", "nodes").run(["-o", "json"])
         return parse_nodes_json(result.stdout)

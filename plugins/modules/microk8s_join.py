@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 ---
 module: microk8s_join
-short_description: Join this node to a MicroK8s cluster as control plane or worker, once
+short_description: Join this node to a MicroK8s cluster as control plane or worker, or leave it, once
 version_added: 0.1.0
 description:
   - Runs C(microk8s join <address>:<port>/<token>/<check> [--worker]) unless the node already
@@ -20,15 +20,27 @@ description:
     whose members do not include that address is in another cluster, which fails."
   - A failed join (expired or already used token, unreachable node, certificate mismatch) fails
     with MicroK8s' own message, e.g. C(Connection failed. Invalid token (500).).
+  - With O(state=absent) it runs C(microk8s leave) when the node belongs to a cluster of more than
+    itself (a worker with C(clustered.lock), or a control-plane node whose dqlite members are more
+    than one), and nothing otherwise, also when MicroK8s is not installed. Leaving makes the node a
+    one-node cluster of its own again; a control plane then still has to run
+    C(microk8s remove-node) (M(labhub.platform.microk8s_node)) to drop the node from Kubernetes.
 author:
   - Labhub engineers (@labhub)
 extends_documentation_fragment:
   - labhub.platform.microk8s
 options:
-  url:
-    description: The join URL C(<address>:<port>/<token>/<check>); secret (holds the token).
+  state:
+    description:
+      - V(present) joins the cluster of O(url), V(absent) leaves whatever cluster the node is in.
     type: str
-    required: true
+    choices: [present, absent]
+    default: present
+  url:
+    description:
+      - The join URL C(<address>:<port>/<token>/<check>); secret (holds the token).
+      - Required when O(state=present), ignored when O(state=absent).
+    type: str
   worker:
     description: Join as a worker (C(--worker)), which runs no control plane and no dqlite.
     type: bool
@@ -51,20 +63,26 @@ EXAMPLES = r"""
   labhub.platform.microk8s_join:
     url: "{{ join_url }}"
     worker: true
+
+- name: Leave the cluster (on the departing node)
+  labhub.platform.microk8s_join:
+    state: absent
 """
 
 RETURN = r"""
 joined:
-  description: Whether the node belongs to the cluster after the call (true also in check mode when it would join).
+  description:
+    - Whether the node belongs to the cluster after the call (true also in check mode when it would join,
+      false in check mode when it would leave).
   returned: success
   type: bool
 target:
   description: The C(address:port) of the node joined through.
-  returned: always
+  returned: when O(state=present)
   type: str
 stdout:
-  description: Output of C(microk8s join).
-  returned: when the join ran
+  description: Output of C(microk8s join) or C(microk8s leave).
+  returned: when the join or leave ran
   type: str
 """
 
@@ -77,17 +95,45 @@ from ansible_collections.labhub.platform.plugins.module_utils._microk8s import (
     Microk8s, Microk8sError, MICROK8S_COMMON_ARGS, parse_join_url)
 
 
+def leave(module, mk, lock):
+    def fail(reason, **kwargs):
+        module.fail_json(msg="Failed to leave MicroK8s cluster 'microk8s' due to: %s" % reason, **kwargs)
+
+    if not os.path.exists(lock):
+        if not os.path.exists(mk.binary):
+            module.exit_json(changed=False, joined=False)
+        try:
+            status = mk.status()
+        except (CmdError, Microk8sError) as exc:
+            fail(str(exc))
+        if not status.get("worker") and len(status["ha_nodes"]) <= 1:
+            module.exit_json(changed=False, joined=False)
+    if module.check_mode:
+        module.exit_json(changed=True, joined=False)
+    run = mk.leave()
+    if run.rc != 0:
+        lines = [line for line in (run.stdout + run.stderr).strip().splitlines() if line.strip()]
+        fail(lines[-1] if lines else "microk8s leave exited %s" % run.rc, rc=run.rc)
+    module.exit_json(changed=True, joined=False, stdout=run.stdout)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            url=dict(type="str", required=True, no_log=True),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+            url=dict(type="str", no_log=True),
             worker=dict(type="bool", default=False),
             snap_data=dict(type="path", default="/var/snap/microk8s/current"),
             **MICROK8S_COMMON_ARGS
         ),
+        required_if=[("state", "present", ["url"])],
         supports_check_mode=True,
     )
     p = module.params
+    lock = os.path.join(p["snap_data"], "var", "lock", "clustered.lock")
+    mk = Microk8s(module, p["microk8s_path"])
+    if p["state"] == "absent":
+        leave(module, mk, lock)
     target = "unknown"
     try:
         parts = parse_join_url(p["url"])
@@ -99,8 +145,6 @@ def main():
         module.fail_json(msg="Failed to join MicroK8s cluster '%s' due to: %s" % (target, reason),
                          target=target, **kwargs)
 
-    lock = os.path.join(p["snap_data"], "var", "lock", "clustered.lock")
-    mk = Microk8s(module, p["microk8s_path"])
     if os.path.exists(lock):
         if not p["worker"]:
             fail("this node already joined a cluster as a worker; run 'microk8s leave' first to make it "
