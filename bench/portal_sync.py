@@ -3,7 +3,10 @@
 Portal: `ReportSync.run_once()` = PostgreSQL batch read (with the change lock) + projection with
 billing + multi-row INSERT .. ON DUPLICATE KEY UPDATE + commit + watermark advance, per batch.
 Raw: the same rows pre-projected in memory, written with the same statement shape through
-aiomysql executemany in batches of the same size (the floor for the MySQL side)."""
+aiomysql executemany in batches of the same size (a plain client's batched upsert).
+Raw, same rendering: the same pre-projected rows rendered with the portal's own literal renderer
+(`values_statements`) and sent with one execute per batch (the floor for the portal's MySQL side:
+no PostgreSQL read, no projection, no watermark)."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ async def main() -> None:
     from sqlalchemy import text
 
     from labhub_portal.db.engine import make_engine, make_sessionmaker
-    from labhub_portal.reportsync.service import ReportSync, create_table_sql, upsert_sql
+    from labhub_portal.reportsync.service import ReportSync, create_table_sql, upsert_sql, values_statements
 
     pg, my = start_postgres(), start_mariadb()
     try:
@@ -69,6 +72,16 @@ FROM generate_series(1, :n) g"""), {"n": ROWS})
                 await cur.executemany(stmt, projected[i:i + BATCH])
                 await conn.commit()
             raw_update_s = time.perf_counter() - t
+            await cur.execute(create_table_sql("pod_report_raw2"))
+            stmt2 = upsert_sql("pod_report_raw2")
+            same_s = []
+            for _ in range(2):  # insert path, then update path
+                t = time.perf_counter()
+                for i in range(0, len(projected), BATCH):
+                    for sql in values_statements(stmt2, projected[i:i + BATCH], conn.escape_string):
+                        await cur.execute(sql)
+                    await conn.commit()
+                same_s.append(time.perf_counter() - t)
         conn.close()
     finally:
         my.destroy()
@@ -78,6 +91,8 @@ FROM generate_series(1, :n) g"""), {"n": ROWS})
           f"{ROWS / raw_s:,.0f} rows/s ({raw_s:.1f} s) | portal/raw throughput {raw_s / portal_s:.2f}")
     print(f"update path: portal {ROWS / portal_update_s:,.0f} rows/s | raw {ROWS / raw_update_s:,.0f} rows/s "
           f"| portal/raw throughput {raw_update_s / portal_update_s:.2f}")
+    print(f"raw, same rendering: insert {ROWS / same_s[0]:,.0f} rows/s (portal/it {same_s[0] / portal_s:.2f}) | "
+          f"update {ROWS / same_s[1]:,.0f} rows/s (portal/it {same_s[1] / portal_update_s:.2f})")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
   it through a kubeconfig.  It can answer 500s (mode="error") or hang (mode="hang") to exercise
   timeouts.
 * FakeHub implements the few JupyterHub REST endpoints the portal calls (server DELETE, OAuth token
-  exchange, /user) and records the calls.
+  exchange, /user) and records the calls.  tests/integration/test_hub_oauth_real.py runs the same
+  flows against a REAL JupyterHub (files/hub/.venv) instead.
 
 Both run in their own thread + event loop so sync tests (schemathesis, uvicorn in a thread) and
 async tests can use them alike.

@@ -1,4 +1,8 @@
-"""API behaviour: auth/CSRF, stops (hub API + fallback, forged targets), users import, stats, sessions."""
+"""API behaviour: auth/CSRF, stops (hub API + fallback, forged targets), users import, stats, sessions.
+
+The hub here is the FAKE hub of tests/fakes.py (error cases, recorded calls); the same OAuth login and
+hub-API stop against a REAL JupyterHub process are in tests/integration/test_hub_oauth_real.py.
+"""
 
 from __future__ import annotations
 

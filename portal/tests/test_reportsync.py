@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -228,3 +229,98 @@ async def test_import_history_with_zone(clean_db, pg_server, tmp_path):
                    "y,q,yesterday,2025-01-01 09:00\n")
     result = subprocess.run([*cmd[:-1], str(bad)], env=env, capture_output=True, text=True)
     assert result.returncode == 2 and "row 2" in result.stderr and "row 3" in result.stderr
+
+
+async def test_rows_with_hostile_values_round_trip_exactly(clean_db, mysql_clean, pg_server):
+    """The sync renders its own multi-row VALUES literals: quotes, backslashes, %s, NUL-free control
+    characters, non-BMP text, a NULL display name and microsecond times must arrive unchanged (over two
+    batches); splitting a batch into several statements by size is checked on the rendered SQL."""
+    from labhub_portal.config import Settings
+    from labhub_portal.db.engine import make_engine, make_sessionmaker
+    from labhub_portal.reportsync.service import ReportSync, values_statements
+
+    names = ["o'brien", "back\\slash", "per%scent %(x)s", "tab\tnew\nline\r\x1a", "\u6771\u4eac \U0001F680",
+             "'); DROP TABLE pod_report; --"]
+    engine = create_async_engine(pg_server.url())
+    started = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    async with engine.begin() as conn:
+        for i, name in enumerate(names):
+            await conn.execute(text("""
+INSERT INTO container_sessions (pod_uid, pod_name, server_name, namespace, username, image, gpu_request, gpu_limit,
+    cpu_request, memory_request, started_at, first_seen_at, last_seen_at, ended_at, end_reason,
+    unobserved_seconds, source, change_seq, created_at, updated_at)
+VALUES (:uid, 'jupyter-x', :name, 'jhub', :name, :name, 0, 0, 0.25, 1073741824, :t, :t, :t, :t, 'pod_gone', 0,
+        'recorder', nextval('container_sessions_change_seq'), now(), now())"""),
+                               {"uid": f"uid-h{i}", "name": name, "t": started})
+    await engine.dispose()
+    settings = Settings(_env_file=None, database_url=pg_server.url(), mysql_url=mysql_clean.url, report_sync_batch=4,
+                        token="test-portal-token-0123456789abcdef")
+    portal_engine = make_engine(settings.database_url)
+    sync = ReportSync(settings, make_sessionmaker(portal_engine))
+    try:
+        assert await sync.run_once() == len(names)  # two batches (4 + 2)
+    finally:
+        await portal_engine.dispose()
+    conn = mysql_clean.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pod_uid, server_name, username, image, display_name, started_at, cpu_request "
+                        "FROM pod_report ORDER BY pod_uid")
+            got = cur.fetchall()
+    finally:
+        conn.close()
+    assert [(r[1], r[2], r[3]) for r in got] == [(n, n, n) for n in names]
+    assert all(r[4] is None and r[5] == started.replace(tzinfo=None) and float(r[6]) == 0.25 for r in got)
+
+    # splitting by size keeps every row exactly once; unknown types and non-finite numbers are refused
+    rows = [(f"u{i}", 1.5, None) for i in range(100)]
+    sql = "INSERT INTO `t` (a, b, c) VALUES (%s, %s, %s)\nON DUPLICATE KEY UPDATE\n  b = VALUES(b)"
+    parts = values_statements(sql, rows, lambda s: s, max_bytes=400)
+    assert len(parts) > 1 and all(len(p) <= 400 for p in parts)
+    assert all(p.startswith("INSERT INTO `t` (a, b, c) VALUES (")
+               and p.endswith("\nON DUPLICATE KEY UPDATE\n  b = VALUES(b)") for p in parts)
+    assert sum(p.count("'u") for p in parts) == 100
+    with pytest.raises(ValueError):
+        values_statements(sql, [("x", float("nan"), None)], lambda s: s)
+    with pytest.raises(TypeError):
+        values_statements(sql, [("x", object(), None)], lambda s: s)
+
+
+async def test_projection_same_for_naive_and_aware_times(clean_db, pg_server):
+    """PostgreSQL rows carry naive UTC times (timezone('UTC', ..) in the query), SQLite rows aware ones
+    (column type): billing and the MySQL values must not depend on which."""
+    from sqlalchemy import select
+
+    from labhub_portal.config import Settings
+    from labhub_portal.db.engine import make_engine, make_sessionmaker
+    from labhub_portal.db.models import ContainerSession, User
+    from labhub_portal.reportsync.service import ReportSync
+
+    await _seed_many(pg_server, 20)
+    engine = create_async_engine(pg_server.url())
+    async with engine.begin() as conn:  # some sessions still open: billed up to now / last seen + gap
+        await conn.execute(text("UPDATE container_sessions SET ended_at = NULL, end_reason = NULL, "
+                                "last_seen_at = now() - interval '30 seconds' WHERE pod_uid IN ('uid-3', 'uid-4')"))
+    await engine.dispose()
+    settings = Settings(_env_file=None, database_url=pg_server.url(), token="test-portal-token-0123456789abcdef")
+    portal_engine = make_engine(settings.database_url)
+    sync = ReportSync(settings, make_sessionmaker(portal_engine))
+    now = dt.datetime.now(UTC)
+    cs = ContainerSession.__table__.c
+    aware_query = (select(*[c for c in sync.batch_query(0).selected_columns if c.name not in
+                            ("started_at", "last_seen_at", "ended_at", "display_name", "department_id")],
+                          cs.started_at, cs.last_seen_at, cs.ended_at, User.display_name, User.department_id)
+                   .select_from(ContainerSession.__table__).outerjoin(User, User.username == cs.username)
+                   .order_by(cs.change_seq))
+    try:
+        async with make_sessionmaker(portal_engine)() as session:
+            naive_rows = (await session.execute(sync.batch_query(0))).all()
+            aware_rows = (await session.execute(aware_query)).all()
+        departments = await sync.load_departments()
+    finally:
+        await portal_engine.dispose()
+    assert naive_rows[0].started_at.tzinfo is None and aware_rows[0].started_at.tzinfo is not None
+    naive = sync._project(naive_rows, now, departments)
+    aware = sync._project(aware_rows, now, departments)
+    assert len(naive) == 20 and naive == aware
+    assert any(row[19] is None and row[21] > 0 for row in naive)  # open sessions billed

@@ -93,7 +93,8 @@ def _tls_files(root: Path) -> tuple[str, str]:
 
 GOOD = ["mode_native", "mode_github", "mode_azuread", "mode_auth0", "mode_oidc", "mode_cookie_sso",
         "mode_local_groups", "mode_dummy", "multi", "storage_hostpath", "storage_nfs", "storage_none",
-        "ingress_tls", "nodeport_tls", "nodeport_letsencrypt", "gpu_on", "no_rendered_secrets", "hub_start"]
+        "ingress_tls", "nodeport_tls", "nodeport_letsencrypt", "gpu_on", "no_rendered_secrets", "hub_start",
+        "portal_service"]
 BAD = {
     "bad_missing_secret": (_mode("github", labhub_hub_github_client_secret=""), "labhub_hub_github_client_secret"),
     "bad_unknown_mode": (_mode("native", "ldap"), 'labhub_hub_auth_modes (jupyterhub_auth_modes): unknown login mode "ldap"'),
@@ -106,7 +107,19 @@ BAD = {
     "bad_image": (_mode("native", jupyterhub_singleuser_image="docker.io/jupyter/base-notebook:latest"), "is not in the bundle manifest"),
     "bad_nfs": (_mode("native", jupyterhub_storage_kind="nfs"), "jupyterhub_storage_nfs_server: required"),
     "bad_inline_secret": (_mode("native", jupyterhub_auth_settings={"github": {"client_secret": "x"}}), "jupyterhub_auth_settings.github.client_secret"),
+    "bad_portal_without_url": (_mode("native", labhub_portal_enabled=True),
+                               "labhub_portal_public_url (jupyterhub_portal_public_url): the portal URL as browsers see it"),
+    "bad_portal_without_hub_url": (_mode("native", labhub_portal_enabled=True, labhub_portal_public_url="https://portal.example.org"),
+                                   "labhub_hub_public_url (jupyterhub_public_url): required when labhub_portal_enabled is true"),
+    "bad_portal_short_token": (_mode("native", labhub_portal_enabled=True, labhub_portal_public_url="https://portal.example.org",
+                                     labhub_hub_public_url="https://hub.example.org", labhub_portal_hub_api_token="too-short-token"),
+                               "labhub_portal_hub_api_token (jupyterhub_portal_api_token): at least 32 characters"),
 }
+# The portal as a hub service (labhub_portal_*, shared with roles/portal); the contract file is
+# what portal/tests/integration/test_hub_oauth_real.py registers with a real JupyterHub.
+PORTAL_CONTRACT = REPO / "portal" / "tests" / "integration" / "hub_service_values.json"
+PORTAL_VARS = {"labhub_portal_enabled": True, "labhub_portal_public_url": "https://portal.example.org/",
+               "labhub_portal_admin_group": "labhub-billing", "labhub_hub_public_url": "https://hub.example.org"}
 
 
 @pytest.fixture(scope="session")
@@ -150,6 +163,8 @@ def rendered(tmp_path_factory):
         # started as a real JupyterHub by test_rendered_files_start_a_real_hub
         "hub_start": _mode("native", "github", "cookie_sso", "local_groups",
                            jupyterhub_announcement="Maintenance on Monday"),
+        "portal_service": _mode("native", **PORTAL_VARS,
+                                labhub_portal_hub_api_token_file=str(root / "shared-credentials" / "portal_api_token")),
     }
     for name, (variables, _message) in BAD.items():
         scenarios[name] = variables
@@ -256,6 +271,60 @@ def test_multi_mode_wires_every_secret(rendered):
     svc = values["hub"]["services"]["labhub-portal"]
     assert "apiToken" not in svc and "api_token" not in svc
     assert values["hub"]["loadRoles"]["labhub-portal-service"]["scopes"] == ["list:users", "admin:servers"]
+
+
+@pytest.mark.slow
+def test_portal_is_registered_as_a_hub_service_with_a_generated_shared_token(rendered, tmp_path):
+    """labhub_portal_enabled: hub.services / hub.loadRoles equal the contract the real-hub test uses,
+    the token is generated once into the shared credential file (0600, directory 0700), reaches
+    the hub only through the Secret, and role portal writes the same token into portal.env."""
+    import json
+    from jupyterhub_render import ansible_env
+    _ignored, values, manifests = _load(rendered["root"], "portal_service")
+    contract = json.loads(PORTAL_CONTRACT.read_text().replace("@PORTAL_PUBLIC_URL@", "https://portal.example.org")
+                          .replace("@PORTAL_ADMIN_GROUP@", "labhub-billing"))
+    assert values["hub"]["services"] == contract["services"]
+    assert values["hub"]["loadRoles"] == contract["loadRoles"]
+    token_file = rendered["root"] / "shared-credentials" / "portal_api_token"
+    token = token_file.read_text().strip()
+    assert len(token) == 64 and int(token, 16) >= 0
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
+    secret = manifests["30-secret-hub.yaml"]
+    assert dict(zip(secret["data"], secret_values([secret])))["hub.services.labhub-portal.apiToken"] == token
+    out = rendered["root"] / "out" / "portal_service" / "jupyterhub"
+    import base64
+    encoded = base64.b64encode(token.encode()).decode()
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert [p.name for p in files if token in p.read_text()] == []  # values, ConfigMap, ...: never in plain
+    assert [p.name for p in files if encoded in p.read_text()] == ["30-secret-hub.yaml"]
+    # the portal scenario off: no service at all
+    _ignored, plain, _ignored2 = _load(rendered["root"], "mode_native")
+    assert "services" not in plain["hub"] and "loadRoles" not in plain["hub"]
+
+    # role portal, same inventory and host: portal.env carries the same token and matching settings
+    env_file = tmp_path / "portal.env"
+    play = tmp_path / "portal-env.yml"
+    play.write_text(yaml.safe_dump([{
+        "name": "portal.env of the portal_service scenario", "hosts": "portal_service", "gather_facts": False,
+        "vars_files": [str(REPO / "roles/portal/defaults/main.yml"), str(REPO / "roles/portal/vars/main.yml")],
+        "vars": {"portal_database_password": "Zq8rT2vLx9WcN4bKm7Hs", "portal_token": "6f1c9e2ab7d34f08a1c5e9b2d7f3a6c4",
+                 "portal_cookie_secret": "e7a2c5f9b1d84e3a96c0f2b7d5a8e1c3", "__portal_kubeconfig_present": False},
+        "tasks": [{"name": "render portal.env", "ansible.builtin.template": {
+            "src": str(REPO / "roles/portal/templates/portal.env.j2"), "dest": str(env_file), "mode": "0600"}}]}]))
+    proc = subprocess.run(["ansible-playbook", "-i", str(rendered["root"] / "inventory"), str(play)], cwd=REPO,
+                          env=dict(ansible_env(), ANSIBLE_STDOUT_CALLBACK="default"), capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert token not in proc.stdout + proc.stderr
+    env = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if line and not line.startswith("#"))
+    assert env["PORTAL_HUB_API_TOKEN"] == f"'{token}'"
+    assert env["PORTAL_OAUTH_CLIENT_ID"] == "'" + contract["services"]["labhub-portal"]["oauth_client_id"] + "'"
+    assert env["PORTAL_BASE_URL"].strip("'").rstrip("/") + "/oauth_callback" == \
+        contract["services"]["labhub-portal"]["oauth_redirect_uri"]
+    assert env["PORTAL_HUB_API_URL"] == "'https://hub.example.org/hub/api'"
+    assert env["PORTAL_HUB_PUBLIC_URL"] == "'https://hub.example.org'"
+    assert env["PORTAL_ADMIN_GROUP"] == "'labhub-billing'"
 
 
 @pytest.mark.slow

@@ -231,9 +231,65 @@ def test_missing_secrets_are_refused_by_the_argument_spec(tmp_path):
     result = _main_in_check_mode(tmp_path, {"portal_token": GOOD_SECRETS["portal_token"]})
     assert result.returncode != 0
     assert "missing required arguments" in result.stdout
-    for name in ("portal_database_password", "portal_hub_api_token", "portal_cookie_secret"):
+    for name in ("portal_database_password", "portal_cookie_secret"):
         assert name in result.stdout
+    # the hub token is not an operator input any more: shared with role jupyterhub, generated once
+    assert "portal_hub_api_token" not in result.stdout.split("missing required arguments", 1)[1].splitlines()[0]
     assert GOOD_SECRETS["portal_token"] not in result.stdout + result.stderr
+
+
+def _portal_env(tmp_path: Path, extra: dict) -> tuple[dict, subprocess.CompletedProcess]:
+    """portal.env as the role writes it (defaults + vars + the template), for hub-integration checks."""
+    dest = tmp_path / "portal.env"
+    play = [{"name": "portal.env", "hosts": "localhost", "connection": "local", "gather_facts": False,
+             "vars_files": [str(REPO / "roles/portal/defaults/main.yml"), str(REPO / "roles/portal/vars/main.yml")],
+             "tasks": [{"name": "render portal.env", "ansible.builtin.template": {
+                 "src": str(REPO / "roles/portal/templates/portal.env.j2"), "dest": str(dest), "mode": "0600"}}]}]
+    path = tmp_path / "env-play.yml"
+    path.write_text(yaml.safe_dump(play, sort_keys=False))
+    secrets = {k: v for k, v in GOOD_SECRETS.items() if k != "portal_hub_api_token"}
+    result = _run(path, {**secrets, "__portal_kubeconfig_present": False, **extra})
+    assert result.returncode == 0, result.stdout + result.stderr
+    env = {}
+    for line in dest.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.split("=", 1)
+            env[name] = value.strip("'")
+    return env, result
+
+
+def test_hub_settings_come_from_the_shared_inventory_names(tmp_path):
+    """labhub_portal_enabled + the shared names (also read by role jupyterhub) give the portal its hub
+    URLs, OAuth client id, redirect base and admin group; the service token is generated once into
+    the shared credential file (0600), reused on the next run, and never printed."""
+    token_file = tmp_path / "creds" / "jupyterhub" / "portal_api_token"
+    shared = {"labhub_portal_enabled": True, "labhub_hub_public_url": "https://hub.example.org/",
+              "labhub_portal_public_url": "https://portal.example.org", "labhub_portal_admin_group": "labhub-billing",
+              "labhub_portal_service_name": "usage", "labhub_portal_hub_api_token_file": str(token_file)}
+    env, result = _portal_env(tmp_path, shared)
+    token = token_file.read_text().strip()
+    assert len(token) == 64 and oct(token_file.stat().st_mode & 0o777) == oct(0o600)
+    assert token not in result.stdout + result.stderr
+    assert env["PORTAL_HUB_API_TOKEN"] == token
+    assert env["PORTAL_HUB_API_URL"] == "https://hub.example.org/hub/api"
+    assert env["PORTAL_HUB_PUBLIC_URL"] == "https://hub.example.org/"
+    assert env["PORTAL_OAUTH_CLIENT_ID"] == "service-usage"
+    assert env["PORTAL_BASE_URL"] == "https://portal.example.org"
+    assert env["PORTAL_ADMIN_GROUP"] == "labhub-billing"
+    again, _ignored = _portal_env(tmp_path, {**shared, "labhub_hub_api_url": "http://10.0.0.9:30080/hub/api"})
+    assert again["PORTAL_HUB_API_TOKEN"] == token  # generated once
+    assert again["PORTAL_HUB_API_URL"] == "http://10.0.0.9:30080/hub/api"
+
+
+def test_hub_integration_off_and_vault_token(tmp_path):
+    vault_token = "0123456789abcdef0123456789abcdef"
+    token_file = tmp_path / "portal_api_token"
+    env, _ignored = _portal_env(tmp_path, {"labhub_hub_public_url": "https://hub.example.org",
+                                           "labhub_portal_hub_api_token": vault_token,
+                                           "labhub_portal_hub_api_token_file": str(token_file)})
+    assert "PORTAL_HUB_API_URL" not in env  # labhub_portal_enabled off: no OAuth, stops delete pods
+    assert env["PORTAL_HUB_API_TOKEN"] == vault_token and not token_file.exists()
+    assert env["PORTAL_OAUTH_CLIENT_ID"] == "service-labhub-portal"
 
 
 # Each case sets all four secrets to bad values at once: the looped assertion reports every one.
@@ -280,4 +336,16 @@ def test_missing_wheel_is_refused(tmp_path):
     result = _main_in_check_mode(tmp_path, GOOD_SECRETS)
     assert result.returncode != 0
     assert "holding labhub_portal-0.1.0-*.whl" in result.stdout
+    assert "Install PostgreSQL" not in result.stdout
+
+
+def test_hub_service_without_portal_url_is_refused(tmp_path):
+    """labhub_portal_enabled makes the portal the hub's OAuth service: without its public URL the
+    role stops in its preflight, naming the variable, instead of starting with browser login off."""
+    (tmp_path / "wheels").mkdir()
+    (tmp_path / "wheels" / "labhub_portal-0.1.0-py3-none-any.whl").write_bytes(b"")
+    result = _main_in_check_mode(tmp_path, {**GOOD_SECRETS, "labhub_portal_enabled": True,
+                                            "labhub_hub_public_url": "https://hub.example.org/"})
+    assert result.returncode != 0
+    assert "labhub_portal_public_url" in result.stdout
     assert "Install PostgreSQL" not in result.stdout

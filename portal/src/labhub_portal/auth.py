@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import html
 import json
 import secrets
 import time
@@ -33,7 +34,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
-from fastapi.responses import RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 SESSION_COOKIE = "labhub_portal_session"
@@ -224,14 +225,29 @@ async def oauth_callback(request: Request, code: str | None = None, state: str |
     groups = user.get("groups") or []
     allowed = bool(user.get("admin")) or (settings.admin_group is not None and settings.admin_group in groups)
     if not allowed:
-        raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            detail=f"user {user.get('name')!r} is neither a hub admin nor in the admin group")
+        return _refused_page(request, str(user.get("name")))
     csrf = secrets.token_urlsafe(32)
     response = RedirectResponse(_safe_next(saved.get("n"), request), status_code=302)
     response.set_cookie(SESSION_COOKIE, sign({"u": user.get("name"), "csrf": csrf,
                                               "exp": time.time() + settings.session_max_age}, _secret(request)),
                         max_age=settings.session_max_age, **_cookie_args(request))
     response.set_cookie(CSRF_COOKIE, csrf, max_age=settings.session_max_age, **_cookie_args(request, http_only=False))
+    response.delete_cookie(STATE_COOKIE, path=_cookie_args(request)["path"])
+    return response
+
+
+def _refused_page(request: Request, name: str) -> HTMLResponse:
+    """The browser's answer when the hub identified a user the portal does not admit (403)."""
+    settings = request.app.state.settings
+    group = settings.admin_group
+    who = "hub admins" + (f" and members of the hub group <code>{html.escape(group)}</code>" if group else "")
+    hub = html.escape(f"{settings.public_hub_url}/hub/home", quote=True)
+    response = HTMLResponse(
+        "<!doctype html><html lang=en><meta charset=utf-8><title>Access refused</title>"
+        "<body style='font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto'>"
+        f"<h1>Access refused</h1><p>The hub signed you in as <code>{html.escape(name)}</code>, who is neither a hub "
+        f"admin nor in the admin group. The usage portal is open to {who} only.</p>"
+        f"<p><a href=\"{hub}\">Back to JupyterHub</a></p></body></html>", status_code=403)
     response.delete_cookie(STATE_COOKIE, path=_cookie_args(request)["path"])
     return response
 

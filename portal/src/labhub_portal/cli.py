@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import logging
 import sys
 
@@ -30,14 +31,35 @@ def _serve(args) -> int:
     return 0
 
 
+# `migrate --check` exit codes (the portal role relies on them): 0 up to date, 2 error (invalid
+# settings, a schema version this package does not know), MIGRATE_PENDING when an upgrade would apply
+# revisions. Other failures (e.g. the database is unreachable) exit 1 with a traceback.
+MIGRATE_PENDING = 3
+
+
 def _migrate(args) -> int:
     from .config import Settings
-    from .db.migrate import upgrade
+    from .db.migrate import MigrationError, status, upgrade
 
     settings = Settings()
-    upgrade(settings.database_url, args.revision)
-    print(f"migrated to {args.revision}")
-    return 0
+    if not (args.check or args.json):
+        upgrade(settings.database_url, args.revision)
+        print(f"migrated to {args.revision}")
+        return 0
+    try:
+        state = status(settings.database_url, args.revision)
+    except MigrationError as exc:
+        if args.json:
+            print(json.dumps({"error": str(exc)}))
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(state.as_dict(), sort_keys=True))
+    elif state.up_to_date:
+        print(f"up to date at {', '.join(state.current) or 'base'}")
+    else:
+        print(f"pending: {' '.join(state.pending)} (database at {', '.join(state.current) or 'base'})")
+    return 0 if state.up_to_date else MIGRATE_PENDING
 
 
 def _import_history(args) -> int:
@@ -100,8 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--migrate", action="store_true", help="apply database migrations before serving")
     serve.set_defaults(func=_serve)
 
-    migrate = sub.add_parser("migrate", help="apply database migrations (alembic upgrade)")
+    migrate = sub.add_parser(
+        "migrate", help="apply database migrations (alembic upgrade)",
+        epilog=f"--check exit codes: 0 up to date, {MIGRATE_PENDING} revisions pending, 2 error")
     migrate.add_argument("revision", nargs="?", default="head")
+    migrate.add_argument("--check", action="store_true",
+                         help=f"change nothing: exit 0 when up to date, {MIGRATE_PENDING} and list the pending revisions")
+    migrate.add_argument("--json", action="store_true",
+                         help="with --check (implied): print {current, target, pending, up_to_date} as JSON")
     migrate.set_defaults(func=_migrate)
 
     history = sub.add_parser("import-history", help="import the older tool's sessions (CSV of local times)")
