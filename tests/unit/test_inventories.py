@@ -165,6 +165,6 @@ def test_preflight_is_the_first_play_of_every_entry_playbook():
         plays = re.findall(r"^  play #\d+ \(([^)]*)\): (.*?)\tTAGS", proc.stdout, re.M)
         names = [p[1] for p in plays]
         preflight = names.index("Preflight | validate the inventory and every node before any change")
-        assert preflight == (0 if playbook == "site.yml" else 1), names
+        assert preflight == 1, names
         # the plays before it only check arguments on the controller
         assert all(p[0] == "localhost" for p in plays[:preflight])
