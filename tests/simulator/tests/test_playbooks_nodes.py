@@ -14,15 +14,13 @@ fixture tree.
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from ansible_run import ansible_playbook  # tests/simulator/tests/ansible_run.py
 
 REPO = Path(__file__).resolve().parents[3]
 FIXTURE = REPO / "tests" / "unit" / "fixtures" / "hardware" / "cpu-vm"
@@ -71,21 +69,7 @@ def write_inventory(tmp_path, cps, workers, bundle, per_host=None, extra=None):
 
 
 def run(tmp_path, inventory, playbook, *args):
-    env = dict(os.environ,
-               ANSIBLE_COLLECTIONS_PATH=str(REPO / ".cache" / "ansible_collections"),
-               ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"), ANSIBLE_HOST_KEY_CHECKING="False",
-               ANSIBLE_TIMEOUT="3")
-    bindir = Path(sys.executable).parent
-    env["PATH"] = f"{bindir}:{env['PATH']}"
-    proc = subprocess.run([str(bindir / "ansible-playbook"), "-i", str(inventory), str(playbook), *args],
-                          env=env, capture_output=True, text=True, timeout=900, check=False)
-    recap = {}
-    for line in proc.stdout.splitlines():
-        match = re.match(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", line)
-        if match:
-            recap[match.group(1)] = {"changed": int(match.group(3)), "failed": int(match.group(5))}
-    return proc, recap
+    return ansible_playbook(tmp_path, inventory, playbook, *args, env={"ANSIBLE_TIMEOUT": "3"})
 
 
 def text(proc):

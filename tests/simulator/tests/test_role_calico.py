@@ -12,15 +12,12 @@ Cluster: n1 control plane, n2 worker, formed with the simulated microk8s CLI.
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+from ansible_run import ansible_playbook, api_get, role_playbook  # tests/simulator/tests/ansible_run.py
 
 REPO = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
@@ -57,28 +54,11 @@ def write_inventory(tmp_path, nodes, kubeconfig, extra=None):
 
 
 def run_role(tmp_path, inventory, *args):
-    play = tmp_path / "play.yml"
-    play.write_text(yaml.safe_dump([{"name": "Calico", "hosts": "labhub_cluster", "gather_facts": False,
-                                     "roles": ["labhub.platform.calico"]}]))
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / ".cache" / "ansible_collections"),
-               ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"))
-    bindir = Path(sys.executable).parent
-    env["PATH"] = f"{bindir}:{env['PATH']}"
-    proc = subprocess.run([str(bindir / "ansible-playbook"), "-i", str(inventory), str(play), *args],
-                          env=env, capture_output=True, text=True, timeout=600, check=False)
-    recap = {}
-    for line in proc.stdout.splitlines():
-        match = re.match(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", line)
-        if match:
-            recap[match.group(1)] = {"changed": int(match.group(3)), "failed": int(match.group(5))}
-    return proc, recap
+    return ansible_playbook(tmp_path, inventory, role_playbook(tmp_path, "Calico", "labhub.platform.calico"), *args, timeout=600)
 
 
 def api(kubeconfig, path):
-    server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
-    with urllib.request.urlopen(server + path, timeout=30) as resp:  # noqa: S310 - loopback test server
-        return json.loads(resp.read())
+    return api_get(kubeconfig, path)
 
 
 def calico_state(kubeconfig):

@@ -13,15 +13,13 @@ formed with the simulated microk8s CLI. Hardware facts (labhub_hardware) come fr
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+from ansible_run import ansible_playbook, api_get, role_playbook  # tests/simulator/tests/ansible_run.py
 
 REPO = Path(__file__).resolve().parents[3]
 SIM = REPO / "tests" / "simulator"
@@ -82,29 +80,12 @@ def write_inventory(tmp_path, nodes, bundle, kubeconfig, hardware_of, extra=None
 
 
 def run_role(tmp_path, inventory, *args):
-    play = tmp_path / "play.yml"
-    play.write_text(yaml.safe_dump([{"name": "GPU Operator", "hosts": "labhub_cluster", "gather_facts": False,
-                                     "roles": ["labhub.platform.gpu_operator"]}]))
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / ".cache" / "ansible_collections"),
-               ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"))
-    bindir = Path(sys.executable).parent
-    env["PATH"] = f"{bindir}:{env['PATH']}"
-    proc = subprocess.run([str(bindir / "ansible-playbook"), "-i", str(inventory), str(play), *args],
-                          env=env, capture_output=True, text=True, timeout=900, check=False)
-    recap = {}
-    for line in proc.stdout.splitlines():
-        match = re.match(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", line)
-        if match:
-            recap[match.group(1)] = {"changed": int(match.group(3)), "failed": int(match.group(5))}
-    return proc, recap
+    return ansible_playbook(tmp_path, inventory, role_playbook(tmp_path, "GPU Operator", "labhub.platform.gpu_operator"), *args, timeout=900)
 
 
 def api_objects(kubeconfig, path):
-    """GET a collection from the fake API (plain HTTP, the server of the kubeconfig)."""
-    server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
-    with urllib.request.urlopen(server + path, timeout=30) as resp:  # noqa: S310 - loopback test server
-        return json.loads(resp.read())["items"]
+    """The items of a collection of the FAKE API server."""
+    return api_get(kubeconfig, path)["items"]
 
 
 HW = {"n1": hardware(0), "n2": hardware(8), "n3": hardware(0)}

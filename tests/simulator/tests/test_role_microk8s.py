@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible_run import ansible_playbook, role_playbook  # tests/simulator/tests/ansible_run.py
 
 REPO = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
@@ -52,23 +53,8 @@ def write_inventory(path: Path, cps, workers, bundle: Path, extra=None):
 
 
 def run_role(tmp_path: Path, inventory: Path, *extra_args):
-    play = tmp_path / "play.yml"
-    play.write_text(yaml.safe_dump([{"name": "MicroK8s", "hosts": "labhub_cluster", "gather_facts": False,
-                                     "roles": ["labhub.platform.microk8s"]}]))
-    env = dict(os.environ,
-               ANSIBLE_COLLECTIONS_PATH=str(REPO / ".cache" / "ansible_collections"),
-               ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"), ANSIBLE_HOST_KEY_CHECKING="False")
-    bindir = Path(sys.executable).parent
-    env["PATH"] = f"{bindir}:{env['PATH']}"
-    proc = subprocess.run([str(bindir / "ansible-playbook"), "-i", str(inventory), str(play), *extra_args],
-                          env=env, capture_output=True, text=True, timeout=600, check=False)
-    recap = {}
-    for line in proc.stdout.splitlines():
-        match = re.match(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", line)
-        if match:
-            recap[match.group(1)] = {"changed": int(match.group(3)), "failed": int(match.group(5))}
-    return proc, recap
+    return ansible_playbook(tmp_path, inventory, role_playbook(tmp_path, "MicroK8s", "labhub.platform.microk8s"),
+                            *extra_args, timeout=600)
 
 
 def test_role_forms_ha_cluster_idempotent_and_check_mode_exact(tmp_path, sim_nodes, sim_bundle):

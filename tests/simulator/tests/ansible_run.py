@@ -1,0 +1,54 @@
+# -*- coding: utf-8 -*-
+# Copyright: Labhub engineers
+# Apache License 2.0 (see LICENSE)
+"""How the simulator-backed role and playbook tests run Ansible: the real `ansible-playbook` of
+this venv with the checkout as labhub.platform, its PLAY RECAP parsed per host, and a plain
+GET against the FAKE Kubernetes API server a simulated cluster's kubeconfig points at."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
+
+
+def role_playbook(tmp_path: Path, name: str, role: str, hosts: str = "labhub_cluster") -> Path:
+    """A one-play playbook applying `role` to `hosts`, written into tmp_path."""
+    play = tmp_path / "play.yml"
+    play.write_text(yaml.safe_dump([{"name": name, "hosts": hosts, "gather_facts": False, "roles": [role]}]))
+    return play
+
+
+def ansible_playbook(tmp_path: Path, inventory: Path, playbook: Path, *args: str, timeout: int = 900,
+                     env: dict | None = None) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run ansible-playbook; return the process and {host: {"changed": n, "failed": n}} from its recap."""
+    bindir = Path(sys.executable).parent
+    full_env = dict(os.environ,
+                    ANSIBLE_COLLECTIONS_PATH=str(REPO / ".cache" / "ansible_collections"),
+                    ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
+                    ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"), ANSIBLE_HOST_KEY_CHECKING="False",
+                    **(env or {}))
+    full_env["PATH"] = f"{bindir}:{full_env['PATH']}"
+    proc = subprocess.run([str(bindir / "ansible-playbook"), "-i", str(inventory), str(playbook), *args],
+                          env=full_env, capture_output=True, text=True, timeout=timeout, check=False)
+    recap = {}
+    for line in proc.stdout.splitlines():
+        match = RECAP.match(line)
+        if match:
+            recap[match.group(1)] = {"changed": int(match.group(3)), "failed": int(match.group(5))}
+    return proc, recap
+
+
+def api_get(kubeconfig: Path, path: str) -> dict:
+    """GET `path` from the FAKE API server of the kubeconfig (plain HTTP, loopback)."""
+    server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    with urllib.request.urlopen(server + path, timeout=30) as resp:  # noqa: S310 - loopback test server
+        return json.loads(resp.read())
