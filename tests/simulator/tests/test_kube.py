@@ -117,9 +117,17 @@ def test_servers_lifecycle_and_kubeconfig(cluster, sim_nodes):
     pid = cp2.api_server()["pid"]
     cp2.snap("remove", "microk8s")
     assert cp2.api_server() is None
-    time.sleep(0.3)
     stat = Path("/proc/%d/stat" % pid)
-    assert not stat.exists() or stat.read_text().split(") ")[1].startswith("Z"), "the server still runs"
+
+    def gone():
+        try:
+            return stat.read_text().split(") ")[1].startswith("Z")
+        except OSError:
+            return True
+    deadline = time.time() + 15  # the server notices within its 0.2 s poll; the CI machine can be slow
+    while not gone() and time.time() < deadline:
+        time.sleep(0.2)
+    assert gone(), "the server still runs"
 
 
 def test_builtin_objects_like_a_fresh_microk8s(cluster):
@@ -303,6 +311,8 @@ def test_jobs_resources_and_fault_knobs(cluster):
                 time.sleep(0.1)
         except ConnectionRefusedError:
             refused = True
+        except ConnectionResetError:  # a connection caught in the backlog while the socket closes
+            time.sleep(0.1)
     assert refused, "api_down must close the listening socket"
     proc = cluster.first.microk8s("helm3", "list", check=False)
     assert proc.returncode == 1 and "Kubernetes cluster unreachable" in proc.stderr
