@@ -8,7 +8,8 @@ set -euo pipefail
 PACKAGES=(
   git make rsync curl ca-certificates python3-venv shellcheck
   # Molecule driver: rootful podman, and debootstrap for the local base image
-  podman runc crun conmon catatonit fuse-overlayfs uidmap slirp4netns netavark aardvark-dns debootstrap
+  # (netavark needs iptables for container networks; --no-install-recommends would leave it out)
+  podman runc crun conmon catatonit fuse-overlayfs uidmap slirp4netns netavark aardvark-dns iptables debootstrap
   # containerd for the ctr_image module tests; skopeo builds image archives
   containerd skopeo
   # throwaway database servers for the portal tests
