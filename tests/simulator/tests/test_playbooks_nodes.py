@@ -289,3 +289,41 @@ def test_remove_node_drain_respects_pdb_and_force_removes_an_unreachable_node(tm
     assert "Host n3 is unreachable and force=true: skipping `microk8s leave` and the snap removal on it." in text(proc)
     assert node_names(n1) == ["n1"]
     assert n3.node_state()["microk8s"]["role"] == "worker"  # the dead node itself was not touched
+
+
+def test_remove_control_plane_nodes_keeps_odd_voters_and_the_kubeconfig_on_a_node_that_stays(tmp_path, sim_nodes, sim_bundle):
+    """Three control-plane nodes: removing one is refused (two voters left) unless force=true; the dead
+    FIRST control-plane node (whose API the admin kubeconfig names) is removed through another one, and
+    the kubeconfig is rewritten from the remover before the drain."""
+    nodes = sim_nodes(3)
+    n1, n2, n3 = nodes
+    inv = write_inventory(tmp_path, nodes, [], sim_bundle)
+    kubeconfig = form_cluster(tmp_path, inv, nodes)
+    assert node_names(n1) == ["n1", "n2", "n3"]
+    server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    assert server.endswith(":%d" % n1.api_server()["port"]), server
+    playbook = REPO / "remove_node.yml"
+
+    # 1. n3 answers, but two control-plane nodes would be left: refused, nothing changed.
+    proc, _recap = run(tmp_path, inv, playbook, "-e", "node=n3", *SKIP)
+    assert proc.returncode != 0
+    assert ("Refusing to remove control-plane node n3 (host n3): it would leave 2 control-plane nodes (n1, n2), "
+            "an even number of dqlite voters") in text(proc), proc.stdout[-4000:]
+    assert node_names(n1) == ["n1", "n2", "n3"] and not sim_node(n1, "n3")["spec"].get("unschedulable")
+    assert yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"] == server
+
+    # 2. n1 dies (its API server stops, SSH does not answer): removed with force=true through n2.
+    n1.stop_api_server()
+    dead = yaml.safe_load(inv.read_text())
+    dead["all"]["children"]["labhub_cluster"]["children"]["labhub_control_plane"]["hosts"]["n1"].update(
+        {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 9, "ansible_user": "nobody"})
+    inv.write_text(yaml.safe_dump(dead))
+    proc, recap = run(tmp_path, inv, playbook, "-e", "node=n1", "-e", "force=true", *SKIP)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert "Removing node n1 (host n1, unreachable) through n2, forced." in text(proc)
+    assert node_names(n2) == ["n2", "n3"]
+    kc = yaml.safe_load(kubeconfig.read_text())
+    assert kc["clusters"][0]["cluster"]["server"].endswith(":%d" % n2.api_server()["port"]), kc["clusters"][0]
+    assert oct(kubeconfig.stat().st_mode & 0o777) == "0o600"
+    assert [n.metadata.name for n in api(kubeconfig).list_node().items] == ["n2", "n3"]
+    assert recap["localhost"]["changed"] >= 1  # the kubeconfig (+ drain, remove-node)
