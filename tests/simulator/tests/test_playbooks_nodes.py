@@ -327,3 +327,26 @@ def test_remove_control_plane_nodes_keeps_odd_voters_and_the_kubeconfig_on_a_nod
     assert oct(kubeconfig.stat().st_mode & 0o777) == "0o600"
     assert [n.metadata.name for n in api(kubeconfig).list_node().items] == ["n2", "n3"]
     assert recap["localhost"]["changed"] >= 1  # the kubeconfig (+ drain, remove-node)
+
+
+def test_add_node_joins_through_the_next_control_plane_node_when_the_first_is_dead(tmp_path, sim_nodes, sim_bundle):
+    """n1 of three control-plane nodes is dead (API stopped, SSH refused): add_node.yml issues the
+    join token on n2, joins n4 through it and points the admin kubeconfig at n2."""
+    nodes = sim_nodes(4)
+    n1, n2, _n3, n4 = nodes
+    inv = write_inventory(tmp_path, nodes[:3], nodes[3:], sim_bundle)
+    kubeconfig = form_cluster(tmp_path, inv, nodes[:3])
+    n1.stop_api_server()
+    dead = yaml.safe_load(inv.read_text())
+    dead["all"]["children"]["labhub_cluster"]["children"]["labhub_control_plane"]["hosts"]["n1"].update(
+        {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 9, "ansible_user": "nobody"})
+    inv.write_text(yaml.safe_dump(dead))
+
+    proc, _recap = run(tmp_path, inv, REPO / "add_node.yml", "-e", "node=n4", *SKIP)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert node_names(n2) == ["n1", "n2", "n3", "n4"]
+    assert n4.node_state()["microk8s"]["role"] == "worker"
+    server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    assert server.endswith(":%d" % n2.api_server()["port"]), server
+    ready = {n.metadata.name: [c.status for c in n.status.conditions if c.type == "Ready"] for n in api(kubeconfig).list_node().items}
+    assert ready["n4"] == ["True"], ready
