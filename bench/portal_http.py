@@ -1,8 +1,10 @@
 """Requests/s of /api/pods and /api/stats on loopback: `labhub-portal serve` (uvicorn, one worker)
 in a subprocess on real PostgreSQL with 200 live pods in the fake Kubernetes API (test fake) and
 20,000 recorded sessions; an httpx client with 8 concurrent connections for 10 s per endpoint.
-Baseline: /healthz on the same server (the framework floor: no database, no cluster).
-Client and server share the machine's 2 cores."""
+Baselines: /healthz on the same server (the framework floor: no database, no cluster) and, for
+/api/pods, the same pod list fetched by the same client straight from the fake API (the ceiling the
+portal cannot pass: it makes that request on every /api/pods). The fake API runs in this bench
+process (a thread), so it shares the GIL with the client. Client and server share the machine's 2 cores."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ CONCURRENCY = 8
 SECONDS = 10.0
 
 
-async def load(url: str, path: str) -> tuple[float, float]:
+async def load(url: str, path: str, headers: dict | None = None) -> tuple[float, float]:
     import httpx
 
     count = 0
@@ -30,7 +32,8 @@ async def load(url: str, path: str) -> tuple[float, float]:
     latencies: list[float] = []
     deadline = time.perf_counter() + SECONDS
     limits = httpx.Limits(max_connections=CONCURRENCY)
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, limits=limits,
+    headers = {"Authorization": f"Bearer {TOKEN}"} if headers is None else headers
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits,
                                  timeout=30) as client:
         async def worker():
             nonlocal count, errors
@@ -93,10 +96,14 @@ FROM generate_series(1, 20000) g"""))
         results = {}
         for path in ("/healthz", "/api/pods", "/api/stats?group_by=user", "/api/stats?group_by=day"):
             results[path] = await load(url, path)
+        raw_path = "/api/v1/namespaces/jhub/pods?labelSelector=component%3Dsingleuser-server"
+        raw_rps, raw_p50 = await load(kube.url, raw_path, headers={"Authorization": f"Bearer {kube.TOKEN}"})
         base = results["/healthz"][0]
         for path, (rps, p50) in results.items():
             print(f"{path}: {rps:,.0f} req/s (median latency {p50:.1f} ms, {CONCURRENCY} concurrent) "
                   f"= {rps / base:.2f} of /healthz")
+        print(f"raw pod list from the fake API: {raw_rps:,.0f} req/s (median latency {raw_p50:.1f} ms); "
+              f"/api/pods = {results['/api/pods'][0] / raw_rps:.2f} of it")
     finally:
         if proc is not None:
             proc.terminate()
