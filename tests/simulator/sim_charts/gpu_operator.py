@@ -44,8 +44,7 @@ CP_TOLERATIONS = [{"key": "node-role.kubernetes.io/control-plane", "operator": "
                   {"key": "node-role.kubernetes.io/master", "operator": "Equal", "value": "", "effect": "NoSchedule"}]
 # chart defaults that matter here (deployments/gpu-operator/values.yaml); the values passed in win
 DEFAULTS = {
-    "operator": {"repository": "nvcr.io/nvidia", "image": "gpu-operator", "runtimeClass": "nvidia",
-                 "defaultRuntime": "docker"},
+    "operator": {"repository": "nvcr.io/nvidia", "image": "gpu-operator", "runtimeClass": "nvidia"},
     "validator": {"repository": "nvcr.io/nvidia", "image": "gpu-operator"},
     "driver": {"enabled": True, "repository": "nvcr.io/nvidia", "image": "driver"},
     "toolkit": {"enabled": True, "repository": "nvcr.io/nvidia/k8s", "image": "container-toolkit"},

@@ -103,7 +103,8 @@ def objects(release, namespace, values, chart):
     if (values.get("nfd") or {}).get("enabled", True):
         nfd = values.get("node-feature-discovery") or {}
         img = nfd.get("image") or {}
-        nfd_image = "%s:%s" % (img.get("repository", "registry.k8s.io/nfd/node-feature-discovery"), img.get("tag", "v0.18.2"))
+        nfd_image = "%s:%s" % (img.get("repository", "nvcr.io/nvidia/mellanox/node-feature-discovery"),
+                               img.get("tag", "network-operator-v25.7.0"))
         objs += [_crd("nfd.k8s-sigs.io", "nodefeatures", "NodeFeature", "v1alpha1", "Namespaced"),
                  _crd("nfd.k8s-sigs.io", "nodefeaturerules", "NodeFeatureRule", "v1alpha1")]
         base = "%s-node-feature-discovery" % release
