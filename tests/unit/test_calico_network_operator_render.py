@@ -257,5 +257,6 @@ def test_sriov_deploys_the_sriov_operator_from_the_manifest(tmp_path):
     values = built["values"]
     assert values["sriovNetworkOperator"] == {"enabled": True}
     images = values["sriov-network-operator"]["images"]
-    assert set(images) == {"operator", "sriovConfigDaemon", "webhook", "sriovCni", "ibSriovCni", "sriovDevicePlugin"}
+    assert set(images) == {"operator", "sriovConfigDaemon", "webhook", "sriovCni", "ibSriovCni", "sriovDevicePlugin",
+                           "ovsCni", "rdmaCni", "resourcesInjector"}
     assert set(images.values()) <= REFS
