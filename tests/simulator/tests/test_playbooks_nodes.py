@@ -94,6 +94,19 @@ def api(kubeconfig):
     return k8s_client.CoreV1Api(k8s_config.new_client_from_config(str(kubeconfig)))
 
 
+def make_unreachable(inventory, group, host):
+    """Point `host` of inventory `group` at a closed SSH port: Ansible finds it unreachable."""
+    inv = yaml.safe_load(inventory.read_text())
+    inv["all"]["children"]["labhub_cluster"]["children"][group]["hosts"][host].update(
+        {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 9, "ansible_user": "nobody"})
+    inventory.write_text(yaml.safe_dump(inv))
+
+
+def kubeconfig_server(kubeconfig):
+    """The API server URL the admin kubeconfig names."""
+    return yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+
+
 def node_names(cp):
     return sorted(n["metadata"]["name"] for n in cp.nodes())
 
@@ -276,10 +289,7 @@ def test_remove_node_drain_respects_pdb_and_force_removes_an_unreachable_node(tm
     assert recap["n2"]["changed"] == 2  # leave + snap remove
 
     # 3. n3 stops answering: refused without force=true, removed (remote steps skipped) with it.
-    dead = yaml.safe_load(inv.read_text())
-    dead["all"]["children"]["labhub_cluster"]["children"]["labhub_workers"]["hosts"]["n3"].update(
-        {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 9, "ansible_user": "nobody"})
-    inv.write_text(yaml.safe_dump(dead))
+    make_unreachable(inv, "labhub_workers", "n3")
     proc, _recap = run(tmp_path, inv, playbook, "-e", "node=n3", *SKIP)
     assert proc.returncode != 0
     assert "Host n3 is unreachable: `microk8s leave` and the snap removal cannot run on it." in text(proc)
@@ -300,7 +310,7 @@ def test_remove_control_plane_nodes_keeps_odd_voters_and_the_kubeconfig_on_a_nod
     inv = write_inventory(tmp_path, nodes, [], sim_bundle)
     kubeconfig = form_cluster(tmp_path, inv, nodes)
     assert node_names(n1) == ["n1", "n2", "n3"]
-    server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    server = kubeconfig_server(kubeconfig)
     assert server.endswith(":%d" % n1.api_server()["port"]), server
     playbook = REPO / "remove_node.yml"
 
@@ -310,20 +320,17 @@ def test_remove_control_plane_nodes_keeps_odd_voters_and_the_kubeconfig_on_a_nod
     assert ("Refusing to remove control-plane node n3 (host n3): it would leave 2 control-plane nodes (n1, n2), "
             "an even number of dqlite voters") in text(proc), proc.stdout[-4000:]
     assert node_names(n1) == ["n1", "n2", "n3"] and not sim_node(n1, "n3")["spec"].get("unschedulable")
-    assert yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"] == server
+    assert kubeconfig_server(kubeconfig) == server
 
     # 2. n1 dies (its API server stops, SSH does not answer): removed with force=true through n2.
     n1.stop_api_server()
-    dead = yaml.safe_load(inv.read_text())
-    dead["all"]["children"]["labhub_cluster"]["children"]["labhub_control_plane"]["hosts"]["n1"].update(
-        {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 9, "ansible_user": "nobody"})
-    inv.write_text(yaml.safe_dump(dead))
+    make_unreachable(inv, "labhub_control_plane", "n1")
     proc, recap = run(tmp_path, inv, playbook, "-e", "node=n1", "-e", "force=true", *SKIP)
     assert proc.returncode == 0, proc.stdout[-6000:]
     assert "Removing node n1 (host n1, unreachable) through n2, forced." in text(proc)
     assert node_names(n2) == ["n2", "n3"]
-    kc = yaml.safe_load(kubeconfig.read_text())
-    assert kc["clusters"][0]["cluster"]["server"].endswith(":%d" % n2.api_server()["port"]), kc["clusters"][0]
+    server = kubeconfig_server(kubeconfig)
+    assert server.endswith(":%d" % n2.api_server()["port"]), server
     assert oct(kubeconfig.stat().st_mode & 0o777) == "0o600"
     assert [n.metadata.name for n in api(kubeconfig).list_node().items] == ["n2", "n3"]
     assert recap["localhost"]["changed"] >= 1  # the kubeconfig (+ drain, remove-node)
@@ -337,16 +344,13 @@ def test_add_node_joins_through_the_next_control_plane_node_when_the_first_is_de
     inv = write_inventory(tmp_path, nodes[:3], nodes[3:], sim_bundle)
     kubeconfig = form_cluster(tmp_path, inv, nodes[:3])
     n1.stop_api_server()
-    dead = yaml.safe_load(inv.read_text())
-    dead["all"]["children"]["labhub_cluster"]["children"]["labhub_control_plane"]["hosts"]["n1"].update(
-        {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 9, "ansible_user": "nobody"})
-    inv.write_text(yaml.safe_dump(dead))
+    make_unreachable(inv, "labhub_control_plane", "n1")
 
     proc, _recap = run(tmp_path, inv, REPO / "add_node.yml", "-e", "node=n4", *SKIP)
     assert proc.returncode == 0, proc.stdout[-6000:]
     assert node_names(n2) == ["n1", "n2", "n3", "n4"]
     assert n4.node_state()["microk8s"]["role"] == "worker"
-    server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    server = kubeconfig_server(kubeconfig)
     assert server.endswith(":%d" % n2.api_server()["port"]), server
     ready = {n.metadata.name: [c.status for c in n.status.conditions if c.type == "Ready"] for n in api(kubeconfig).list_node().items}
     assert ready["n4"] == ["True"], ready
