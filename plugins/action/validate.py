@@ -1,0 +1,156 @@
+# -*- coding: utf-8 -*-
+# Copyright: Labhub engineers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin labhub.platform.validate: the one validation phase of every Labhub playbook.
+
+Runs on the controller. Builds a view of every inventory host's variables with the
+defaults of every Labhub role applied (role defaults are the lowest precedence, as when the
+role runs), adds the hardware facts preflight read on the nodes, runs the checks the
+playbook needs (plugins/module_utils/_checks.py) and prints ONE table of every problem.
+It fails when there is any; it never changes anything and never prints a secret.
+"""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+
+from ansible.plugins.action import ActionBase
+from ansible.template import trust_as_template
+from ansible.utils.display import Display
+
+from ansible_collections.labhub.platform.plugins.module_utils import _checks
+from ansible_collections.labhub.platform.plugins.module_utils._validation import (
+    INVENTORY,
+    MISSING,
+    Site,
+    is_secret,
+    render_table,
+)
+
+display = Display()
+
+COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROLES_DIR = os.path.join(COLLECTION_ROOT, "roles")
+REPORT_ENV = "LABHUB_VALIDATE_REPORT"
+
+
+class _LazySite(Site):
+    """A Site whose variables are templated on first access, per host, like Ansible does."""
+
+    def __init__(self, action, raw_by_host, defaults, **kwargs):
+        super(_LazySite, self).__init__(values={h: {} for h in raw_by_host}, **kwargs)
+        self._action = action
+        self._raw = raw_by_host
+        self._defaults = defaults
+        self._cache = {}
+        self._templars = {}
+        self.template_errors = []
+
+    def _merged(self, host):
+        merged = dict(self._defaults)
+        merged.update(self._raw.get(host, {}))
+        return merged
+
+    def has(self, host, name):
+        return name in self._raw.get(host, {})
+
+    def get(self, host, name, default=None):
+        key = (host, name)
+        if key in self._cache:
+            value = self._cache[key]
+            return default if value is MISSING else value
+        raw = self._raw.get(host, {})
+        if name not in raw and name not in self._defaults:
+            return default
+        if host not in self._templars:
+            self._templars[host] = self._action._templar.copy_with_new_env(available_variables=self._merged(host))
+        source = raw[name] if name in raw else self._defaults[name]
+        try:
+            value = self._templars[host].template(source)
+        except Exception as exc:  # pylint: disable=broad-except
+            reason = type(exc).__name__ if is_secret(name) else " ".join(str(exc).split())[:300]
+            self.template_errors.append((host, name, reason))
+            value = MISSING
+        self._cache[key] = value
+        return default if value is MISSING else value
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+    _VALID_ARGS = frozenset(("playbook", "scope", "hardware_var", "checks"))
+
+    def _role_defaults(self):
+        """Every role's defaults/main.yml (raw, trusted templates), role_path resolved per role."""
+        defaults = {}
+        for role in sorted(os.listdir(ROLES_DIR)):
+            path = os.path.join(ROLES_DIR, role, "defaults", "main.yml")
+            if not os.path.isfile(path):
+                continue
+            data = self._loader.load_from_file(path, trusted_as_template=True) or {}
+            role_path = os.path.join(ROLES_DIR, role)
+            for name, value in data.items():
+                if isinstance(value, str) and "role_path" in value:
+                    value = trust_as_template(str(value).replace("{{ role_path }}", role_path))
+                defaults[name] = value
+        return defaults
+
+    @staticmethod
+    def _hardware(raw, var):
+        result = raw.get(var)
+        if not isinstance(result, dict):
+            return MISSING
+        facts = (result.get("ansible_facts") or {}).get("labhub_hardware")
+        if isinstance(facts, dict):
+            return dict(facts)
+        return {"error": result.get("msg") or "no facts returned", "unreachable": bool(result.get("unreachable"))}
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        task_vars = task_vars or {}
+        args = self._task.args
+        playbook = args.get("playbook", "site")
+        if playbook not in _checks.PLAYBOOKS:
+            result.update(failed=True, msg="Failed to validate playbook '%s' due to: unknown playbook; known: %s"
+                          % (playbook, ", ".join(sorted(_checks.PLAYBOOKS))))
+            return result
+        names = args.get("checks") or _checks.PLAYBOOKS[playbook]
+        hostvars = task_vars["hostvars"]
+        groups = {k: list(v) for k, v in task_vars.get("groups", {}).items()}
+        hosts = list(groups.get("all", []))
+        raw_by_host = {h: hostvars.raw_get(h) for h in hosts}
+        hardware_var = args.get("hardware_var", "preflight_hardware_result")
+        hardware = {}
+        for host in hosts:
+            hw = self._hardware(raw_by_host[host], hardware_var)
+            if hw is not MISSING:
+                hardware[host] = hw
+        scope = args.get("scope")
+        if scope is None:
+            scope = task_vars.get("ansible_play_hosts_all") or hosts
+        site = _LazySite(self, raw_by_host, self._role_defaults(), groups=groups, hardware=hardware,
+                         scope=[h for h in scope if h in hosts], playbook=playbook)
+        report = _checks.run(site, names)
+        for host, name, reason in site.template_errors:
+            report.add(host, name, "cannot be resolved: " + reason, "a value whose template resolves")
+        report.merge_same_on_all_hosts(hosts)
+        rows = report.rows
+        report_file = os.environ.get(REPORT_ENV)
+        if report_file:
+            with open(report_file, "w") as handle:
+                json.dump([r.as_dict() for r in rows], handle, indent=1)
+        result["changed"] = False
+        result["problem_count"] = len(rows)
+        result["checks"] = list(names)
+        if rows:
+            hosts_hit = sorted(set(r.host for r in rows), key=lambda h: (h != INVENTORY, h))
+            display.display("\n".join(["", "Labhub validation (%s): %d problem(s)" % (playbook, len(rows))]
+                                      + render_table(rows) + [""]), stderr=False)
+            result["failed"] = True
+            result["msg"] = ("Validation found %d problem(s) on %s (table above). Nothing was changed; fix the "
+                             "inventory or the nodes and run again." % (len(rows), ", ".join(hosts_hit)))
+        else:
+            result["msg"] = "Validation passed: %d check(s) on %d host(s)" % (len(names), len(site.scope))
+        return result
