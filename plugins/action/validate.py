@@ -36,12 +36,28 @@ ROLES_DIR = os.path.join(COLLECTION_ROOT, "roles")
 REPORT_ENV = "LABHUB_VALIDATE_REPORT"
 
 
+def load_role_defaults(loader, roles_dir=ROLES_DIR):
+    """Every role's defaults/main.yml (raw, trusted templates), role_path resolved per role."""
+    defaults = {}
+    for role in sorted(os.listdir(roles_dir)):
+        path = os.path.join(roles_dir, role, "defaults", "main.yml")
+        if not os.path.isfile(path):
+            continue
+        data = loader.load_from_file(path, trusted_as_template=True) or {}
+        role_path = os.path.join(roles_dir, role)
+        for name, value in data.items():
+            if isinstance(value, str) and "role_path" in value:
+                value = trust_as_template(str(value).replace("{{ role_path }}", role_path))
+            defaults[name] = value
+    return defaults
+
+
 class _LazySite(Site):
     """A Site whose variables are templated on first access, per host, like Ansible does."""
 
-    def __init__(self, action, raw_by_host, defaults, **kwargs):
+    def __init__(self, templar, raw_by_host, defaults, **kwargs):
         super(_LazySite, self).__init__(values={h: {} for h in raw_by_host}, **kwargs)
-        self._action = action
+        self._templar = templar
         self._raw = raw_by_host
         self._defaults = defaults
         self._cache = {}
@@ -54,6 +70,9 @@ class _LazySite(Site):
         return merged
 
     def has(self, host, name):
+        explicit = getattr(self, "_raw_explicit", None)
+        if explicit is not None:
+            return name in explicit.get(host, set())
         return name in self._raw.get(host, {})
 
     def get(self, host, name, default=None):
@@ -65,7 +84,7 @@ class _LazySite(Site):
         if name not in raw and name not in self._defaults:
             return default
         if host not in self._templars:
-            self._templars[host] = self._action._templar.copy_with_new_env(available_variables=self._merged(host))
+            self._templars[host] = self._templar.copy_with_new_env(available_variables=self._merged(host))
         source = raw[name] if name in raw else self._defaults[name]
         try:
             value = self._templars[host].template(source)
@@ -81,21 +100,6 @@ class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
     _VALID_ARGS = frozenset(("playbook", "scope", "hardware_var", "checks"))
-
-    def _role_defaults(self):
-        """Every role's defaults/main.yml (raw, trusted templates), role_path resolved per role."""
-        defaults = {}
-        for role in sorted(os.listdir(ROLES_DIR)):
-            path = os.path.join(ROLES_DIR, role, "defaults", "main.yml")
-            if not os.path.isfile(path):
-                continue
-            data = self._loader.load_from_file(path, trusted_as_template=True) or {}
-            role_path = os.path.join(ROLES_DIR, role)
-            for name, value in data.items():
-                if isinstance(value, str) and "role_path" in value:
-                    value = trust_as_template(str(value).replace("{{ role_path }}", role_path))
-                defaults[name] = value
-        return defaults
 
     @staticmethod
     def _hardware(raw, var):
@@ -130,7 +134,7 @@ class ActionModule(ActionBase):
         scope = args.get("scope")
         if scope is None:
             scope = task_vars.get("ansible_play_hosts_all") or hosts
-        site = _LazySite(self, raw_by_host, self._role_defaults(), groups=groups, hardware=hardware,
+        site = _LazySite(self._templar, raw_by_host, load_role_defaults(self._loader), groups=groups, hardware=hardware,
                          scope=[h for h in scope if h in hosts], playbook=playbook)
         report = _checks.run(site, names)
         for host, name, reason in site.template_errors:
