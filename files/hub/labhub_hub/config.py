@@ -41,6 +41,22 @@ class ConfigError(ValueError):
         super().__init__(f"{key}: {message}")
 
 
+def _attempt(errors, func, *args, fallback=None):
+    """Run one independent part of the validation.
+
+    ``errors`` None (what :func:`validate` does by default): the first ConfigError
+    propagates.  ``errors`` a list (:func:`collect_errors`): the error is recorded and
+    ``fallback`` returned, so the next section, mode, profile or team is still checked.
+    """
+    if errors is None:
+        return func(*args)
+    try:
+        return func(*args)
+    except ConfigError as exc:
+        errors.append(exc)
+        return fallback
+
+
 # --------------------------------------------------------------------------
 # Kubernetes quantities
 # --------------------------------------------------------------------------
@@ -530,40 +546,46 @@ _DEFAULT_BUTTONS = {
 }
 
 
-def _validate_auth(auth, test_mode):
+def _validate_mode(auth, i, mode, seen, test_mode):
+    if mode not in LOGIN_MODES:
+        raise ConfigError(
+            f"auth.modes[{i}]",
+            f"unknown login mode {mode!r} (known: {', '.join(LOGIN_MODES)})",
+        )
+    if mode in seen:
+        raise ConfigError(f"auth.modes[{i}]", f"login mode {mode!r} listed twice")
+    seen.add(mode)
+    section = auth.get(mode) or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"auth.{mode}", "must be a mapping")
+    settings = _MODE_VALIDATORS[mode](section, f"auth.{mode}", test_mode)
+    settings["button_text"] = _get(section, "button_text", f"auth.{mode}", str, _DEFAULT_BUTTONS[mode])
+    prefix = _get(section, "username_prefix", f"auth.{mode}", str, "")
+    if prefix and not re.match(r"^[a-z0-9][a-z0-9._-]*$", prefix):
+        raise ConfigError(f"auth.{mode}.username_prefix", f"invalid prefix {prefix!r}")
+    settings["username_prefix"] = prefix
+    settings["name"] = mode
+    return settings
+
+
+def _validate_auth(auth, test_mode, errors=None):
     if not isinstance(auth, dict):
         raise ConfigError("auth", "must be a mapping")
-    _reject_unknown(auth, set(LOGIN_MODES) | {"modes", "admin_users", "public_url"}, "auth")
+    _attempt(errors, _reject_unknown, auth, set(LOGIN_MODES) | {"modes", "admin_users", "public_url"}, "auth")
     modes = _get(auth, "modes", "auth", list)
     if not modes:
         raise ConfigError("auth.modes", "enable at least one login mode")
     seen = set()
     out = {
         "modes": [],
-        "admin_users": _str_list(auth, "admin_users", "auth"),
-        "public_url": _get(auth, "public_url", "auth", str, "").rstrip("/"),
+        "admin_users": _attempt(errors, _str_list, auth, "admin_users", "auth", fallback=[]),
+        "public_url": _attempt(errors, _get, auth, "public_url", "auth", str, "", fallback="").rstrip("/"),
     }
     for i, mode in enumerate(modes):
-        if mode not in LOGIN_MODES:
-            raise ConfigError(
-                f"auth.modes[{i}]",
-                f"unknown login mode {mode!r} (known: {', '.join(LOGIN_MODES)})",
-            )
-        if mode in seen:
-            raise ConfigError(f"auth.modes[{i}]", f"login mode {mode!r} listed twice")
-        seen.add(mode)
-        section = auth.get(mode) or {}
-        if not isinstance(section, dict):
-            raise ConfigError(f"auth.{mode}", "must be a mapping")
-        settings = _MODE_VALIDATORS[mode](section, f"auth.{mode}", test_mode)
-        settings["button_text"] = _get(section, "button_text", f"auth.{mode}", str, _DEFAULT_BUTTONS[mode])
-        prefix = _get(section, "username_prefix", f"auth.{mode}", str, "")
-        if prefix and not re.match(r"^[a-z0-9][a-z0-9._-]*$", prefix):
-            raise ConfigError(f"auth.{mode}.username_prefix", f"invalid prefix {prefix!r}")
-        settings["username_prefix"] = prefix
-        settings["name"] = mode
-        out["modes"].append(mode)
-        out[mode] = settings
+        settings = _attempt(errors, _validate_mode, auth, i, mode, seen, test_mode)
+        if settings is not None:
+            out["modes"].append(mode)
+            out[mode] = settings
     # a section for a mode not listed in auth.modes is allowed (kept for switching on later)
     return out
 
@@ -589,7 +611,7 @@ _PROFILE_KEYS = {
 }
 
 
-def _validate_profile(profile, key, spawn, gpu_enabled):
+def _validate_profile(profile, key, spawn, gpu_enabled, errors=None):
     if not isinstance(profile, dict):
         raise ConfigError(key, "must be a mapping")
     _reject_unknown(profile, _PROFILE_KEYS, key)
@@ -616,7 +638,9 @@ def _validate_profile(profile, key, spawn, gpu_enabled):
         ("mem_limit", parse_memory),
         ("shm_size", parse_memory),
     ):
-        out[res] = parser(profile[res], f"{key}.{res}") if profile.get(res) is not None else None
+        out[res] = (
+            _attempt(errors, parser, profile[res], f"{key}.{res}") if profile.get(res) is not None else None
+        )
     if out["cpu_guarantee"] and out["cpu_limit"] and out["cpu_guarantee"] > out["cpu_limit"]:
         raise ConfigError(f"{key}.cpu_guarantee", "must not exceed cpu_limit")
     if out["mem_guarantee"] and out["mem_limit"] and out["mem_guarantee"] > out["mem_limit"]:
@@ -718,11 +742,88 @@ def _validate_dynamic(dyn, spawn, gpu_enabled):
     return out
 
 
-def _validate_spawn(spawn_in):
+def _spawn_gpu(spawn_in, key):
+    gpu = _get(spawn_in, "gpu", key, dict, {})
+    _reject_unknown(gpu, {"enabled", "resource_name"}, "spawn.gpu")
+    return {
+        "enabled": _get(gpu, "enabled", "spawn.gpu", bool, False),
+        "resource_name": _get(gpu, "resource_name", "spawn.gpu", str, "nvidia.com/gpu"),
+    }
+
+
+def _spawn_shm(spawn_in, key):
+    shm = _get(spawn_in, "shm", key, dict, {})
+    _reject_unknown(shm, {"enabled", "size_limit", "fraction_of_memory_limit"}, "spawn.shm")
+    out = {
+        "enabled": _get(shm, "enabled", "spawn.shm", bool, True),
+        "size_limit": parse_memory(shm.get("size_limit", "1Gi"), "spawn.shm.size_limit"),
+        "fraction_of_memory_limit": _get(shm, "fraction_of_memory_limit", "spawn.shm", float, 0.5),
+    }
+    if not 0 < out["fraction_of_memory_limit"] <= 1:
+        raise ConfigError("spawn.shm.fraction_of_memory_limit", "must be in (0, 1]")
+    return out
+
+
+def _spawn_cpu_only_env(spawn_in, key):
+    env = _get(spawn_in, "cpu_only_env", key, dict, {"NVIDIA_VISIBLE_DEVICES": "void", "CUDA_VISIBLE_DEVICES": ""})
+    for k, v in env.items():
+        if not isinstance(v, str):
+            raise ConfigError(f"spawn.cpu_only_env.{k}", "values must be strings")
+    return env
+
+
+def _spawn_session(spawn_in, key):
+    session = _get(spawn_in, "session", key, dict, {})
+    _reject_unknown(session, {"choices_hours", "default_hours", "max_hours"}, "spawn.session")
+    choices = _get(session, "choices_hours", "spawn.session", list, [1, 2, 4, 8, 24])
+    for i, hours in enumerate(choices):
+        if isinstance(hours, bool) or not isinstance(hours, (int, float)):
+            raise ConfigError(f"spawn.session.choices_hours[{i}]", f"must be a number of hours, got {hours!r}")
+    out = {
+        "choices_hours": [float(h) for h in choices],
+        "default_hours": _get(session, "default_hours", "spawn.session", float, 8.0),
+        "max_hours": _get(session, "max_hours", "spawn.session", float, 24.0),
+    }
+    if not out["choices_hours"] or any(h <= 0 for h in out["choices_hours"]):
+        raise ConfigError("spawn.session.choices_hours", "list positive numbers of hours")
+    if out["default_hours"] not in out["choices_hours"]:
+        raise ConfigError("spawn.session.default_hours", "must be one of choices_hours")
+    return out
+
+
+def _spawn_profile(profile, i, spawn, gpu_enabled, slugs, errors):
+    p = _validate_profile(profile, f"spawn.profiles[{i}]", spawn, gpu_enabled, errors)
+    if p["slug"] in slugs:
+        raise ConfigError(f"spawn.profiles[{i}].slug", f"duplicate slug {p['slug']!r}")
+    slugs.add(p["slug"])
+    return p
+
+
+def _spawn_team(team, allowed, slugs):
+    tkey = f"spawn.teams.{team}"
+    if not isinstance(allowed, list):
+        raise ConfigError(tkey, "must be a list of profile slugs")
+    for j, slug in enumerate(allowed):
+        if slug not in slugs:
+            raise ConfigError(
+                f"{tkey}[{j}]",
+                f"team {team!r} is mapped to unknown profile {slug!r} (known: {', '.join(sorted(slugs))})",
+            )
+    return list(allowed)
+
+
+def _spawn_default_profile(j, slug, slugs):
+    if slug not in slugs:
+        raise ConfigError(f"spawn.default_profiles[{j}]", f"unknown profile {slug!r}")
+
+
+def _validate_spawn(spawn_in, errors=None):
     key = "spawn"
     if not isinstance(spawn_in, dict):
         raise ConfigError(key, "must be a mapping")
-    _reject_unknown(
+    _attempt(
+        errors,
+        _reject_unknown,
         spawn_in,
         {
             "default_image",
@@ -738,78 +839,62 @@ def _validate_spawn(spawn_in):
         },
         key,
     )
-    spawn = {"default_image": _get(spawn_in, "default_image", key, str, "")}
-    gpu = _get(spawn_in, "gpu", key, dict, {})
-    _reject_unknown(gpu, {"enabled", "resource_name"}, "spawn.gpu")
-    spawn["gpu"] = {
-        "enabled": _get(gpu, "enabled", "spawn.gpu", bool, False),
-        "resource_name": _get(gpu, "resource_name", "spawn.gpu", str, "nvidia.com/gpu"),
-    }
-    shm = _get(spawn_in, "shm", key, dict, {})
-    _reject_unknown(shm, {"enabled", "size_limit", "fraction_of_memory_limit"}, "spawn.shm")
-    spawn["shm"] = {
-        "enabled": _get(shm, "enabled", "spawn.shm", bool, True),
-        "size_limit": parse_memory(shm.get("size_limit", "1Gi"), "spawn.shm.size_limit"),
-        "fraction_of_memory_limit": _get(shm, "fraction_of_memory_limit", "spawn.shm", float, 0.5),
-    }
-    if not 0 < spawn["shm"]["fraction_of_memory_limit"] <= 1:
-        raise ConfigError("spawn.shm.fraction_of_memory_limit", "must be in (0, 1]")
-    env = _get(spawn_in, "cpu_only_env", key, dict, {"NVIDIA_VISIBLE_DEVICES": "void", "CUDA_VISIBLE_DEVICES": ""})
-    for k, v in env.items():
-        if not isinstance(v, str):
-            raise ConfigError(f"spawn.cpu_only_env.{k}", "values must be strings")
-    spawn["cpu_only_env"] = env
-    session = _get(spawn_in, "session", key, dict, {})
-    _reject_unknown(session, {"choices_hours", "default_hours", "max_hours"}, "spawn.session")
-    spawn["session"] = {
-        "choices_hours": [
-            float(h) for h in _get(session, "choices_hours", "spawn.session", list, [1, 2, 4, 8, 24])
-        ],
-        "default_hours": _get(session, "default_hours", "spawn.session", float, 8.0),
-        "max_hours": _get(session, "max_hours", "spawn.session", float, 24.0),
-    }
-    if not spawn["session"]["choices_hours"] or any(h <= 0 for h in spawn["session"]["choices_hours"]):
-        raise ConfigError("spawn.session.choices_hours", "list positive numbers of hours")
-    if spawn["session"]["default_hours"] not in spawn["session"]["choices_hours"]:
-        raise ConfigError("spawn.session.default_hours", "must be one of choices_hours")
+    spawn = {"default_image": _attempt(errors, _get, spawn_in, "default_image", key, str, "", fallback="")}
+    spawn["gpu"] = _attempt(
+        errors, _spawn_gpu, spawn_in, key, fallback={"enabled": False, "resource_name": "nvidia.com/gpu"}
+    )
+    spawn["shm"] = _attempt(errors, _spawn_shm, spawn_in, key)
+    spawn["cpu_only_env"] = _attempt(errors, _spawn_cpu_only_env, spawn_in, key)
+    spawn["session"] = _attempt(
+        errors,
+        _spawn_session,
+        spawn_in,
+        key,
+        fallback={"choices_hours": [1.0, 2.0, 4.0, 8.0, 24.0], "default_hours": 8.0, "max_hours": 24.0},
+    )
     gpu_enabled = spawn["gpu"]["enabled"]
     profiles_in = _get(spawn_in, "profiles", key, list, [])
     profiles = []
     slugs = set()
     for i, profile in enumerate(profiles_in):
-        p = _validate_profile(profile, f"spawn.profiles[{i}]", spawn, gpu_enabled)
-        if p["slug"] in slugs:
-            raise ConfigError(f"spawn.profiles[{i}].slug", f"duplicate slug {p['slug']!r}")
-        slugs.add(p["slug"])
-        profiles.append(p)
+        p = _attempt(errors, _spawn_profile, profile, i, spawn, gpu_enabled, slugs, errors)
+        if p is not None:
+            profiles.append(p)
+        elif isinstance(profile, dict) and isinstance(profile.get("slug"), str):
+            slugs.add(profile["slug"])  # already reported; do not report its teams again
     spawn["profiles"] = profiles
-    spawn["dynamic"] = _validate_dynamic(_get(spawn_in, "dynamic", key, dict, {}), spawn, gpu_enabled)
+    spawn["dynamic"] = _attempt(
+        errors, _validate_dynamic, _get(spawn_in, "dynamic", key, dict, {}), spawn, gpu_enabled,
+        fallback={"enabled": False},
+    )
     if spawn["dynamic"]["enabled"]:
         if spawn["dynamic"]["slug"] in slugs:
             raise ConfigError("spawn.dynamic.slug", f"clashes with profile slug {spawn['dynamic']['slug']!r}")
         slugs.add(spawn["dynamic"]["slug"])
+    elif isinstance(spawn_in.get("dynamic"), dict) and spawn_in["dynamic"].get("enabled") is True:
+        slugs.add(spawn_in["dynamic"].get("slug") or "custom")  # already reported
     if not slugs:
-        raise ConfigError("spawn.profiles", "define at least one profile (or enable spawn.dynamic)")
+        _attempt(
+            errors,
+            _raise,
+            ConfigError("spawn.profiles", "define at least one profile (or enable spawn.dynamic)"),
+        )
     teams = _get(spawn_in, "teams", key, dict, {})
     spawn["teams"] = {}
     for team, allowed in teams.items():
-        tkey = f"spawn.teams.{team}"
-        if not isinstance(allowed, list):
-            raise ConfigError(tkey, "must be a list of profile slugs")
-        for j, slug in enumerate(allowed):
-            if slug not in slugs:
-                raise ConfigError(
-                    f"{tkey}[{j}]",
-                    f"team {team!r} is mapped to unknown profile {slug!r} (known: {', '.join(sorted(slugs))})",
-                )
-        spawn["teams"][str(team)] = list(allowed)
+        checked = _attempt(errors, _spawn_team, team, allowed, slugs)
+        if checked is not None:
+            spawn["teams"][str(team)] = checked
     default_profiles = _get(spawn_in, "default_profiles", key, list, sorted(slugs) if not teams else [])
     for j, slug in enumerate(default_profiles):
-        if slug not in slugs:
-            raise ConfigError(f"spawn.default_profiles[{j}]", f"unknown profile {slug!r}")
+        _attempt(errors, _spawn_default_profile, j, slug, slugs)
     spawn["default_profiles"] = list(default_profiles)
-    spawn["admin_all_profiles"] = _get(spawn_in, "admin_all_profiles", key, bool, True)
+    spawn["admin_all_profiles"] = _attempt(errors, _get, spawn_in, "admin_all_profiles", key, bool, True, fallback=True)
     return spawn
+
+
+def _raise(error):
+    raise error
 
 
 _CULL_KEYS = {"enabled", "users", "adminUsers", "removeNamedServers", "timeout", "every", "concurrency", "maxAge"}
@@ -829,18 +914,36 @@ def _validate_culling(cull):
     return out
 
 
-def validate(data):
-    """Validate and normalise the whole configuration; raises ConfigError."""
+def validate(data, errors=None):
+    """Validate and normalise the whole configuration; raises ConfigError.
+
+    With ``errors`` a list, independent parts (each section, login mode, profile, team,
+    quantity) are validated one after the other and every ConfigError is appended to
+    ``errors`` instead of raised at the first one (see :func:`collect_errors`); the
+    returned data is then partial and only meant for the caller's error report.
+    """
     if not isinstance(data, dict):
         raise ConfigError("(root)", "configuration must be a mapping")
-    _reject_unknown(data, {"test_mode", "auth", "spawn", "culling"}, "(root)")
-    test_mode = _get(data, "test_mode", "(root)", bool, False)
+    _attempt(errors, _reject_unknown, data, {"test_mode", "auth", "spawn", "culling"}, "(root)")
+    test_mode = _attempt(errors, _get, data, "test_mode", "(root)", bool, False, fallback=False)
     return {
         "test_mode": test_mode,
-        "auth": _validate_auth(data.get("auth"), test_mode),
-        "spawn": _validate_spawn(data.get("spawn") or {}),
-        "culling": _validate_culling(data.get("culling") or {}),
+        "auth": _attempt(errors, _validate_auth, data.get("auth"), test_mode, errors),
+        "spawn": _attempt(errors, _validate_spawn, data.get("spawn") or {}, errors),
+        "culling": _attempt(errors, _validate_culling, data.get("culling") or {}),
     }
+
+
+def collect_errors(data):
+    """Every ConfigError of the configuration (``[]`` when valid), not only the first.
+
+    The same rules as :func:`validate`, which raises the first of them."""
+    errors = []
+    try:
+        validate(data, errors)
+    except ConfigError as exc:
+        errors.append(exc)
+    return errors
 
 
 def load(path):

@@ -5,7 +5,7 @@ import copy
 import pytest
 
 import labhub_hub
-from labhub_hub.config import ConfigError, format_memory, parse_cpu, parse_memory, resolve_secret, validate
+from labhub_hub.config import ConfigError, collect_errors, format_memory, parse_cpu, parse_memory, resolve_secret, validate
 from labhub_hub.passwords import hash_password, is_supported_hash, verify_password
 
 BASE = {
@@ -312,3 +312,21 @@ def test_github_child_settings(monkeypatch):
     assert child.populate_teams_in_auth_state is True and child.manage_groups is True
     assert child.login_url("/hub/") == "/hub/github/oauth_login"
     assert child.labhub_prefix == "gh-"
+
+
+def test_collect_errors_reports_every_problem_validate_raises_the_first():
+    data = with_changes(
+        auth__modes=["github", "ldap", "oidc"],
+        auth__github__allowed_organizations=[],
+        auth__oidc={"issuer": "https://kc/realms/lab", "client_id": "x", "client_secret": {"env": "S"}},
+        spawn__profiles=[{"slug": "a", "cpu_limit": "two", "mem_limit": "8 GB"}, {"slug": "b", "gpu": 1}],
+        spawn__teams={"t": ["a", "nope"]},
+        culling={"timeout": -1},
+    )
+    keys = [e.key for e in collect_errors(data)]
+    assert keys == ["auth.github.allowed_organizations", "auth.modes[1]", "auth.oidc.allowed_groups",
+                    "spawn.profiles[0].cpu_limit", "spawn.profiles[0].mem_limit", "spawn.profiles[1].gpu",
+                    "spawn.teams.t[1]", "culling.timeout"]
+    expect_error(data, keys[0])
+    assert collect_errors(BASE) == []
+    assert [e.key for e in collect_errors([])] == ["(root)"]
