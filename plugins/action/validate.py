@@ -13,10 +13,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import json
 import os
 
 from ansible.plugins.action import ActionBase
+from ansible.plugins.loader import lookup_loader
 from ansible.template import trust_as_template
 from ansible.utils.display import Display
 
@@ -34,6 +36,9 @@ display = Display()
 COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ROLES_DIR = os.path.join(COLLECTION_ROOT, "roles")
 REPORT_ENV = "LABHUB_VALIDATE_REPORT"
+# Playbook arguments (extra vars) the checks read from the controller's variables.
+OPTION_VARS = ("node", "force", "labhub_render_dir", "remove_node_drain_timeout", "remove_node_drain_delay",
+               "remove_node_grace_period", "remove_node_purge")
 
 
 def load_role_defaults(loader, roles_dir=ROLES_DIR):
@@ -52,12 +57,52 @@ def load_role_defaults(loader, roles_dir=ROLES_DIR):
     return defaults
 
 
+# Lookups that create files or run commands: never run while validating.
+_WRITING_LOOKUPS = frozenset(("password", "ansible.builtin.password", "community.general.random_string",
+                              "pipe", "ansible.builtin.pipe"))
+
+
+def _safe_lookup(templar, loader, variables, wantlist):
+    """A `lookup`/`query` for the validation phase (shadows Jinja's global of the same name)."""
+
+    def lookup(name, *terms, **kwargs):
+        want = wantlist or kwargs.pop("wantlist", False)
+        kwargs.pop("errors", None)
+        if name in _WRITING_LOOKUPS:
+            size = kwargs.get("length", 64)
+            size = size if isinstance(size, int) and 0 < size <= 256 else 64
+            seed = json.dumps([name, [str(t) for t in terms]], sort_keys=True).encode("utf-8")
+            value = (hashlib.sha256(seed).hexdigest() * 4)[:size]
+            return [value] if want else value
+        plugin = lookup_loader.get(name, loader=loader, templar=templar)
+        if plugin is None:
+            raise ValueError("lookup plugin %r not found" % name)
+        result = plugin.run(list(terms), variables=variables, **kwargs)
+        if want:
+            return result
+        return ",".join(str(item) for item in result) if isinstance(result, list) else result
+
+    return lookup
+
+
+def load_role_specs(loader, roles_dir=ROLES_DIR):
+    """role -> the options of its `main` entry point in meta/argument_specs.yml."""
+    specs = {}
+    for role in sorted(os.listdir(roles_dir)):
+        path = os.path.join(roles_dir, role, "meta", "argument_specs.yml")
+        if os.path.isfile(path):
+            data = loader.load_from_file(path) or {}
+            specs[role] = ((data.get("argument_specs") or {}).get("main") or {}).get("options") or {}
+    return specs
+
+
 class _LazySite(Site):
     """A Site whose variables are templated on first access, per host, like Ansible does."""
 
-    def __init__(self, templar, raw_by_host, defaults, **kwargs):
+    def __init__(self, templar, raw_by_host, defaults, loader=None, **kwargs):
         super(_LazySite, self).__init__(values={h: {} for h in raw_by_host}, **kwargs)
         self._templar = templar
+        self._loader = loader
         self._raw = raw_by_host
         self._defaults = defaults
         self._cache = {}
@@ -67,6 +112,10 @@ class _LazySite(Site):
     def _merged(self, host):
         merged = dict(self._defaults)
         merged.update(self._raw.get(host, {}))
+        # Read-only lookups run as usual; those that write (a generated password file) give a
+        # placeholder of the shape they would generate: the validation phase never writes.
+        merged["lookup"] = _safe_lookup(self._templar, self._loader, merged, wantlist=False)
+        merged["query"] = merged["q"] = _safe_lookup(self._templar, self._loader, merged, wantlist=True)
         return merged
 
     def has(self, host, name):
@@ -120,7 +169,7 @@ class ActionModule(ActionBase):
             result.update(failed=True, msg="Failed to validate playbook '%s' due to: unknown playbook; known: %s"
                           % (playbook, ", ".join(sorted(_checks.PLAYBOOKS))))
             return result
-        names = args.get("checks") or _checks.PLAYBOOKS[playbook]
+        names = args.get("checks") or None
         hostvars = task_vars["hostvars"]
         groups = {k: list(v) for k, v in task_vars.get("groups", {}).items()}
         hosts = list(groups.get("all", []))
@@ -134,8 +183,17 @@ class ActionModule(ActionBase):
         scope = args.get("scope")
         if scope is None:
             scope = task_vars.get("ansible_play_hosts_all") or hosts
-        site = _LazySite(self._templar, raw_by_host, load_role_defaults(self._loader), groups=groups, hardware=hardware,
-                         scope=[h for h in scope if h in hosts], playbook=playbook)
+        options = {}
+        for name in OPTION_VARS:
+            if name in task_vars:
+                try:
+                    options[name] = self._templar.template(task_vars[name])
+                except Exception:  # pylint: disable=broad-except
+                    options[name] = task_vars[name]
+        site = _LazySite(self._templar, raw_by_host, load_role_defaults(self._loader), loader=self._loader,
+                         groups=groups, hardware=hardware, scope=[h for h in scope if h in hosts],
+                         playbook=playbook, options=options)
+        site.specs = load_role_specs(self._loader)
         report = _checks.run(site, names)
         for host, name, reason in site.template_errors:
             report.add(host, name, "cannot be resolved: " + reason, "a value whose template resolves")
@@ -147,7 +205,7 @@ class ActionModule(ActionBase):
                 json.dump([r.as_dict() for r in rows], handle, indent=1)
         result["changed"] = False
         result["problem_count"] = len(rows)
-        result["checks"] = list(names)
+        result["checks"] = list(names or _checks.PLAYBOOKS[playbook])
         if rows:
             hosts_hit = sorted(set(r.host for r in rows), key=lambda h: (h != INVENTORY, h))
             display.display("\n".join(["", "Labhub validation (%s): %d problem(s)" % (playbook, len(rows))]
@@ -156,5 +214,5 @@ class ActionModule(ActionBase):
             result["msg"] = ("Validation found %d problem(s) on %s (table above). Nothing was changed; fix the "
                              "inventory or the nodes and run again." % (len(rows), ", ".join(hosts_hit)))
         else:
-            result["msg"] = "Validation passed: %d check(s) on %d host(s)" % (len(names), len(site.scope))
+            result["msg"] = "Validation passed: %d check(s) on %d host(s)" % (len(result["checks"]), len(site.scope))
         return result

@@ -17,6 +17,7 @@ __metaclass__ = type
 from ansible_collections.labhub.platform.plugins.module_utils._validation import Report
 from ansible_collections.labhub.platform.plugins.module_utils import _checks_inventory as inventory
 from ansible_collections.labhub.platform.plugins.module_utils import _checks_hardware as hardware
+from ansible_collections.labhub.platform.plugins.module_utils import _checks_specs as specs
 
 # name -> function(site, report)
 CHECKS = {
@@ -25,6 +26,9 @@ CHECKS = {
     "node_names": inventory.check_node_names,
     "features": inventory.check_features,
     "hardware": hardware.check_hardware,
+    "add_node_args": inventory.check_add_node_args,
+    "render_args": inventory.check_render_args,
+    "argument_specs": specs.check_argument_specs,
 }
 
 _CLUSTER = ("topology", "booleans", "node_names", "features")
@@ -33,9 +37,9 @@ _CLUSTER = ("topology", "booleans", "node_names", "features")
 PLAYBOOKS = {
     "preflight": _CLUSTER + ("hardware",),
     "site": _CLUSTER + ("hardware",),
-    "add_node": _CLUSTER + ("hardware",),
+    "add_node": ("add_node_args",) + _CLUSTER + ("hardware",),
     "remove_node": _CLUSTER,
-    "render": ("booleans",),
+    "render": ("render_args", "booleans"),
     "uninstall": ("booleans",),
     "bundle": (),
     "verify_bundle": (),
@@ -43,9 +47,15 @@ PLAYBOOKS = {
 
 
 def run(site, names=None):
-    """Run the named checks (default: the playbook's) on a site; return the Report."""
+    """Run the named checks (default: the playbook's) on a site; return the Report.
+
+    The generic argument-spec check of every role the playbook runs comes last, so that the
+    concern checks name a problem first and it only adds what they do not cover.
+    """
     report = Report()
     for name in names if names is not None else PLAYBOOKS[site.playbook]:
         CHECKS[name](site, report)
+    if names is None:
+        specs.check_argument_specs(site, report)
     report.merge_same_on_all_hosts(site.hosts)
     return report

@@ -145,3 +145,32 @@ def check_features(site, report):
         if site.get(host, var) is True and not site.group(group):
             report.add(host, var, "is true but group %s has no host" % group,
                        "hosts in %s, or %s: false" % (group, var), value=True)
+
+
+def check_add_node_args(site, report):
+    """add_node.yml -e node=<host>: one host of the inventory, a control-plane node or a worker,
+    keeping an odd number of control-plane nodes."""
+    node = site.options.get("node", MISSING)
+    hosts = ", ".join(sorted(site.hosts))
+    cp, workers = site.control_plane, site.group(WORKERS)
+    if node is MISSING or node in (None, ""):
+        report.add(INVENTORY, "node", "is not set", "-e node=<host>, one of: " + hosts)
+    elif not isinstance(node, str) or node not in site.hosts:
+        report.add(INVENTORY, "node", "is not a host of the inventory", "one of: " + hosts, value=node)
+    elif node not in cp + workers:
+        report.add(node, "node", "host is in neither %s nor %s" % (CONTROL_PLANE, WORKERS),
+                   "the host added to one of them in the inventory first", value=node)
+    elif node in cp and len(cp) % 2 == 0:
+        report.add(node, "node", "would make %d control-plane nodes (%s)" % (len(cp), ", ".join(cp)),
+                   "an odd number of control-plane nodes (dqlite voters): add them two at a time, "
+                   "or this one as a worker", value=node)
+
+
+def check_render_args(site, report):
+    """render.yml -e labhub_render_dir=DIR: an absolute directory on the controller."""
+    value = site.options.get("labhub_render_dir", MISSING)
+    if value is MISSING or value in (None, ""):
+        report.add(INVENTORY, "labhub_render_dir", "is not set", "-e labhub_render_dir=/absolute/dir")
+    elif not isinstance(value, str) or not value.startswith("/"):
+        report.add(INVENTORY, "labhub_render_dir", "is not an absolute directory", "-e labhub_render_dir=/absolute/dir",
+                   value=value)

@@ -133,6 +133,15 @@ class Report:
     def __len__(self):
         return len(self._rows)
 
+    def has(self, host, variable):
+        """True when a row for the host (or all hosts) names the variable or a part of it."""
+        for row in self._rows:
+            if row.host in (host, INVENTORY, ALL_HOSTS) and (
+                    row.variable == variable or row.variable.startswith(variable + ".")
+                    or row.variable.startswith(variable + "[")):
+                return True
+        return False
+
     def variables(self):
         return [r.variable for r in self.rows]
 

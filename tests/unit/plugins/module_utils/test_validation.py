@@ -16,6 +16,7 @@ Case keys:
   vars:      variables of every host (over the base variables)
   hostvars:  {host: {variable: value}}
   hardware:  {host: preset name (see HARDWARE) or a facts dict}
+  options:   playbook arguments given as extra vars ({node: w1}, {labhub_render_dir: /tmp/r})
   expect:    rows the case must produce: [{variable, host?, problem?}] ("problem" is a
              substring); [] means the inventory is valid (no row at all)
   exact:     true: no row beyond the expected ones (default: true when expect is [])
@@ -34,7 +35,7 @@ import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 
-from ansible_collections.labhub.platform.plugins.action.validate import _LazySite, load_role_defaults
+from ansible_collections.labhub.platform.plugins.action.validate import _LazySite, load_role_defaults, load_role_specs
 from ansible_collections.labhub.platform.plugins.module_utils import _checks
 from ansible_collections.labhub.platform.plugins.module_utils._validation import REDACTED, is_secret
 
@@ -47,6 +48,10 @@ BASE_GROUPS = {"all": ["cp1"], "labhub_cluster": ["cp1"], "labhub_control_plane"
 BASE_VARS = {
     "ansible_host": "10.0.0.11",
     "labhub_bundle_dir": "/srv/labhub/bundle",
+    # The portal is installed by default and needs its own secrets (distinct, strong).
+    "portal_database_password": "4f1d0c9e8b7a6d5c4b3a29181706f5e4d3c2b1a0",
+    "portal_token": "9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b",
+    "portal_cookie_secret": "1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c",
 }
 
 _DEBIAN = {"id": "debian", "version": "12", "pretty_name": "Debian GNU/Linux 12 (bookworm)"}
@@ -75,6 +80,9 @@ def _load_cases():
 
 
 CASES = _load_cases()
+_LOADER = DataLoader()
+_DEFAULTS = load_role_defaults(_LOADER)
+_SPECS = load_role_specs(_LOADER)
 
 
 def _trusted(value):
@@ -113,11 +121,12 @@ def build_site(case, tmp_path):
             hardware[host] = facts
         else:
             hardware[host] = spec
-    loader = DataLoader()
+    loader = _LOADER
     explicit_names = set(BASE_VARS) | set(case.get("vars") or {})
-    site = _LazySite(Templar(loader=loader), raw, load_role_defaults(loader),
+    site = _LazySite(Templar(loader=loader), raw, _DEFAULTS, loader=loader,
                      groups=groups, hardware=hardware, scope=case.get("scope"),
-                     playbook=case.get("playbook", "site"))
+                     playbook=case.get("playbook", "site"), options=case.get("options"))
+    site.specs = _SPECS
     # Only variables the case (or the base) sets count as set by the inventory.
     site._raw_explicit = {h: explicit_names | set((case.get("hostvars") or {}).get(h) or {}) for h in raw}
     return site
