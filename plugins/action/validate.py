@@ -148,7 +148,7 @@ class _LazySite(Site):
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
-    _VALID_ARGS = frozenset(("playbook", "scope", "hardware_var", "checks"))
+    _VALID_ARGS = frozenset(("playbook", "scope", "hardware_var", "checks", "vars"))
 
     @staticmethod
     def _hardware(raw, var):
@@ -174,6 +174,12 @@ class ActionModule(ActionBase):
         groups = {k: list(v) for k, v in task_vars.get("groups", {}).items()}
         hosts = list(groups.get("all", []))
         raw_by_host = {h: hostvars.raw_get(h) for h in hosts}
+        # Variables the play (or the role's task) sets and hostvars does not hold: play vars,
+        # include_role vars. They apply to every host, as in the play that passes them.
+        overrides = args.get("vars") or {}
+        if overrides:
+            raw_by_host = {h: dict(raw, **overrides) for h, raw in raw_by_host.items()}
+            raw_by_host[INVENTORY] = dict(overrides)
         hardware_var = args.get("hardware_var", "preflight_hardware_result")
         hardware = {}
         for host in hosts:

@@ -17,6 +17,9 @@ __metaclass__ = type
 from ansible_collections.labhub.platform.plugins.module_utils._validation import Report
 from ansible_collections.labhub.platform.plugins.module_utils import _checks_inventory as inventory
 from ansible_collections.labhub.platform.plugins.module_utils import _checks_hardware as hardware
+from ansible_collections.labhub.platform.plugins.module_utils import _checks_cluster as cluster
+from ansible_collections.labhub.platform.plugins.module_utils import _checks_nodes as nodes
+from ansible_collections.labhub.platform.plugins.module_utils import _checks_accelerators as accelerators
 from ansible_collections.labhub.platform.plugins.module_utils import _checks_specs as specs
 
 # name -> function(site, report)
@@ -29,20 +32,37 @@ CHECKS = {
     "add_node_args": inventory.check_add_node_args,
     "render_args": inventory.check_render_args,
     "argument_specs": specs.check_argument_specs,
+    # cluster roles (the *_bundle / *_kubeconfig ones read files only the roles need; the roles run them)
+    "microk8s": cluster.check_microk8s,
+    "microk8s_bundle": cluster.check_microk8s_bundle,
+    "calico": cluster.check_calico,
+    "offline_images": cluster.check_offline_images,
+    "offline_images_bundle": cluster.check_offline_images_bundle,
+    "nodes": nodes.check_nodes,
+    "nodes_kubeconfig": nodes.check_nodes_kubeconfig,
+    "gpu_operator": accelerators.check_gpu_operator,
+    "gpu_operator_bundle": accelerators.check_gpu_operator_bundle,
+    "network_operator": accelerators.check_network_operator,
+    "bundle": cluster.check_bundle,
+    "bundle_verify": cluster.check_bundle_verify,
+    "remove_node": cluster.check_remove_node,
 }
 
 _CLUSTER = ("topology", "booleans", "node_names", "features")
+_ROLES = ("bundle_verify", "microk8s", "offline_images", "calico", "nodes", "gpu_operator", "network_operator")
+# add_node.yml runs every role but calico (its DaemonSet covers the new node).
+_ADD_NODE = ("bundle_verify", "microk8s", "offline_images", "nodes", "gpu_operator", "network_operator")
 
 # playbook -> the checks it needs (everything it will use, nothing it will not).
 PLAYBOOKS = {
-    "preflight": _CLUSTER + ("hardware",),
-    "site": _CLUSTER + ("hardware",),
-    "add_node": ("add_node_args",) + _CLUSTER + ("hardware",),
-    "remove_node": _CLUSTER,
+    "preflight": _CLUSTER + ("hardware",) + _ROLES,
+    "site": _CLUSTER + ("hardware",) + _ROLES,
+    "add_node": ("add_node_args",) + _CLUSTER + ("hardware",) + _ADD_NODE,
+    "remove_node": ("remove_node",) + _CLUSTER,
     "render": ("render_args", "booleans"),
     "uninstall": ("booleans",),
-    "bundle": (),
-    "verify_bundle": (),
+    "bundle": ("bundle",),
+    "verify_bundle": ("bundle_verify",),
 }
 
 

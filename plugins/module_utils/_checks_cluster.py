@@ -1,0 +1,555 @@
+# -*- coding: utf-8 -*-
+# Copyright: Labhub engineers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# PRIVATE: this module_utils file is internal to labhub.platform. Its API may
+# change without notice; other collections must not import it.
+"""Checks of the cluster roles' inputs: microk8s, calico, offline_images, bundle, remove_node.
+
+Also the helpers the role checks share (:func:`user_var`, the bundle manifest). Checks whose
+name ends in ``_bundle`` look at files on the controller that exist only once the bundle is
+built; the roles run them themselves, the playbooks' validation phase does not
+(verify_bundle.yml checks the bundle).
+"""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ipaddress
+import os
+import re
+
+from ansible_collections.labhub.platform.plugins.module_utils._validation import (
+    HOSTNAME_RE,
+    INVENTORY,
+    MISSING,
+    is_bool,
+    is_int,
+    is_list,
+    is_str,
+    type_name,
+)
+
+ROLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "roles")
+CLUSTER = "labhub_cluster"
+
+# Role variables the playbooks map from an inventory variable themselves (not in the role's defaults).
+PLAYBOOK_ALIASES = {
+    "bundle_dir": "labhub_bundle_dir",
+    "bundle_sources": "labhub_bundle_sources",
+    "bundle_kinds": "labhub_bundle_kinds",
+    "bundle_manifest_file": "labhub_bundle_manifest_file",
+}
+_ALIAS_RE = re.compile(r"^\s*\{\{\s*(labhub_[A-Za-z0-9_]+)\s*(\|\s*default\b.*)?\}\}\s*$")
+_CACHE = {}
+
+
+# --------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------
+def _load_yaml(path):
+    import yaml  # controller side only
+
+    key = ("yaml", path)
+    if key not in _CACHE:
+        try:
+            with open(path) as handle:
+                _CACHE[key] = (yaml.safe_load(handle), None)
+        except (IOError, OSError, yaml.YAMLError) as exc:
+            _CACHE[key] = (None, " ".join(str(exc).split())[:200])
+    return _CACHE[key]
+
+
+def role_defaults(role):
+    """The raw defaults/main.yml of a role (for the inventory variable a default reads)."""
+    data, _ = _load_yaml(os.path.join(ROLES_DIR, role, "defaults", "main.yml"))
+    return data if isinstance(data, dict) else {}
+
+
+def alias_of(role_var):
+    """The inventory variable a role variable defaults to (labhub_node_labels for nodes_labels)."""
+    if role_var in PLAYBOOK_ALIASES:
+        return PLAYBOOK_ALIASES[role_var]
+    role = _role_of(role_var)
+    raw = role_defaults(role).get(role_var) if role else None
+    match = _ALIAS_RE.match(raw) if isinstance(raw, str) else None
+    return match.group(1) if match else None
+
+
+def _role_of(var):
+    for role in ("network_operator", "offline_images", "gpu_operator", "microk8s", "calico", "nodes", "bundle"):
+        if var.startswith(role + "_"):
+            return role
+    return None
+
+
+def user_var(site, host, role_var):
+    """The name the user writes: the role variable when set, else the inventory variable it reads."""
+    alias = alias_of(role_var)
+    if not alias:
+        return role_var
+    if site.has(host, role_var) and not (site.has(host, alias) and site.get(host, alias) == site.get(host, role_var)):
+        return role_var
+    return alias
+
+
+def pos_int(value):
+    """True for a whole number above 0 (an int, or a string of digits as Ansible's `| int` reads it)."""
+    if isinstance(value, bool):
+        return False
+    if is_int(value):
+        return value > 0
+    return isinstance(value, str) and value.strip().isdigit() and int(value) > 0
+
+
+def is_abs(value):
+    return is_str(value) and value.startswith("/")
+
+
+def manifest(path):
+    """(data, error) of a bundle manifest file."""
+    data, error = _load_yaml(path) if is_str(path) else (None, "not a path")
+    if error is None and not isinstance(data, dict):
+        error = "is not a mapping"
+    return (data if error is None else None), error
+
+
+def cluster_scope(site):
+    """The hosts of the playbook's scope that are cluster nodes (per-node checks)."""
+    cluster = site.group(CLUSTER)
+    return [h for h in site.scope if h in cluster]
+
+
+def _bundle_dir(site, report, host, var):
+    value = site.get(host, var, "")
+    if not is_str(value) or not value or not value.startswith("/"):
+        report.add(host, user_var(site, host, var),
+                   "is not the absolute path of the bundle on the controller (%s)" % var,
+                   "e.g. -e labhub_bundle_dir=/srv/labhub-bundle", value=value)
+        return None
+    return value
+
+
+def _file(path):
+    return os.path.isfile(path)
+
+
+# --------------------------------------------------------------------------------------
+# microk8s
+# --------------------------------------------------------------------------------------
+RECLAIM_POLICIES = ("Delete", "Retain")
+
+
+def _ip(value):
+    try:
+        ipaddress.ip_address(str(value))
+        return True
+    except ValueError:
+        return False
+
+
+def _layout(site, report):
+    """Control-plane and worker groups: the role's own group variables (default: labhub_*)."""
+    hub = site.hub_host
+    cp_group = site.get(hub, "microk8s_control_plane_group", "labhub_control_plane")
+    wk_group = site.get(hub, "microk8s_worker_group", "labhub_workers")
+    if not is_str(cp_group) or not is_str(wk_group):
+        return None
+    cp, workers = site.group(cp_group), site.group(wk_group)
+    var = "groups." + cp_group
+    # Same rows as the inventory topology check (so they appear once when both run).
+    if not cp:
+        report.add(INVENTORY, var, "has no host", "1 control-plane node, or 3, 5, 7 for high availability")
+    elif len(cp) % 2 == 0:
+        report.add(INVENTORY, var, "has %d hosts (%s): an HA control plane needs an odd number of nodes "
+                   "(1, 3, 5, ...) to keep quorum" % (len(cp), ", ".join(cp)), "an odd number of hosts")
+    for host in site.hosts:
+        if host in cp and host in workers:
+            report.add(host, "groups.%s + groups.%s" % (cp_group, wk_group),
+                       "host is in both %s and %s" % (cp_group, wk_group), "the host in only one of them")
+    for host in cluster_scope(site):
+        if host not in cp and host not in workers:
+            report.add(host, "groups.%s / groups.%s" % (cp_group, wk_group),
+                       "host is a cluster node in neither %s nor %s" % (cp_group, wk_group),
+                       "every node in one of them")
+    return cp
+
+
+def check_microk8s(site, report):
+    """The microk8s role's settings on every node of the scope, and the cluster layout."""
+    cp = _layout(site, report)
+    hub = site.hub_host
+    first = site.get(hub, "microk8s_first_control_plane", "")
+    if first and cp is not None:
+        if not is_str(first) or first not in cp:
+            report.add(hub, "microk8s_first_control_plane", "is not a host of the control-plane group (it issues "
+                       "join tokens)", "one of: " + ", ".join(cp), value=first)
+        elif site.playbook not in ("add_node", "remove_node", "preflight") and site.scope and first not in site.scope:
+            report.add(hub, "microk8s_first_control_plane", "is not in the play (check --limit): it issues the join "
+                       "tokens", "the host in the play", value=first)
+    elif cp and site.playbook not in ("add_node", "remove_node", "preflight") and cluster_scope(site) \
+            and cp[0] not in site.scope:
+        report.add(hub, "microk8s_first_control_plane", "is empty and the first control-plane node %s, which issues "
+                   "the join tokens, is not in the play (check --limit)" % cp[0],
+                   "%s in the play, or microk8s_first_control_plane set to one that is" % cp[0], value=first)
+    for host in cluster_scope(site):
+        _microk8s_host(site, report, host)
+
+
+def _microk8s_host(site, report, host):
+    def add(var, problem, expected, value=MISSING):
+        report.add(host, user_var(site, host, var), problem, expected,
+                   value=site.get(host, var) if value is MISSING else value)
+
+    _bundle_dir(site, report, host, "microk8s_bundle_dir")
+    dns = site.get(host, "microk8s_dns_upstream_servers", [])
+    if not is_list(dns):
+        add("microk8s_dns_upstream_servers", "is a %s, not a list" % type_name(dns), "a list of IP addresses")
+    else:
+        bad = [s for s in dns if not _ip(s)]
+        if bad:
+            add("microk8s_dns_upstream_servers", "has entries that are not IP addresses: %s" % ", ".join(map(str, bad)),
+                "a list of IP addresses, e.g. [10.0.0.53]")
+    policy = site.get(host, "microk8s_hostpath_storage_reclaim_policy", "Delete")
+    if policy not in RECLAIM_POLICIES:
+        add("microk8s_hostpath_storage_reclaim_policy", "is not a reclaim policy", "Delete or Retain")
+    if not is_abs(site.get(host, "microk8s_hostpath_storage_dir", "/")):
+        add("microk8s_hostpath_storage_dir", "is not an absolute path", "e.g. /var/snap/microk8s/common/default-storage")
+    mirrors = site.get(host, "microk8s_registry_mirrors", [])
+    if not is_list(mirrors):
+        add("microk8s_registry_mirrors", "is a %s, not a list" % type_name(mirrors), "a list of {registry, endpoints}")
+    else:
+        for index, mirror in enumerate(mirrors):
+            if (not isinstance(mirror, dict) or not is_str(mirror.get("registry")) or not mirror.get("registry")
+                    or not is_list(mirror.get("endpoints")) or not mirror.get("endpoints")):
+                report.add(host, "%s[%d]" % (user_var(site, host, "microk8s_registry_mirrors"), index),
+                           "needs registry (a name) and endpoints (a non-empty list of URLs)",
+                           "{registry: docker.io, endpoints: [https://mirror.example.org]}", value=mirror)
+    for var in ("microk8s_kubelet_max_pods", "microk8s_join_ready_timeout", "microk8s_join_ready_delay",
+                "microk8s_join_token_ttl", "microk8s_wait_ready_timeout"):
+        value = site.get(host, var, 1)
+        if not pos_int(value):
+            add(var, "is not a whole number above 0", "e.g. 600")
+    if not is_str(site.get(host, "microk8s_kubelet_eviction_hard", "")):
+        add("microk8s_kubelet_eviction_hard", "is not a string", "e.g. memory.available<100Mi,nodefs.available<1Gi")
+    if not isinstance(site.get(host, "microk8s_kubelet_extra_args", {}), dict):
+        add("microk8s_kubelet_extra_args", "is not a mapping", "a mapping of kubelet flag -> value")
+    if not is_abs(site.get(host, "microk8s_kubeconfig_path", "/")):
+        add("microk8s_kubeconfig_path", "is not an absolute path on the controller",
+            "e.g. /srv/inventory/.credentials/kubeconfig")
+    api = site.get(host, "microk8s_api_address", "")
+    if not is_str(api):
+        add("microk8s_api_address", "is not a string", "an IP address or DNS name, or '' (the node's own address)")
+    elif api and not _ip(api) and not HOSTNAME_RE.match(api):
+        add("microk8s_api_address", "is neither an IP address nor a host name", "an IP address or DNS name, or ''")
+    name = site.get(host, "microk8s_node_name", "")
+    if not is_str(name):
+        add("microk8s_node_name", "is not a string", "a Kubernetes node name, or '' (the node's host name)")
+    if not is_str(site.get(host, "microk8s_snap_name", "microk8s")) or not site.get(host, "microk8s_snap_name", "x"):
+        add("microk8s_snap_name", "is empty", "microk8s")
+
+
+def check_microk8s_bundle(site, report):
+    """The bundle holds the snaps the manifest lists, and a pause image for the sandbox."""
+    for host in cluster_scope(site):
+        bundle = site.get(host, "microk8s_bundle_dir", "")
+        if not is_abs(bundle):
+            continue  # reported by check_microk8s
+        path = site.get(host, "microk8s_manifest_file")
+        data, error = manifest(path)
+        if error:
+            report.add(host, "microk8s_manifest_file", "cannot be read: " + error, "the collection's files/bundle-manifest.yml",
+                       value=path)
+            continue
+        snap_name = site.get(host, "microk8s_snap_name", "microk8s")
+        snaps = [s for s in data.get("snaps") or [] if isinstance(s, dict)]
+        if len([s for s in snaps if s.get("name") == snap_name]) != 1:
+            report.add(host, "microk8s_snap_name", "is not listed once in the snaps of %s" % path,
+                       "a snap of the bundle manifest", value=snap_name)
+        absent = [f for s in snaps for f in (s.get("file"), s.get("assert")) if f and not _file(os.path.join(bundle, f))]
+        if absent:
+            report.add(host, user_var(site, host, "microk8s_bundle_dir"),
+                       "does not hold %d snap file(s) of the manifest: %s" % (len(absent), ", ".join(absent[:4])),
+                       "the bundle built by playbooks/bundle.yml (check it with playbooks/verify_bundle.yml)",
+                       value=bundle)
+        sandbox = site.get(host, "microk8s_sandbox_image", "")
+        pause = [i.get("ref") for i in data.get("images") or [] if isinstance(i, dict)
+                 and "microk8s" in (i.get("used_by") or []) and "/pause:" in str(i.get("ref"))]
+        if not sandbox and not pause:
+            report.add(host, "microk8s_sandbox_image", "is empty and the manifest has no pause image used by microk8s",
+                       "an image reference, e.g. registry.k8s.io/pause:3.7", value=sandbox)
+
+
+# --------------------------------------------------------------------------------------
+# calico (cluster-wide, read on the first control-plane node)
+# --------------------------------------------------------------------------------------
+CALICO_METHODS = ("first-found", "interface", "cidr", "can-reach")
+CALICO_VXLAN_MODES = {"vxlan": "Always", "vxlan-crosssubnet": "CrossSubnet"}
+CALICO_REFUSED = {
+    "ipip": "IP-in-IP needs BGP (BIRD), but MicroK8s runs Calico with calico_backend \"vxlan\"",
+    "none": "unencapsulated routing needs BGP (BIRD), but MicroK8s runs Calico with calico_backend \"vxlan\"",
+}
+CALICO_VXLAN_OVERHEAD = 50
+
+
+def _digits(value):
+    return not isinstance(value, bool) and (is_int(value) or (is_str(value) and value.isdigit()))
+
+
+def _cidr(value):
+    if not is_str(value) or "/" not in value:
+        return False
+    try:
+        ipaddress.ip_network(value, strict=False)
+        return True
+    except ValueError:
+        return False
+
+
+def check_calico(site, report):
+    """The calico role's settings (cluster-wide)."""
+    host = site.hub_host
+
+    def add(var, problem, expected, value=MISSING):
+        report.add(host, user_var(site, host, var), problem, expected,
+                   value=site.get(host, var) if value is MISSING else value)
+
+    method = site.get(host, "calico_ip_autodetection_method", "first-found")
+    if method not in CALICO_METHODS:
+        add("calico_ip_autodetection_method", "is not an autodetection method", "one of: " + ", ".join(CALICO_METHODS))
+    elif method == "interface":
+        iface = site.get(host, "calico_ip_autodetection_interface", "")
+        if not is_str(iface) or not iface.strip():
+            add("calico_ip_autodetection_interface", "is empty but calico_ip_autodetection_method is 'interface'",
+                "a regular expression of interface names, e.g. 'eno1|ens.*'")
+        elif re.search(r'[\s"]', iface):
+            add("calico_ip_autodetection_interface", "contains spaces or quotes", "a regular expression, e.g. 'eno1|ens.*'")
+    elif method == "cidr":
+        cidrs = site.get(host, "calico_ip_autodetection_cidrs", [])
+        if not is_list(cidrs) or not cidrs:
+            add("calico_ip_autodetection_cidrs", "is not a non-empty list but calico_ip_autodetection_method is 'cidr'",
+                "a list of CIDRs, e.g. [10.20.0.0/16]")
+        else:
+            for cidr in cidrs:
+                if not _cidr(cidr):
+                    add("calico_ip_autodetection_cidrs", "%s is not a CIDR" % _quote(cidr),
+                        "address/prefix, e.g. 10.20.0.0/16")
+    elif method == "can-reach":
+        target = site.get(host, "calico_ip_autodetection_can_reach", "")
+        if not is_str(target) or not (_ip(target) or HOSTNAME_RE.match(target)):
+            add("calico_ip_autodetection_can_reach", "is not an IP address or host name but "
+                "calico_ip_autodetection_method is 'can-reach'", "e.g. 10.20.0.1")
+    mtu = site.get(host, "calico_mtu", 0)
+    mtu_ok = _digits(mtu) and (int(mtu) == 0 or 1000 <= int(mtu) <= 9000)
+    if not mtu_ok:
+        add("calico_mtu", "is not 0 or a number between 1000 and 9000", "0 (detected by Calico) or e.g. 1450")
+    underlay = site.get(host, "calico_underlay_mtu", 0)
+    underlay_ok = _digits(underlay) and (int(underlay) == 0 or 1280 <= int(underlay) <= 65520)
+    if not underlay_ok:
+        add("calico_underlay_mtu", "is not 0 or a number between 1280 and 65520",
+            "0 (not checked) or the node network's MTU, e.g. 1500")
+    encap = site.get(host, "calico_encapsulation", "vxlan")
+    if is_str(encap) and encap in CALICO_REFUSED:
+        add("calico_encapsulation", "%s is refused: %s" % (encap, CALICO_REFUSED[encap]), "vxlan or vxlan-crosssubnet")
+    elif encap not in CALICO_VXLAN_MODES:
+        add("calico_encapsulation", "is not an encapsulation", "vxlan or vxlan-crosssubnet")
+    elif mtu_ok and underlay_ok and int(mtu) > 0 and int(underlay) > 0 and int(mtu) + CALICO_VXLAN_OVERHEAD > int(underlay):
+        add("calico_mtu", "%s plus the %d bytes VXLAN adds exceeds calico_underlay_mtu %s"
+            % (mtu, CALICO_VXLAN_OVERHEAD, underlay), "at most %d" % (int(underlay) - CALICO_VXLAN_OVERHEAD))
+    for var in ("calico_ready_timeout", "calico_ready_delay"):
+        if not pos_int(site.get(host, var, 1)) or not _digits(site.get(host, var, 1)):
+            add(var, "is not a positive number of seconds", "e.g. 600")
+    group = site.get(host, "calico_control_plane_group", "labhub_control_plane")
+    if not is_str(group) or not site.group(group):
+        add("calico_control_plane_group", "names a group with no host", "the control-plane group, e.g. labhub_control_plane")
+    for var in ("calico_kubeconfig", "calico_snap_data_dir"):
+        if not is_abs(site.get(host, var, "/")):
+            add(var, "is not an absolute path", "e.g. /var/snap/microk8s/current")
+
+
+def _quote(value):
+    import json
+
+    return json.dumps(value, default=str)
+
+
+def calico_derived(method, interface, cidrs, can_reach, encapsulation, mtu):
+    """What the cluster and cni.yaml must say, from valid settings (filter labhub.platform.calico_settings)."""
+    autodetect = {"first-found": "first-found",
+                  "interface": "interface=%s" % str(interface or "").strip(),
+                  "cidr": "cidr=%s" % ",".join(cidrs or []),
+                  "can-reach": "can-reach=%s" % can_reach}[method]
+    return {"autodetection": autodetect, "vxlan": CALICO_VXLAN_MODES[encapsulation], "veth_mtu": str(int(mtu))}
+
+
+# --------------------------------------------------------------------------------------
+# offline_images
+# --------------------------------------------------------------------------------------
+def check_offline_images(site, report):
+    """The offline_images role's settings on every node of the scope."""
+    for host in cluster_scope(site):
+        _bundle_dir(site, report, host, "offline_images_bundle_dir")
+        used_by = site.get(host, "offline_images_used_by", [])
+        if not is_list(used_by):
+            report.add(host, user_var(site, host, "offline_images_used_by"), "is a %s, not a list" % type_name(used_by),
+                       "a list of manifest used_by names, e.g. [microk8s], or [] for every image", value=used_by)
+        if not is_abs(site.get(host, "offline_images_dest_dir", "/")):
+            report.add(host, "offline_images_dest_dir", "is not an absolute path", "e.g. /var/lib/labhub/images",
+                       value=site.get(host, "offline_images_dest_dir"))
+        namespace = site.get(host, "offline_images_namespace", "k8s.io")
+        if not is_str(namespace) or not namespace:
+            report.add(host, "offline_images_namespace", "is empty", "containerd's namespace, k8s.io", value=namespace)
+        if not is_abs(site.get(host, "offline_images_address", "/")):
+            report.add(host, "offline_images_address", "is not an absolute path", "containerd's socket",
+                       value=site.get(host, "offline_images_address"))
+
+
+def _sums(path):
+    key = ("sums", path)
+    if key not in _CACHE:
+        try:
+            with open(path) as handle:
+                lines = [line.split(None, 1) for line in handle.read().splitlines() if line.strip()]
+            _CACHE[key] = set(parts[1].lstrip("*").strip() for parts in lines if len(parts) == 2)
+        except (IOError, OSError):
+            _CACHE[key] = None
+    return _CACHE[key]
+
+
+def check_offline_images_bundle(site, report):
+    """The bundle has a SHA256SUMS and every image the node imports."""
+    for host in cluster_scope(site):
+        bundle = site.get(host, "offline_images_bundle_dir", "")
+        used_by = site.get(host, "offline_images_used_by", [])
+        if not is_abs(bundle) or not is_list(used_by):
+            continue
+        var = user_var(site, host, "offline_images_bundle_dir")
+        sums = _sums(os.path.join(bundle, "SHA256SUMS"))
+        if sums is None:
+            report.add(host, var, "has no SHA256SUMS", "a bundle built by playbooks/bundle.yml", value=bundle)
+            continue
+        data, error = manifest(site.get(host, "offline_images_manifest_file"))
+        if error:
+            report.add(host, "offline_images_manifest_file", "cannot be read: " + error,
+                       "the collection's files/bundle-manifest.yml", value=site.get(host, "offline_images_manifest_file"))
+            continue
+        images = [i for i in data.get("images") or [] if isinstance(i, dict)
+                  and (not used_by or set(i.get("used_by") or []) & set(used_by))]
+        if not images:
+            report.add(host, user_var(site, host, "offline_images_used_by"), "selects no image of the manifest",
+                       "used_by names of the manifest's images, or []", value=used_by)
+        unlisted = [i["file"] for i in images if i.get("file") not in sums]
+        absent = [i["file"] for i in images if i.get("file") in sums and not _file(os.path.join(bundle, i["file"]))]
+        for what, files in (("not in its SHA256SUMS", unlisted), ("absent", absent)):
+            if files:
+                report.add(host, var, "%d image archive(s) %s: %s" % (len(files), what, ", ".join(files[:3])),
+                           "the bundle built by playbooks/bundle.yml (check it with playbooks/verify_bundle.yml)",
+                           value=bundle)
+
+
+def offline_images_select(images, used_by):
+    """The manifest images a node imports (filter labhub.platform.offline_images_select)."""
+    return [i for i in images or [] if not used_by or set(i.get("used_by") or []) & set(used_by)]
+
+
+# --------------------------------------------------------------------------------------
+# bundle (on the controller; bundle.yml and verify_bundle.yml)
+# --------------------------------------------------------------------------------------
+BUNDLE_KINDS = ("snap", "chart", "image", "wheels")
+_SOURCE_KEY_RE = re.compile(r"^(snap|chart|image|wheels):.+")
+
+
+def _bundle_host(site):
+    return site.hub_host
+
+
+def _bvar(site, host, var, default=None):
+    """A bundle role variable as the playbook gives it: bundle.yml maps labhub_bundle_dir to bundle_dir."""
+    alias = PLAYBOOK_ALIASES.get(var)
+    if not site.has(host, var) and alias and site.has(host, alias):
+        return site.get(host, alias, default)
+    return site.get(host, var, default)
+
+
+def check_bundle_verify(site, report):
+    """Inputs of verify_bundle.yml (and of bundle.yml): the bundle directory and the manifest."""
+    host = _bundle_host(site)
+    bundle = _bvar(site, host, "bundle_dir", "")
+    if not is_abs(bundle):
+        report.add(host, user_var(site, host, "bundle_dir"), "is not an absolute path (bundle_dir)",
+                   "-e labhub_bundle_dir=/srv/labhub-bundle", value=bundle)
+    path = _bvar(site, host, "bundle_manifest_file")
+    data, error = manifest(path)
+    if error:
+        report.add(host, user_var(site, host, "bundle_manifest_file"), "cannot be read: " + error,
+                   "a bundle manifest (files/bundle-manifest.yml)", value=path)
+    elif str(data.get("schema_version")) != "1":
+        report.add(host, user_var(site, host, "bundle_manifest_file"), "is not a schema_version 1 bundle manifest",
+                   "schema_version: 1", value=path)
+
+
+def check_bundle(site, report):
+    """Inputs of bundle.yml: kinds, sources, the wheels' requirements file."""
+    host = _bundle_host(site)
+    check_bundle_verify(site, report)
+    kinds = _bvar(site, host, "bundle_kinds", list(BUNDLE_KINDS))
+    if not is_list(kinds):
+        report.add(host, user_var(site, host, "bundle_kinds"), "is a %s, not a list" % type_name(kinds),
+                   "a list of: " + ", ".join(BUNDLE_KINDS), value=kinds)
+        kinds = []
+    elif [k for k in kinds if k not in BUNDLE_KINDS]:
+        report.add(host, user_var(site, host, "bundle_kinds"), "has unknown kinds: %s"
+                   % ", ".join(str(k) for k in kinds if k not in BUNDLE_KINDS),
+                   "a list of: " + ", ".join(BUNDLE_KINDS), value=kinds)
+    sources = _bvar(site, host, "bundle_sources", {})
+    if not isinstance(sources, dict):
+        report.add(host, user_var(site, host, "bundle_sources"), "is a %s, not a mapping" % type_name(sources),
+                   "a mapping of image:<ref>, chart:<name>, snap:<name>, wheels:<name> -> source", value=sources)
+    else:
+        bad = [k for k in sources if not is_str(k) or not _SOURCE_KEY_RE.match(k)]
+        if bad:
+            report.add(host, user_var(site, host, "bundle_sources"), "has keys that name no artifact: %s"
+                       % ", ".join(map(str, bad)), "keys image:<ref>, chart:<name>, snap:<name>, wheels:<name>",
+                       value=sources)
+    data, _ = manifest(_bvar(site, host, "bundle_manifest_file"))
+    wheels = (data or {}).get("wheels")
+    if "wheels" in kinds and isinstance(wheels, dict) and wheels.get("requirements"):
+        root = site.get(host, "bundle_project_root", "")
+        path = os.path.join(str(root), str(wheels["requirements"]))
+        if not os.path.exists(path):
+            report.add(host, "bundle_project_root", "has no %s (wheels.requirements of the manifest)" % wheels["requirements"],
+                       "the project root holding it, or 'wheels' dropped from bundle_kinds", value=root)
+
+
+# --------------------------------------------------------------------------------------
+# remove_node.yml's own arguments
+# --------------------------------------------------------------------------------------
+_BOOL_WORDS = ("true", "false", "yes", "no", "1", "0", "on", "off")
+
+
+def check_remove_node(site, report):
+    """node, force, remove_node_drain_timeout/delay/grace_period, remove_node_purge (extra vars)."""
+    opts = site.options
+    node = opts.get("node", MISSING)
+    members = site.control_plane + site.group("labhub_workers")
+    if node is MISSING or node in (None, ""):
+        report.add(INVENTORY, "node", "is not set", "-e node=<inventory host>: one of " + ", ".join(sorted(site.hosts)))
+    elif not is_str(node) or node not in site.hosts:
+        report.add(INVENTORY, "node", "is not a host of the inventory", "one of: " + ", ".join(sorted(site.hosts)),
+                   value=node)
+    elif node not in members:
+        report.add(INVENTORY, "node", "is in neither labhub_control_plane nor labhub_workers",
+                   "a control-plane node or a worker", value=node)
+    force = opts.get("force", False)
+    if not is_bool(force) and str(force).lower() not in _BOOL_WORDS:
+        report.add(INVENTORY, "force", "is not a boolean", "true or false", value=force)
+    for var, default in (("remove_node_drain_timeout", 300), ("remove_node_drain_delay", 5)):
+        if not pos_int(opts.get(var, default)):
+            report.add(INVENTORY, var, "is not a positive number of seconds", "e.g. %d" % default,
+                       value=opts.get(var))
+    grace = opts.get("remove_node_grace_period", MISSING)
+    if grace is not MISSING and grace is not None and not (pos_int(grace) or grace in (0, "0")):
+        report.add(INVENTORY, "remove_node_grace_period", "is not a number of seconds", "e.g. 30", value=grace)
+    purge = opts.get("remove_node_purge", False)
+    if not is_bool(purge) and str(purge).lower() not in _BOOL_WORDS:
+        report.add(INVENTORY, "remove_node_purge", "is not a boolean", "true or false", value=purge)
