@@ -17,6 +17,7 @@ __metaclass__ = type
 from ansible_collections.labhub.platform.plugins.module_utils._validation import Report
 from ansible_collections.labhub.platform.plugins.module_utils import _checks_inventory as inventory
 from ansible_collections.labhub.platform.plugins.module_utils import _checks_hardware as hardware
+from ansible_collections.labhub.platform.plugins.module_utils import _checks_hub as hub
 from ansible_collections.labhub.platform.plugins.module_utils import _checks_cluster as cluster
 from ansible_collections.labhub.platform.plugins.module_utils import _checks_nodes as nodes
 from ansible_collections.labhub.platform.plugins.module_utils import _checks_accelerators as accelerators
@@ -29,6 +30,7 @@ CHECKS = {
     "node_names": inventory.check_node_names,
     "features": inventory.check_features,
     "hardware": hardware.check_hardware,
+    "hub": hub.check_hub,
     "add_node_args": inventory.check_add_node_args,
     "render_args": inventory.check_render_args,
     "argument_specs": specs.check_argument_specs,
@@ -55,11 +57,11 @@ _ADD_NODE = ("bundle_verify", "microk8s", "offline_images", "nodes", "gpu_operat
 
 # playbook -> the checks it needs (everything it will use, nothing it will not).
 PLAYBOOKS = {
-    "preflight": _CLUSTER + ("hardware",) + _ROLES,
-    "site": _CLUSTER + ("hardware",) + _ROLES,
+    "preflight": _CLUSTER + ("hardware",) + _ROLES + ("hub",),
+    "site": _CLUSTER + ("hardware",) + _ROLES + ("hub",),
     "add_node": ("add_node_args",) + _CLUSTER + ("hardware",) + _ADD_NODE,
     "remove_node": ("remove_node",) + _CLUSTER,
-    "render": ("render_args", "booleans"),
+    "render": ("render_args", "booleans", "hub"),
     "uninstall": ("booleans",),
     "bundle": ("bundle",),
     "verify_bundle": ("bundle_verify",),

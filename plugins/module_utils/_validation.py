@@ -111,9 +111,15 @@ class Report:
     def __init__(self):
         self._rows = []
         self._seen = set()
+        self._covers = set()
 
-    def add(self, host, variable, problem, expected="", value=MISSING, secret=None):
-        """Add a row. ``value`` is the raw value (shown redacted when the variable is secret)."""
+    def add(self, host, variable, problem, expected="", value=MISSING, secret=None, covers=()):
+        """Add a row. ``value`` is the raw value (shown redacted when the variable is secret).
+
+        ``covers``: other names the row is about (e.g. the role variable behind an inventory
+        variable), so that :meth:`has` finds the row under them too."""
+        for name in covers:
+            self._covers.add((str(host), str(name)))
         if secret is None:
             secret = is_secret(variable)
         shown = "" if value is MISSING else show(value, secret)
@@ -135,6 +141,10 @@ class Report:
 
     def has(self, host, variable):
         """True when a row for the host (or all hosts) names the variable or a part of it."""
+        for row_host, name in self._covers:
+            if row_host in (host, INVENTORY, ALL_HOSTS) and (
+                    name == variable or name.startswith(variable + ".") or name.startswith(variable + "[")):
+                return True
         for row in self._rows:
             if row.host in (host, INVENTORY, ALL_HOSTS) and (
                     row.variable == variable or row.variable.startswith(variable + ".")
