@@ -53,8 +53,9 @@ def write_inventory(tmp_path, nodes, kubeconfig, extra=None):
     return path
 
 
-def run_role(tmp_path, inventory, *args):
-    return ansible_playbook(tmp_path, inventory, role_playbook(tmp_path, "Calico", "labhub.platform.calico"), *args, timeout=600)
+def run_role(tmp_path, inventory, *args, env=None):
+    return ansible_playbook(tmp_path, inventory, role_playbook(tmp_path, "Calico", "labhub.platform.calico"), *args,
+                            timeout=600, env=env)
 
 
 def api(kubeconfig, path):
@@ -145,11 +146,13 @@ def test_bad_settings_fail_before_any_change(tmp_path, cluster):
     env0, data0, pool0 = calico_state(kubeconfig)[1:4]
     proc = run_role(tmp_path, write_inventory(tmp_path, nodes, kubeconfig, {
         "calico_ip_autodetection_method": "cidr", "calico_ip_autodetection_cidrs": ["10.77.0.0/24", "10.300.0.0/16"],
-        "calico_encapsulation": "ipip", "calico_mtu": 9000, "calico_underlay_mtu": 1500}))[0]
+        "calico_encapsulation": "ipip", "calico_mtu": 9000, "calico_underlay_mtu": 1500}),
+        env={"LABHUB_VALIDATE_REPORT": str(tmp_path / "report.json")})[0]
     assert proc.returncode != 0
-    out = " ".join(proc.stdout.split())
-    assert 'calico_ip_autodetection_cidrs: "10.300.0.0/16" is not a CIDR' in out, out[-3000:]
-    assert "calico_encapsulation: ipip is refused" in out
+    assert "Labhub validation (site): " in proc.stdout, proc.stdout[-3000:]
+    rows = {(r["variable"], r["problem"]) for r in json.loads((tmp_path / "report.json").read_text())}
+    assert ("calico_ip_autodetection_cidrs", '"10.300.0.0/16" is not a CIDR') in rows, rows
+    assert any(v == "calico_encapsulation" and p.startswith("ipip is refused") for v, p in rows), rows
     assert (nodes[0].root / CNI).read_text() == before_cni
     env, data, pool = calico_state(kubeconfig)[1:4]
     assert (env, data, pool) == (env0, data0, pool0)

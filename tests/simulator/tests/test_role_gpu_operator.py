@@ -178,13 +178,15 @@ def test_smoke_test_failure_is_reported_and_retried(tmp_path, cluster):
     assert len(jobs) == 1 and jobs[0]["status"]["succeeded"] == 1
 
 
-def test_host_mode_without_driver_is_refused_before_any_change(tmp_path, cluster):
+def test_host_mode_without_driver_is_refused_before_any_change(tmp_path, cluster, monkeypatch):
+    monkeypatch.setenv("LABHUB_VALIDATE_REPORT", str(tmp_path / "report.json"))
     nodes, bundle, kubeconfig = cluster
     inv = write_inventory(tmp_path, nodes, bundle, kubeconfig, dict(HW, n2=hardware(8, driver=False)))
     proc, recap = run_role(tmp_path, inv)
     assert proc.returncode != 0
-    assert ("labhub_gpu_driver_mode (gpu_operator_driver_mode) on n2: is 'host' but the NVIDIA kernel driver is not "
-            "loaded") in " ".join(proc.stdout.split())
+    rows = json.loads((tmp_path / "report.json").read_text())
+    assert any(r["host"] == "n2" and r["variable"] == "labhub_gpu_driver_mode"
+               and "is 'host' but the NVIDIA kernel driver is not loaded" in r["problem"] for r in rows), rows
     labels = {n["metadata"]["name"]: n["metadata"]["labels"] for n in api_objects(kubeconfig, "/api/v1/nodes")}
     assert not any(k.startswith(("nvidia.com/", "labhub.io/gpu")) for lab in labels.values() for k in lab)
     assert not (nodes[0].root / "etc/labhub/gpu-operator").exists()

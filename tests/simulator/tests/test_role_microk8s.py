@@ -118,13 +118,15 @@ def test_role_forms_ha_cluster_idempotent_and_check_mode_exact(tmp_path, sim_nod
     assert server == "http://localhost:%d" % cps[0].api_server()["port"]
 
 
-def test_even_number_of_control_plane_nodes_fails_before_any_change(tmp_path, sim_nodes, sim_bundle):
+def test_even_number_of_control_plane_nodes_fails_before_any_change(tmp_path, sim_nodes, sim_bundle, monkeypatch):
+    monkeypatch.setenv("LABHUB_VALIDATE_REPORT", str(tmp_path / "report.json"))
     nodes = sim_nodes(3)
     inv = write_inventory(tmp_path / "hosts.yml", nodes[:2], nodes[2:], sim_bundle)
     proc, _recap = run_role(tmp_path, inv)
     assert proc.returncode != 0
-    assert ("microk8s_control_plane_group 'labhub_control_plane' has 2 hosts (n1, n2): "
-            "HA needs an odd number of control-plane nodes") in " ".join(proc.stdout.split())
+    rows = json.loads((tmp_path / "report.json").read_text())
+    assert any(r["variable"] == "groups.labhub_control_plane" and r["problem"].startswith("has 2 hosts (n1, n2)")
+               and "odd number" in r["problem"] for r in rows), rows
     assert all(n.node_state() is None for n in nodes)
 
 

@@ -197,16 +197,18 @@ def test_skipped_without_hcas_or_when_disabled(tmp_path, cluster):
     assert NS not in {n["metadata"]["name"] for n in api(kubeconfig, "/api/v1/namespaces")["items"]}
 
 
-def test_ib_settings_on_a_node_without_hca_fail_before_any_change(tmp_path, cluster):
+def test_ib_settings_on_a_node_without_hca_fail_before_any_change(tmp_path, cluster, monkeypatch):
+    monkeypatch.setenv("LABHUB_VALIDATE_REPORT", str(tmp_path / "report.json"))
     nodes, bundle, kubeconfig = cluster
     hardware_root(nodes[0], "cpu-vm")
     hw = hardware_root(nodes[1], "dgx-h100", strip_rdma=True)
     inv = write_inventory(tmp_path, nodes, bundle, kubeconfig, ["n1", "n2"], {"labhub_ib_hcas": ["mlx5_0", "mlx5_9"]})
     proc = run_role(tmp_path, inv)[0]
     assert proc.returncode != 0
-    out = " ".join(proc.stdout.split())
-    assert "n1: groups.labhub_ib_nodes: the host is an InfiniBand node but hardware_facts found no HCA" in out, out[-4000:]
-    assert "n1: labhub_ib_hcas (network_operator_hcas): names HCA 'mlx5_0' but the node has no HCA" in out
-    assert "n2: labhub_ib_hcas (network_operator_hcas): names HCA 'mlx5_9' but the node has mlx5_0, mlx5_1, mlx5_2, mlx5_3" in out
+    rows = {(r["host"], r["variable"], r["problem"]) for r in json.loads((tmp_path / "report.json").read_text())}
+    assert ("n1", "groups.labhub_ib_nodes",
+            "host is an InfiniBand node but no HCA was found (/sys/class/infiniband)") in rows, rows
+    assert ("n1", "labhub_ib_hcas", "names HCA 'mlx5_0' but the node has no HCA") in rows, rows
+    assert ("n2", "labhub_ib_hcas", "names HCA 'mlx5_9' but the node has HCAs: mlx5_0, mlx5_1, mlx5_2, mlx5_3") in rows, rows
     assert not set(RDMA) & loaded(hw), "modules loaded before the failure"
     assert not (nodes[0].root / "var/lib/labhub/network-operator").exists()
