@@ -22,6 +22,7 @@ from ansible_collections.labhub.platform.plugins.module_utils import _checks_clu
 from ansible_collections.labhub.platform.plugins.module_utils import _checks_nodes as nodes
 from ansible_collections.labhub.platform.plugins.module_utils import _checks_accelerators as accelerators
 from ansible_collections.labhub.platform.plugins.module_utils import _checks_specs as specs
+from ansible_collections.labhub.platform.plugins.module_utils import _checks_portal as portal
 
 # name -> function(site, report)
 CHECKS = {
@@ -48,6 +49,8 @@ CHECKS = {
     "bundle": cluster.check_bundle,
     "bundle_verify": cluster.check_bundle_verify,
     "remove_node": cluster.check_remove_node,
+    # role portal: on its hosts for site/preflight, on the render host for render (see _checks_portal)
+    "portal": portal.check_portal,
 }
 
 _CLUSTER = ("topology", "booleans", "node_names", "features")
@@ -57,14 +60,17 @@ _ADD_NODE = ("bundle_verify", "microk8s", "offline_images", "nodes", "gpu_operat
 
 # playbook -> the checks it needs (everything it will use, nothing it will not).
 PLAYBOOKS = {
-    "preflight": _CLUSTER + ("hardware",) + _ROLES + ("hub",),
-    "site": _CLUSTER + ("hardware",) + _ROLES + ("hub",),
+    "preflight": _CLUSTER + ("hardware",) + _ROLES + ("portal", "hub"),
+    "site": _CLUSTER + ("hardware",) + _ROLES + ("portal", "hub"),
     "add_node": ("add_node_args",) + _CLUSTER + ("hardware",) + _ADD_NODE,
     "remove_node": ("remove_node",) + _CLUSTER,
-    "render": ("render_args", "booleans", "hub"),
+    "render": ("render_args", "booleans", "portal", "hub"),
     "uninstall": ("booleans",),
     "bundle": ("bundle",),
     "verify_bundle": ("bundle_verify",),
+    # role portal alone (its tasks/preflight.yml and tasks/render.yml): the hosts the role runs on
+    "portal": ("portal",),
+    "portal_render": ("portal",),
 }
 
 

@@ -289,6 +289,10 @@ def test_settings_refuse_unsafe_combinations(monkeypatch):
         Settings(**base, token="short")
     with pytest.raises(ValidationError, match="cookie_secret"):
         Settings(**base, hub_api_url="http://hub:8081/hub/api", hub_api_token="x" * 32)
+    # the hub service token is shared with the jupyterhub role, which requires 32 characters
+    with pytest.raises(ValidationError, match="hub_api_token: .*at least 32"):
+        Settings(**base, hub_api_url="http://hub:8081/hub/api", hub_api_token="h0123456789abcdef0123456",
+                 cookie_secret="c" * 32)
     with pytest.raises(ValidationError, match="SQLite"):
         Settings(_env_file=None, database_url="sqlite:///x.db")
     demo = Settings(_env_file=None, database_url="sqlite:///x.db", demo=True, token="demo")

@@ -4,8 +4,9 @@ The role's `render` entry point writes the ServiceAccount, token Secret, Role, R
 node-reader ClusterRole/ClusterRoleBinding to a directory; these tests check them against the
 Kubernetes Python client's models (every field must be a real API field) and for least privilege.
 The kubeconfig template is rendered with a token/CA and loaded by the real Kubernetes client.
-The main entry point's secret checks are exercised in check mode: they must fail before any task
-that could change the host, name the variable, and never print the secret.
+The main entry point's checks (labhub.platform.validate, check `portal`) are exercised in check
+mode: they must fail before any task that could change the host, name the variable in the table,
+and never print the secret.
 No Kubernetes API is involved (nothing here talks to a cluster).
 """
 from __future__ import annotations
@@ -188,7 +189,8 @@ def test_render_refuses_bad_namespace_before_writing(tmp_path):
         "name": "labhub.platform.portal", "tasks_from": "render"}}])
     result = _run(play, {"labhub_render_dir": str(out), "portal_hub_namespace": "Bad_NS"})
     assert result.returncode != 0
-    assert "portal_hub_namespace ('Bad_NS')" in result.stdout
+    row = _row(result.stdout, "portal_hub_namespace")
+    assert '"Bad_NS"' in row and "not a Kubernetes name" in row, result.stdout
     assert not out.exists()
 
 
@@ -217,6 +219,23 @@ def test_kubeconfig_template_loads_in_the_kubernetes_client(tmp_path):
     loaded = yaml.safe_load(dest.read_text())
     assert loaded["contexts"][0]["context"]["namespace"] == "jhub"
     assert loaded["current-context"] == "labhub-portal"
+
+
+def _row(output: str, variable: str, host: str = "localhost") -> str:
+    """The row of labhub.platform.validate's table for a host and variable (wrapped cells joined)."""
+    rows, current = {}, None
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.split(" | ")]
+        if len(cells) < 4:
+            current = None
+            continue
+        if cells[0]:
+            current = (cells[0], cells[1])
+            rows[current] = cells
+        elif current is not None:
+            rows[current] = [(a + " " + b).strip() for a, b in zip(rows[current], cells + [""] * 5)]
+    cells = rows.get((host, variable))
+    return " | ".join(cells) if cells else ""
 
 
 def _main_in_check_mode(tmp_path, secrets: dict) -> subprocess.CompletedProcess:
@@ -292,7 +311,7 @@ def test_hub_integration_off_and_vault_token(tmp_path):
     assert env["PORTAL_OAUTH_CLIENT_ID"] == "service-labhub-portal"
 
 
-# Each case sets all four secrets to bad values at once: the looped assertion reports every one.
+# Each case sets all four secrets to bad values at once: the validation table has a row for each.
 @pytest.mark.parametrize("bad", [
     {"portal_token": "changeme", "portal_database_password": "short1",
      "portal_hub_api_token": "aaaaaaaaaaaaaaaaaaaaaaaa", "portal_cookie_secret": "has a space in it 1234567"},
@@ -304,7 +323,7 @@ def test_weak_secrets_are_refused_naming_the_variable_without_printing_it(tmp_pa
     output = result.stdout + result.stderr
     assert result.returncode != 0
     for name, value in bad.items():
-        assert f"{name} is empty, a known default" in output, name
+        assert "<secret>" in _row(output, name), name
         if value:
             assert value not in output, f"{name} leaked"
     # Nothing after the preflight ran: no package, user or file task appears.
@@ -315,9 +334,9 @@ def test_good_secrets_pass_and_one_weak_secret_is_singled_out(tmp_path):
     result = _main_in_check_mode(tmp_path, {**GOOD_SECRETS, "portal_cookie_secret": "portal"})
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "portal_cookie_secret is empty, a known default" in output
+    assert "well-known default" in _row(output, "portal_cookie_secret")
     for name in ("portal_token", "portal_database_password", "portal_hub_api_token"):
-        assert f"{name} is empty, a known default" not in output
+        assert not _row(output, name)
     for secret in GOOD_SECRETS.values():
         assert secret not in output
 
@@ -326,7 +345,7 @@ def test_reused_secret_is_refused(tmp_path):
     result = _main_in_check_mode(tmp_path, {**GOOD_SECRETS,
                                             "portal_cookie_secret": GOOD_SECRETS["portal_token"]})
     assert result.returncode != 0
-    assert "must be four different values" in result.stdout
+    assert "is the same value as portal_token" in _row(result.stdout, "portal_cookie_secret")
     assert GOOD_SECRETS["portal_token"] not in result.stdout + result.stderr
 
 
@@ -335,7 +354,7 @@ def test_missing_wheel_is_refused(tmp_path):
     (tmp_path / "wheels" / "labhub_portal-0.0.9-py3-none-any.whl").write_bytes(b"")
     result = _main_in_check_mode(tmp_path, GOOD_SECRETS)
     assert result.returncode != 0
-    assert "holding labhub_portal-0.1.0-*.whl" in result.stdout
+    assert "holds no labhub_portal-0.1.0-*.whl" in _row(result.stdout, "portal_wheels_src_dir")
     assert "Install PostgreSQL" not in result.stdout
 
 
@@ -347,5 +366,5 @@ def test_hub_service_without_portal_url_is_refused(tmp_path):
     result = _main_in_check_mode(tmp_path, {**GOOD_SECRETS, "labhub_portal_enabled": True,
                                             "labhub_hub_public_url": "https://hub.example.org/"})
     assert result.returncode != 0
-    assert "labhub_portal_public_url" in result.stdout
+    assert "labhub_portal_enabled is true" in _row(result.stdout, "labhub_portal_public_url")
     assert "Install PostgreSQL" not in result.stdout

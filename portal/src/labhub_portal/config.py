@@ -23,6 +23,8 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # Values that are placeholders, never real secrets.
 _WEAK_SECRETS = frozenset({"", "changeme", "change-me", "changethis", "secret", "token", "password", "admin", "portal"})
 MIN_SECRET_LENGTH = 16
+# The hub service token is shared with the jupyterhub role (labhub.platform), which requires 32 characters.
+MIN_HUB_TOKEN_LENGTH = 32
 
 
 def _env_file() -> str | None:
@@ -182,9 +184,10 @@ class Settings(BaseSettings):
                 if secret is None:
                     continue
                 raw = secret.get_secret_value()
-                if raw.strip().lower() in _WEAK_SECRETS or len(raw) < MIN_SECRET_LENGTH:
+                minimum = MIN_HUB_TOKEN_LENGTH if name == "hub_api_token" else MIN_SECRET_LENGTH
+                if raw.strip().lower() in _WEAK_SECRETS or len(raw) < minimum:
                     raise ValueError(f"{name}: refusing a default or short secret "
-                                     f"(need at least {MIN_SECRET_LENGTH} characters)")
+                                     f"(need at least {minimum} characters)")
             if self.oauth_enabled and self.cookie_secret is None:
                 raise ValueError("cookie_secret: required when JupyterHub OAuth login is configured")
         if self.token is None and not self.oauth_enabled and self.bind_host not in LOOPBACK_HOSTS:
