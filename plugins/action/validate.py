@@ -211,6 +211,8 @@ class ActionModule(ActionBase):
                 json.dump([r.as_dict() for r in rows], handle, indent=1)
         result["changed"] = False
         result["problem_count"] = len(rows)
+        # the rows themselves (values already redacted), for callers and tests that read results
+        result["problems"] = [r.as_dict() for r in rows]
         result["checks"] = list(names or _checks.PLAYBOOKS[playbook])
         if rows:
             hosts_hit = sorted(set(r.host for r in rows), key=lambda h: (h != INVENTORY, h))

@@ -74,6 +74,13 @@ problem_count:
   returned: always
   type: int
   sample: 0
+problems:
+  description: The rows of the problem table (host, variable, value with secrets redacted, problem, expected).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{host: cp1, variable: labhub_hub_auth_modes, value: '"native"', problem: is a string, not a list of login
+      modes, expected: "a list, e.g. [native]"}]
 checks:
   description: Names of the checks that ran.
   returned: always

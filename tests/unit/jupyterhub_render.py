@@ -37,7 +37,8 @@ def write_inventory(root: Path, scenarios: dict[str, dict]) -> Path:
     hosts = {name: {"ansible_connection": "local",
                     "ansible_python_interpreter": "{{ ansible_playbook_python }}"} for name in scenarios}
     (inv / "hosts.yml").write_text(yaml.safe_dump(
-        {"all": {"children": {"labhub_cluster": {"children": {"labhub_control_plane": {"hosts": hosts}}}}}}))
+        {"all": {"children": {"labhub_cluster": {"children": {"labhub_control_plane": {"hosts": hosts}}}}}},
+        sort_keys=False))  # scenario order: the first control-plane host (read by the playbook's validation) is a good one
     for name, variables in scenarios.items():
         hv = inv / "host_vars" / name
         hv.mkdir()
@@ -56,8 +57,10 @@ def run_render(inventory: Path, *extra: str, hosts: str | None = "all") -> dict:
         cmd += ["-e", f"labhub_render_hosts={hosts}"]
     cmd += list(extra)
     proc = subprocess.run(cmd, cwd=REPO, env=ansible_env(), capture_output=True, text=True, timeout=900, check=False)
+    # the validation table (printed before the JSON when there are problems) is not JSON
+    start = proc.stdout.find("{\n") if not proc.stdout.startswith("{") else 0
     try:
-        report = json.loads(proc.stdout)
+        report = json.loads(proc.stdout[max(start, 0):])
     except json.JSONDecodeError as exc:  # pragma: no cover - shows ansible's own error
         raise AssertionError(f"ansible-playbook output is not JSON:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}") from exc
     result = {}
@@ -69,6 +72,8 @@ def run_render(inventory: Path, *extra: str, hosts: str | None = "all") -> dict:
                 if res.get("failed"):
                     msg = res.get("msg")
                     result[host]["msgs"].extend(msg if isinstance(msg, list) else [str(msg)])
+                    # rows of labhub.platform.validate's table: "VARIABLE: PROBLEM"
+                    result[host]["msgs"].extend("%s: %s" % (r["variable"], r["problem"]) for r in res.get("problems") or [])
     result["_stdout"] = proc.stdout
     result["_stderr"] = proc.stderr
     return result
