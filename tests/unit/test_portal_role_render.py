@@ -368,3 +368,15 @@ def test_hub_service_without_portal_url_is_refused(tmp_path):
     assert result.returncode != 0
     assert "labhub_portal_enabled is true" in _row(result.stdout, "labhub_portal_public_url")
     assert "Install PostgreSQL" not in result.stdout
+
+
+def test_argument_spec_errors_before_the_validator_print_no_secret(tmp_path):
+    """Role argument validation runs before the role's first task (the validator): its failure
+    output (errors and the whole spec) must not carry a secret, whatever type the secret has."""
+    canaries = {"portal_token": {"k": "CANARYTOKEN0123456789"}, "portal_database_password": ["CANARYDBPW0123456789"],
+                "portal_cookie_secret": "CANARYCOOKIE0123456789", "portal_mysql_url": ["mysql://u:CANARYMYSQL@h/db"],
+                "portal_extra_settings": ["CANARYEXTRA"], "portal_bind_port": "abc"}
+    result = _main_in_check_mode(tmp_path, canaries)
+    assert result.returncode != 0
+    assert "Validation of arguments failed" in result.stdout + result.stderr
+    assert "CANARY" not in result.stdout + result.stderr
