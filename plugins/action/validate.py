@@ -59,7 +59,7 @@ def load_role_defaults(loader, roles_dir=ROLES_DIR):
 
 # Lookups that create files or run commands: never run while validating.
 _WRITING_LOOKUPS = frozenset(("password", "ansible.builtin.password", "community.general.random_string",
-                              "pipe", "ansible.builtin.pipe"))
+                              "pipe", "ansible.builtin.pipe", "secret_file", "labhub.platform.secret_file"))
 
 
 def _safe_lookup(templar, loader, variables, wantlist):

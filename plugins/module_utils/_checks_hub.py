@@ -491,7 +491,8 @@ def _check_profiles(hub):
         elif gpus > 0 and gpu_on is False:
             hub.add(var, "requests %d GPU(s) but GPU support is off (labhub_gpu_enabled: false)" % gpus,
                     "labhub_gpu_enabled: true with GPU nodes, or gpus: 0", value=gpus, path=label + ".gpus")
-        elif gpus > 0 and not gpu_nodes:
+        elif gpus > 0 and not gpu_nodes and hub.site.playbook != "render":
+            # A render writes files only; a cluster needs GPU nodes for the profile to start.
             hub.add(var, "requests %d GPU(s) but group labhub_gpu_nodes has no host" % gpus,
                     "GPU nodes in labhub_gpu_nodes, or gpus: 0", value=gpus, path=label + ".gpus")
         unknown = sorted(str(k) for k in profile if k not in PROFILE_KEYS)

@@ -167,10 +167,12 @@ def check_add_node_args(site, report):
 
 
 def check_render_args(site, report):
-    """render.yml -e labhub_render_dir=DIR: an absolute directory on the controller."""
-    value = site.options.get("labhub_render_dir", MISSING)
-    if value is MISSING or value in (None, ""):
-        report.add(INVENTORY, "labhub_render_dir", "is not set", "-e labhub_render_dir=/absolute/dir")
-    elif not isinstance(value, str) or not value.startswith("/"):
-        report.add(INVENTORY, "labhub_render_dir", "is not an absolute directory", "-e labhub_render_dir=/absolute/dir",
-                   value=value)
+    """render.yml -e labhub_render_dir=DIR: an absolute directory on the controller, for every
+    host that renders (labhub_render_hosts render side by side, each into its own directory)."""
+    for host in site.scope or [site.hub_host]:
+        value = site.get(host, "labhub_render_dir", site.options.get("labhub_render_dir", MISSING))
+        if value is MISSING or value in (None, ""):
+            report.add(host, "labhub_render_dir", "is not set", "-e labhub_render_dir=/absolute/dir")
+        elif not isinstance(value, str) or not value.startswith("/"):
+            report.add(host, "labhub_render_dir", "is not an absolute directory", "-e labhub_render_dir=/absolute/dir",
+                       value=value)

@@ -42,7 +42,8 @@ PLAYBOOK_ROLES = {
     "preflight": ("microk8s", "offline_images", "calico", "nodes", "gpu_operator", "network_operator", "jupyterhub",
                   "portal"),
     "add_node": ("microk8s", "offline_images", "nodes", "gpu_operator", "network_operator"),
-    "render": ("jupyterhub", "portal"),
+    # render.yml runs the jupyterhub role on each render host; the portal only through tasks_from.
+    "render": ("jupyterhub",),
     "uninstall": ("uninstall",),
 }
 
@@ -53,6 +54,8 @@ _UNSUPPORTED_RE = re.compile(r"^(\S+?)\.?(?: Supported parameters include|$)")
 
 
 def _hosts(site, where):
+    if where == "hub" and site.playbook == "render" and site.scope:
+        return list(site.scope)
     if where == "hub":
         return [site.hub_host]
     if where == "portal":
