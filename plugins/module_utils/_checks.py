@@ -23,9 +23,11 @@ from ansible_collections.labhub.platform.plugins.module_utils import _checks_nod
 from ansible_collections.labhub.platform.plugins.module_utils import _checks_accelerators as accelerators
 from ansible_collections.labhub.platform.plugins.module_utils import _checks_specs as specs
 from ansible_collections.labhub.platform.plugins.module_utils import _checks_portal as portal
+from ansible_collections.labhub.platform.plugins.module_utils import _renamed as renamed
 
 # name -> function(site, report)
 CHECKS = {
+    "renamed": renamed.check_renamed,
     "topology": inventory.check_topology,
     "booleans": inventory.check_booleans,
     "node_names": inventory.check_node_names,
@@ -34,6 +36,7 @@ CHECKS = {
     "hub": hub.check_hub,
     "add_node_args": inventory.check_add_node_args,
     "render_args": inventory.check_render_args,
+    "uninstall": inventory.check_uninstall,
     "argument_specs": specs.check_argument_specs,
     # cluster roles (the *_bundle / *_kubeconfig ones read files only the roles need; the roles run them)
     "microk8s": cluster.check_microk8s,
@@ -53,7 +56,7 @@ CHECKS = {
     "portal": portal.check_portal,
 }
 
-_CLUSTER = ("topology", "booleans", "node_names", "features")
+_CLUSTER = ("renamed", "topology", "booleans", "node_names", "features")
 _ROLES = ("bundle_verify", "microk8s", "offline_images", "calico", "nodes", "gpu_operator", "network_operator")
 # add_node.yml runs every role but calico (its DaemonSet covers the new node).
 _ADD_NODE = ("bundle_verify", "microk8s", "offline_images", "nodes", "gpu_operator", "network_operator")
@@ -64,10 +67,10 @@ PLAYBOOKS = {
     "site": _CLUSTER + ("hardware",) + _ROLES + ("portal", "hub"),
     "add_node": ("add_node_args",) + _CLUSTER + ("hardware",) + _ADD_NODE,
     "remove_node": ("remove_node",) + _CLUSTER,
-    "render": ("render_args", "booleans", "portal", "hub"),
-    "uninstall": ("booleans",),
-    "bundle": ("bundle",),
-    "verify_bundle": ("bundle_verify",),
+    "render": ("renamed", "render_args", "booleans", "portal", "hub"),
+    "uninstall": ("renamed", "booleans", "uninstall"),
+    "bundle": ("renamed", "bundle"),
+    "verify_bundle": ("renamed", "bundle_verify"),
     # role portal alone (its tasks/preflight.yml and tasks/render.yml): the hosts the role runs on
     "portal": ("portal",),
     "portal_render": ("portal",),

@@ -12,6 +12,7 @@ __metaclass__ = type
 import ipaddress
 
 from ansible_collections.labhub.platform.plugins.module_utils._validation import (
+    DNS_LABEL_RE,
     DNS_SUBDOMAIN_RE,
     HOSTNAME_RE,
     INVENTORY,
@@ -176,3 +177,22 @@ def check_render_args(site, report):
         elif not isinstance(value, str) or not value.startswith("/"):
             report.add(host, "labhub_render_dir", "is not an absolute directory", "-e labhub_render_dir=/absolute/dir",
                        value=value)
+
+
+def check_uninstall(site, report):
+    """uninstall.yml: its switches and the names it deletes by (role uninstall, on the hub host)."""
+    host = site.hub_host
+    purge_var = "labhub_purge" if site.has(host, "labhub_purge") else "uninstall_purge"
+    for var in (purge_var, "uninstall_portal"):
+        value = site.get(host, var, False)
+        if not is_bool(value):
+            report.add(host, var, "is a %s, not a boolean" % type_name(value),
+                       "true or false (YAML booleans: -e '{\"labhub_purge\": true}')", value=value)
+    render_dir = site.get(host, "uninstall_render_dir", "")
+    if render_dir and (not isinstance(render_dir, str) or not render_dir.startswith("/")):
+        report.add(host, "labhub_render_dir", "is not an absolute directory", "-e labhub_render_dir=/absolute/dir",
+                   value=render_dir)
+    namespace = site.get(host, "uninstall_hub_namespace", "")
+    if not isinstance(namespace, str) or not DNS_LABEL_RE.match(namespace):
+        report.add(host, "jupyterhub_namespace", "is not a Kubernetes namespace name",
+                   "lower-case letters, digits and '-' (RFC 1123 label), e.g. jhub", value=namespace)

@@ -1,0 +1,70 @@
+# -*- coding: utf-8 -*-
+# Copyright: Labhub engineers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# PRIVATE: this module_utils file is internal to labhub.platform. Its API may
+# change without notice; other collections must not import it.
+"""Variables that were renamed: one prefix per concern (issue 10).
+
+Hub settings are ``jupyterhub_*``, portal settings ``portal_*``, GPU settings
+``gpu_operator_*``, InfiniBand settings ``network_operator_*``, node labels and taints
+``nodes_*``; site-wide settings shared by every role keep ``labhub_*`` (labhub_bundle_dir,
+labhub_kubeconfig, labhub_render_dir, labhub_test_inventory, labhub_run_record_dir,
+labhub_purge). An inventory that still sets an old name gets a row naming the new one:
+the old name is no longer read, so silently ignoring it would change the deployment.
+"""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.labhub.platform.plugins.module_utils._validation import MISSING
+
+# old name -> new name
+RENAMED = {
+    "labhub_hub_auth_modes": "jupyterhub_auth_modes",
+    "labhub_hub_profiles": "jupyterhub_profiles",
+    "labhub_hub_public_url": "jupyterhub_public_url",
+    "labhub_hub_api_url": "jupyterhub_api_url",
+    "labhub_hub_namespace": "jupyterhub_namespace",
+    "labhub_hub_github_client_id": "jupyterhub_github_client_id",
+    "labhub_hub_github_client_secret": "jupyterhub_github_client_secret",
+    "labhub_hub_azuread_tenant_id": "jupyterhub_azuread_tenant_id",
+    "labhub_hub_azuread_client_id": "jupyterhub_azuread_client_id",
+    "labhub_hub_azuread_client_secret": "jupyterhub_azuread_client_secret",
+    "labhub_hub_auth0_domain": "jupyterhub_auth0_domain",
+    "labhub_hub_auth0_client_id": "jupyterhub_auth0_client_id",
+    "labhub_hub_auth0_client_secret": "jupyterhub_auth0_client_secret",
+    "labhub_hub_oidc_issuer_url": "jupyterhub_oidc_issuer_url",
+    "labhub_hub_oidc_client_id": "jupyterhub_oidc_client_id",
+    "labhub_hub_oidc_client_secret": "jupyterhub_oidc_client_secret",
+    "labhub_hub_cookie_sso_cookie_name": "jupyterhub_cookie_sso_cookie_name",
+    "labhub_hub_cookie_sso_whoami_url": "jupyterhub_cookie_sso_whoami_url",
+    "labhub_hub_cookie_sso_login_url": "jupyterhub_cookie_sso_login_url",
+    "labhub_hub_local_groups": "jupyterhub_local_groups",
+    "labhub_gpu_enabled": "gpu_operator_enabled",
+    "labhub_gpu_driver_mode": "gpu_operator_driver_mode",
+    "labhub_gpu_mig_profile": "gpu_operator_mig_profile",
+    "labhub_ib_enabled": "network_operator_enabled",
+    "labhub_ib_hcas": "network_operator_hcas",
+    "labhub_ib_sriov": "network_operator_sriov",
+    "labhub_node_labels": "nodes_labels",
+    "labhub_node_taints": "nodes_taints",
+    "labhub_portal_install": "portal_enabled",
+    "labhub_portal_enabled": "portal_hub_service",
+    "labhub_portal_public_url": "portal_public_url",
+    "portal_base_url": "portal_public_url",
+    "labhub_portal_service_name": "portal_hub_service_name",
+    "labhub_portal_admin_group": "portal_admin_group",
+    "labhub_portal_hub_api_token_file": "portal_hub_api_token_file",
+    "labhub_portal_hub_api_token": "portal_hub_api_token",
+}
+
+
+def check_renamed(site, report):
+    """Old variable names set anywhere in the inventory or the extra vars."""
+    for host in site.hosts:
+        for old, new in RENAMED.items():
+            if site.has(host, old):
+                value = site.get(host, old, MISSING)
+                report.add(host, old, "was renamed to %s; the old name is no longer read" % new,
+                           "%s (same value)" % new, value=value)
