@@ -169,7 +169,7 @@ def _gpu_node(site, report, host, refs, manifest_var):
                    "e.g. all-1g.10gb, all-2g.20gb, all-3g.40gb, all-balanced, all-disabled (or a custom config "
                    "given in gpu_operator_extra_values.migManager.config)", value=mig)
     elif hw is not None and count == 0:
-        report.add(host, "labhub_gpu_mig_profile", "sets a MIG profile but the node has no NVIDIA GPU",
+        report.add(host, "gpu_operator_mig_profile", "sets a MIG profile but the node has no NVIDIA GPU",
                    "no MIG profile on a node without GPUs", value=mig)
     strategy = site.get(site.hub_host, "gpu_operator_mig_strategy", "")
     if strategy == "none":
@@ -304,7 +304,7 @@ def _ib_node(site, report, host):
 
 
 def check_network_operator(site, report):
-    """The network_operator role's settings and each node's HCAs (when labhub_ib_enabled)."""
+    """The network_operator role's settings and each node's HCAs (when network_operator_enabled)."""
     hub = site.hub_host
     enabled = site.get(hub, "network_operator_enabled", False)
     if not is_bool(enabled):

@@ -67,7 +67,7 @@ def role_defaults(role):
 
 
 def alias_of(role_var):
-    """The inventory variable a role variable defaults to (labhub_node_labels for nodes_labels)."""
+    """The inventory variable a role variable defaults to (nodes_labels for nodes_labels)."""
     if role_var in PLAYBOOK_ALIASES:
         return PLAYBOOK_ALIASES[role_var]
     role = _role_of(role_var)

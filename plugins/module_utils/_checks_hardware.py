@@ -109,27 +109,27 @@ def _check_gpu(site, report, host, hw):
     count = gpus.get("count") or 0
     smi = gpus.get("nvidia_smi") or {}
     is_gpu_node = host in site.group("labhub_gpu_nodes")
-    mig = site.get(host, "labhub_gpu_mig_profile", "") or ""
-    mode = site.get(host, "labhub_gpu_driver_mode")
+    mig = site.get(host, "gpu_operator_mig_profile", "") or ""
+    mode = site.get(host, "gpu_operator_driver_mode")
     if is_gpu_node and count == 0:
         report.add(host, "groups.labhub_gpu_nodes", "host is a GPU node but no NVIDIA GPU was found (PCI vendor 0x10de)",
                    "NVIDIA GPUs on the node, or the host out of labhub_gpu_nodes")
     if mig and count == 0:
-        report.add(host, "labhub_gpu_mig_profile", "sets a MIG profile but the node has no NVIDIA GPU",
+        report.add(host, "gpu_operator_mig_profile", "sets a MIG profile but the node has no NVIDIA GPU",
                    "no MIG profile on a node without GPUs", value=mig)
     if not is_gpu_node or mode is None:
         return
     if mode not in GPU_DRIVER_MODES:
-        report.add(host, "labhub_gpu_driver_mode", "is not a driver mode", "one of: " + ", ".join(GPU_DRIVER_MODES),
+        report.add(host, "gpu_operator_driver_mode", "is not a driver mode", "one of: " + ", ".join(GPU_DRIVER_MODES),
                    value=mode)
     elif mode == "host" and count > 0 and not gpus.get("driver_loaded"):
-        report.add(host, "labhub_gpu_driver_mode",
+        report.add(host, "gpu_operator_driver_mode",
                    "is 'host' but the NVIDIA kernel driver is not loaded (no /proc/driver/nvidia/version)",
                    "the driver installed on the node, or 'operator'", value=mode)
     elif (mode == "host" and count > 0 and smi.get("present") and not smi.get("ok")
           and not str(smi.get("error") or "").startswith("not run")):
         error = re.sub(r"\s+", " ", str(smi.get("error") or "unknown error")).strip()
-        report.add(host, "labhub_gpu_driver_mode", "is 'host' but nvidia-smi fails: " + error,
+        report.add(host, "gpu_operator_driver_mode", "is 'host' but nvidia-smi fails: " + error,
                    "a working nvidia-smi, or 'operator'", value=mode)
 
 
@@ -139,17 +139,17 @@ def _check_infiniband(site, report, host, hw):
     if host in site.group("labhub_ib_nodes") and not hcas:
         report.add(host, "groups.labhub_ib_nodes", "host is an InfiniBand node but no HCA was found (/sys/class/infiniband)",
                    "an HCA on the node, or the host out of labhub_ib_nodes")
-    wanted = site.get(host, "labhub_ib_hcas", []) or []
+    wanted = site.get(host, "network_operator_hcas", []) or []
     if not is_list(wanted):
-        report.add(host, "labhub_ib_hcas", "is a %s, not a list" % type_name(wanted), "a list of HCA names, e.g. [mlx5_0]",
+        report.add(host, "network_operator_hcas", "is a %s, not a list" % type_name(wanted), "a list of HCA names, e.g. [mlx5_0]",
                    value=wanted)
     else:
         for name in wanted:
             if name not in hcas:
-                report.add(host, "labhub_ib_hcas", "names HCA %r but the node has %s" % (name, "HCAs: " + found if hcas else "no HCA"),
+                report.add(host, "network_operator_hcas", "names HCA %r but the node has %s" % (name, "HCAs: " + found if hcas else "no HCA"),
                            "HCAs of the node: " + found, value=wanted)
-    if site.get(host, "labhub_ib_sriov") is True and not hcas:
-        report.add(host, "labhub_ib_sriov", "is true but the node has no HCA", "false on nodes without HCAs", value=True)
+    if site.get(host, "network_operator_sriov") is True and not hcas:
+        report.add(host, "network_operator_sriov", "is true but the node has no HCA", "false on nodes without HCAs", value=True)
 
 
 def check_hardware(site, report):

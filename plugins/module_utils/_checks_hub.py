@@ -53,49 +53,49 @@ TEST_ONLY_MODES = ("dummy",)
 # Variables each login mode needs, as (role variable, inventory variable).
 MODE_REQUIRED = {
     "native": (),
-    "github": (("jupyterhub_github_client_id", "labhub_hub_github_client_id"),
-               ("jupyterhub_github_client_secret", "labhub_hub_github_client_secret")),
-    "azuread": (("jupyterhub_azuread_tenant_id", "labhub_hub_azuread_tenant_id"),
-                ("jupyterhub_azuread_client_id", "labhub_hub_azuread_client_id"),
-                ("jupyterhub_azuread_client_secret", "labhub_hub_azuread_client_secret")),
-    "auth0": (("jupyterhub_auth0_domain", "labhub_hub_auth0_domain"),
-              ("jupyterhub_auth0_client_id", "labhub_hub_auth0_client_id"),
-              ("jupyterhub_auth0_client_secret", "labhub_hub_auth0_client_secret")),
-    "oidc": (("jupyterhub_oidc_issuer_url", "labhub_hub_oidc_issuer_url"),
-             ("jupyterhub_oidc_client_id", "labhub_hub_oidc_client_id"),
-             ("jupyterhub_oidc_client_secret", "labhub_hub_oidc_client_secret")),
-    "cookie_sso": (("jupyterhub_cookie_sso_cookie_name", "labhub_hub_cookie_sso_cookie_name"),
-                   ("jupyterhub_cookie_sso_whoami_url", "labhub_hub_cookie_sso_whoami_url"),
-                   ("jupyterhub_cookie_sso_login_url", "labhub_hub_cookie_sso_login_url")),
-    "local_groups": (("jupyterhub_local_groups", "labhub_hub_local_groups"),),
+    "github": (("jupyterhub_github_client_id", "jupyterhub_github_client_id"),
+               ("jupyterhub_github_client_secret", "jupyterhub_github_client_secret")),
+    "azuread": (("jupyterhub_azuread_tenant_id", "jupyterhub_azuread_tenant_id"),
+                ("jupyterhub_azuread_client_id", "jupyterhub_azuread_client_id"),
+                ("jupyterhub_azuread_client_secret", "jupyterhub_azuread_client_secret")),
+    "auth0": (("jupyterhub_auth0_domain", "jupyterhub_auth0_domain"),
+              ("jupyterhub_auth0_client_id", "jupyterhub_auth0_client_id"),
+              ("jupyterhub_auth0_client_secret", "jupyterhub_auth0_client_secret")),
+    "oidc": (("jupyterhub_oidc_issuer_url", "jupyterhub_oidc_issuer_url"),
+             ("jupyterhub_oidc_client_id", "jupyterhub_oidc_client_id"),
+             ("jupyterhub_oidc_client_secret", "jupyterhub_oidc_client_secret")),
+    "cookie_sso": (("jupyterhub_cookie_sso_cookie_name", "jupyterhub_cookie_sso_cookie_name"),
+                   ("jupyterhub_cookie_sso_whoami_url", "jupyterhub_cookie_sso_whoami_url"),
+                   ("jupyterhub_cookie_sso_login_url", "jupyterhub_cookie_sso_login_url")),
+    "local_groups": (("jupyterhub_local_groups", "jupyterhub_local_groups"),),
     "dummy": (),
 }
 # Role variable -> the inventory-wide variable its default comes from.
 INVENTORY_NAMES = dict(pair for pairs in MODE_REQUIRED.values() for pair in pairs)
 INVENTORY_NAMES.update({
-    "jupyterhub_auth_modes": "labhub_hub_auth_modes",
+    "jupyterhub_auth_modes": "jupyterhub_auth_modes",
     "jupyterhub_test_inventory": "labhub_test_inventory",
-    "jupyterhub_public_url": "labhub_hub_public_url",
-    "jupyterhub_gpu_enabled": "labhub_gpu_enabled",
-    "jupyterhub_profiles": "labhub_hub_profiles",
-    "jupyterhub_namespace": "labhub_hub_namespace",
+    "jupyterhub_public_url": "jupyterhub_public_url",
+    "jupyterhub_gpu_enabled": "gpu_operator_enabled",
+    "jupyterhub_profiles": "jupyterhub_profiles",
+    "jupyterhub_namespace": "jupyterhub_namespace",
     "jupyterhub_bundle_dir": "labhub_bundle_dir",
     "jupyterhub_render_dir": "labhub_render_dir",
-    "jupyterhub_portal_enabled": "labhub_portal_enabled",
-    "jupyterhub_portal_service_name": "labhub_portal_service_name",
-    "jupyterhub_portal_public_url": "labhub_portal_public_url",
-    "jupyterhub_portal_admin_group": "labhub_portal_admin_group",
-    "jupyterhub_portal_api_token": "labhub_portal_hub_api_token",
-    "jupyterhub_portal_api_token_file": "labhub_portal_hub_api_token_file",
+    "jupyterhub_portal_enabled": "portal_hub_service",
+    "jupyterhub_portal_service_name": "portal_hub_service_name",
+    "jupyterhub_portal_public_url": "portal_public_url",
+    "jupyterhub_portal_admin_group": "portal_admin_group",
+    "jupyterhub_portal_api_token": "portal_hub_api_token",
+    "jupyterhub_portal_api_token_file": "portal_hub_api_token_file",
 })
 PROFILE_KEYS = ("name", "cpu", "memory", "gpus", "display_name", "description", "image", "cpu_guarantee",
                 "mem_guarantee", "node_selector", "tolerations", "max_session_hours", "shm_size", "default")
 # Keys of jupyterhub_auth_settings.<mode> the role sets itself from other variables.
 ROLE_SET_KEYS = {"client_id": "labhub_hub_{mode}_client_id", "client_secret": "labhub_hub_{mode}_client_secret",
-                 "password_hash": "labhub_hub_local_groups", "groups": "labhub_hub_local_groups",
-                 "tenant_id": "labhub_hub_azuread_tenant_id", "domain": "labhub_hub_auth0_domain",
-                 "issuer": "labhub_hub_oidc_issuer_url", "cookie_name": "labhub_hub_cookie_sso_cookie_name",
-                 "whoami_url": "labhub_hub_cookie_sso_whoami_url", "login_url": "labhub_hub_cookie_sso_login_url"}
+                 "password_hash": "jupyterhub_local_groups", "groups": "jupyterhub_local_groups",
+                 "tenant_id": "jupyterhub_azuread_tenant_id", "domain": "jupyterhub_auth0_domain",
+                 "issuer": "jupyterhub_oidc_issuer_url", "cookie_name": "jupyterhub_cookie_sso_cookie_name",
+                 "whoami_url": "jupyterhub_cookie_sso_whoami_url", "login_url": "jupyterhub_cookie_sso_login_url"}
 # The minimum length of the portal's hub API token, the same in roles/portal and the portal itself.
 MIN_API_TOKEN_LENGTH = 32
 STORAGE_KINDS = ("hostpath", "microk8s-hostpath", "nfs", "none")
@@ -489,8 +489,8 @@ def _check_profiles(hub):
         if not is_int(gpus) or gpus < 0:
             hub.add(var, "is not a whole number of GPUs", "0 or more, e.g. 1", value=gpus, path=label + ".gpus")
         elif gpus > 0 and gpu_on is False:
-            hub.add(var, "requests %d GPU(s) but GPU support is off (labhub_gpu_enabled: false)" % gpus,
-                    "labhub_gpu_enabled: true with GPU nodes, or gpus: 0", value=gpus, path=label + ".gpus")
+            hub.add(var, "requests %d GPU(s) but GPU support is off (gpu_operator_enabled: false)" % gpus,
+                    "gpu_operator_enabled: true with GPU nodes, or gpus: 0", value=gpus, path=label + ".gpus")
         elif gpus > 0 and not gpu_nodes and hub.site.playbook != "render":
             # A render writes files only; a cluster needs GPU nodes for the profile to start.
             hub.add(var, "requests %d GPU(s) but group labhub_gpu_nodes has no host" % gpus,
@@ -525,8 +525,8 @@ def _check_spawn_shapes(hub):
     if isinstance(dynamic, dict) and dynamic.get("enabled") and hub.value("jupyterhub_gpu_enabled") is False:
         max_gpu = dynamic.get("max_gpu", 0)
         if is_int(max_gpu) and max_gpu > 0:
-            hub.add("jupyterhub_dynamic_profile", "offers GPUs but GPU support is off (labhub_gpu_enabled: false)",
-                    "max_gpu: 0, or labhub_gpu_enabled: true", value=max_gpu, path=".max_gpu")
+            hub.add("jupyterhub_dynamic_profile", "offers GPUs but GPU support is off (gpu_operator_enabled: false)",
+                    "max_gpu: 0, or gpu_operator_enabled: true", value=max_gpu, path=".max_gpu")
 
 
 # --------------------------------------------------------------------------------------
@@ -710,17 +710,17 @@ def _check_portal(hub):
         hub.add("jupyterhub_portal_service_name", "is not a service name", "lower-case letters, digits and -, "
                 "e.g. labhub-portal", value=name)
     elif isinstance(services, dict) and name in services:
-        hub.add("jupyterhub_services", "the portal service is registered by labhub_portal_enabled",
+        hub.add("jupyterhub_services", "the portal service is registered by portal_hub_service",
                 "no %s entry in jupyterhub_services" % name, path=".%s" % name)
     url = hub.value("jupyterhub_portal_public_url")
     if not (is_str(url) and url and not url_error(url)):
         hub.add("jupyterhub_portal_public_url", "the portal URL as browsers see it is required when "
-                "labhub_portal_enabled is true" if not url else "is not an http(s) URL",
+                "portal_hub_service is true" if not url else "is not an http(s) URL",
                 "http(s)://host[:port][/path]; the OAuth redirect URI is <url>/oauth_callback", value=url)
-    if not hub.value("jupyterhub_public_url") and not hub.value("labhub_hub_api_url"):
-        hub.add("jupyterhub_public_url", "is required when labhub_portal_enabled is true: the portal sends browsers "
+    if not hub.value("jupyterhub_public_url") and not hub.value("portal_hub_api_url"):
+        hub.add("jupyterhub_public_url", "is required when portal_hub_service is true: the portal sends browsers "
                 "to <url>/hub/api/oauth2/authorize and calls <url>/hub/api",
-                "the hub URL, e.g. https://hub.example.org (or labhub_hub_api_url)",
+                "the hub URL, e.g. https://hub.example.org (or portal_hub_api_url)",
                 value=hub.value("jupyterhub_public_url"))
     group = hub.value("jupyterhub_portal_admin_group")
     if group and not (is_str(group) and re.match(r"^[^\s,]+$", group)):
@@ -887,5 +887,5 @@ def _expected_for(key):
     if last in ("allowed_groups", "allowed_organizations"):
         return "allowed_groups/allowed_organizations and/or allowed_users in jupyterhub_auth_settings"
     if key.startswith("spawn.teams") or key.startswith("spawn.default_profiles"):
-        return "names of labhub_hub_profiles (or the dynamic profile's slug)"
+        return "names of jupyterhub_profiles (or the dynamic profile's slug)"
     return "a value the hub package accepts (files/hub/README.md, key %s)" % key

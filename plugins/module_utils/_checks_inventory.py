@@ -34,12 +34,12 @@ GROUP_WITHIN = (("all", CLUSTER), (GPU_NODES, CLUSTER), (IB_NODES, CLUSTER), ("l
 # Site-wide switches that must be real booleans ("false" from an INI inventory or `-e flag=false`
 # is a truthy string). Role-specific booleans are checked by their concern.
 BOOLEAN_VARS = (
-    "labhub_gpu_enabled",
-    "labhub_ib_enabled",
-    "labhub_ib_sriov",
+    "gpu_operator_enabled",
+    "network_operator_enabled",
+    "network_operator_sriov",
     "labhub_test_inventory",
-    "labhub_portal_install",
-    "labhub_portal_enabled",
+    "portal_enabled",
+    "portal_hub_service",
     "labhub_purge",
 )
 
@@ -142,7 +142,7 @@ def check_node_names(site, report):
 def check_features(site, report):
     """GPU and InfiniBand switches have nodes to act on."""
     host = site.hub_host
-    for var, group in (("labhub_gpu_enabled", GPU_NODES), ("labhub_ib_enabled", IB_NODES)):
+    for var, group in (("gpu_operator_enabled", GPU_NODES), ("network_operator_enabled", IB_NODES)):
         if site.get(host, var) is True and not site.group(group):
             report.add(host, var, "is true but group %s has no host" % group,
                        "hosts in %s, or %s: false" % (group, var), value=True)

@@ -4,7 +4,7 @@
 #
 # PRIVATE: this module_utils file is internal to labhub.platform. Its API may
 # change without notice; other collections must not import it.
-"""Checks of the nodes role: each node's labels and taints (labhub_node_labels / labhub_node_taints).
+"""Checks of the nodes role: each node's labels and taints (nodes_labels / nodes_taints).
 
 They run in the validation phase of site.yml and add_node.yml, so a bad label key is refused
 before add_node.yml joins the node, not after.

@@ -9,7 +9,7 @@
 Which hosts, by the playbook the validation runs for:
 
 - ``site``/``preflight``: the hosts of group ``labhub_portal``, or the first control-plane node
-  when that group is empty (as site.yml's portal play), unless ``labhub_portal_install`` is false;
+  when that group is empty (as site.yml's portal play), unless ``portal_enabled`` is false;
 - ``render``: the host playbooks/render.yml renders the portal on (the first control-plane node),
   unless ``labhub_render_portal`` is false; only what rendering uses (Kubernetes names; no secret);
 - ``portal`` / ``portal_render``: role portal itself (tasks/preflight.yml, tasks/render.yml):
@@ -96,7 +96,7 @@ def portal_hosts(site):
             return [], True
         return [host], True
     hosts = site.group(PORTAL_GROUP) or (site.control_plane + site.hosts)[:1]
-    return [h for h in hosts if _truthy(site.get(h, "labhub_portal_install"), True)], False
+    return [h for h in hosts if _truthy(site.get(h, "portal_enabled"), True)], False
 
 
 class _HostCheck:
@@ -119,9 +119,9 @@ class _HostCheck:
     def _secret_name(self, var):
         """The variable the operator sets for a secret (the hub token usually comes from the shared name)."""
         if var == "portal_hub_api_token" and not self.site.has(self.host, var) \
-                and self.site.has(self.host, "labhub_portal_hub_api_token") \
-                and _text(self.get("labhub_portal_hub_api_token", "")):
-            return "labhub_portal_hub_api_token"
+                and self.site.has(self.host, "portal_hub_api_token") \
+                and _text(self.get("portal_hub_api_token", "")):
+            return "portal_hub_api_token"
         return var
 
     def secrets(self):
@@ -263,7 +263,7 @@ class _HostCheck:
                      "a mapping of DSN query parameters, e.g. {ssl: require}", value=options)
 
     def settings(self):
-        for var in ("portal_hub_api_url", "portal_hub_public_url", "portal_base_url"):
+        for var in ("portal_hub_api_url", "portal_hub_public_url", "portal_public_url"):
             value = self.get(var, "")
             if _text(value) and (not isinstance(value, str) or not HTTP_URL_RE.match(value)):
                 self.add(var, "is not an http(s) URL", "empty, or an http(s):// URL", value=value)
@@ -350,18 +350,18 @@ class _HostCheck:
                      value="")
 
     def hub_login(self):
-        if not _truthy(self.get("labhub_portal_enabled", False), False):
+        if not _truthy(self.get("portal_hub_service", False), False):
             return
-        why = ("labhub_portal_enabled is true: the hub registers the portal as its OAuth service, and "
+        why = ("portal_hub_service is true: the hub registers the portal as its OAuth service, and "
                "browser login needs it")
         value = self.get("portal_hub_api_url", "")
         if "portal_hub_api_url" not in self.flagged and not (isinstance(value, str) and HTTP_URL_RE.match(value)):
-            var = "portal_hub_api_url" if self.site.has(self.host, "portal_hub_api_url") else "labhub_hub_public_url"
+            var = "portal_hub_api_url" if self.site.has(self.host, "portal_hub_api_url") else "jupyterhub_public_url"
             self.add(var, "gives no hub API URL (%s)" % why, "the hub's http(s) URL as browsers see it "
-                     "(labhub_hub_public_url), or labhub_hub_api_url", value=self.get(var, ""))
-        value = self.get("portal_base_url", "")
-        if "portal_base_url" not in self.flagged and not (isinstance(value, str) and HTTP_URL_RE.match(value)):
-            var = "portal_base_url" if self.site.has(self.host, "portal_base_url") else "labhub_portal_public_url"
+                     "(jupyterhub_public_url), or portal_hub_api_url", value=self.get(var, ""))
+        value = self.get("portal_public_url", "")
+        if "portal_public_url" not in self.flagged and not (isinstance(value, str) and HTTP_URL_RE.match(value)):
+            var = "portal_public_url" if self.site.has(self.host, "portal_public_url") else "portal_public_url"
             self.add(var, "is not set (%s)" % why, "the portal's http(s) URL as browsers see it (OAuth redirect)",
                      value=self.get(var, ""))
 

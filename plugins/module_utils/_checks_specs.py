@@ -67,7 +67,7 @@ def _hosts(site, where):
 
 def _enabled(site, role):
     if role == "portal":
-        return site.hub("labhub_portal_install", True) is not False
+        return site.hub("portal_enabled", True) is not False
     return True
 
 

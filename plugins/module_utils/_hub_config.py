@@ -61,7 +61,7 @@ HUB_CONFIG_VARS = (
 NATIVE_CSV_PATH = "/usr/local/etc/jupyterhub/labhub/native-users.csv"
 OAUTH_MODES = ("github", "azuread", "auth0", "oidc")
 
-# labhub_hub_profiles keys -> the hub package's profile keys (the others are passed unchanged).
+# jupyterhub_profiles keys -> the hub package's profile keys (the others are passed unchanged).
 PROFILE_KEY_MAP = {"name": "slug", "cpu": "cpu_limit", "memory": "mem_limit", "gpus": "gpu"}
 PROFILE_PASSTHROUGH = ("description", "image", "cpu_guarantee", "mem_guarantee", "node_selector", "tolerations",
                        "max_session_hours", "shm_size", "default")
@@ -91,7 +91,7 @@ def _dict(value):
 
 
 def hub_profile(profile):
-    """One labhub_hub_profiles entry in the hub package's terms (unknown keys are left out)."""
+    """One jupyterhub_profiles entry in the hub package's terms (unknown keys are left out)."""
     if not isinstance(profile, dict):
         return profile
     name = profile.get("name")

@@ -51,7 +51,7 @@ WEAK_SECRETS = frozenset((
 # PORTAL_<name> -> the role variable it comes from (DATABASE_URL from several: named by its host).
 SOURCES = {
     "ADMIN_GROUP": "portal_admin_group",
-    "BASE_URL": "portal_base_url",
+    "BASE_URL": "portal_public_url",
     "BIND_HOST": "portal_bind_host",
     "BIND_PORT": "portal_bind_port",
     "COOKIE_SECRET": "portal_cookie_secret",

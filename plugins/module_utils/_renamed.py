@@ -24,7 +24,7 @@ RENAMED = {
     "labhub_hub_auth_modes": "jupyterhub_auth_modes",
     "labhub_hub_profiles": "jupyterhub_profiles",
     "labhub_hub_public_url": "jupyterhub_public_url",
-    "labhub_hub_api_url": "jupyterhub_api_url",
+    "labhub_hub_api_url": "portal_hub_api_url",
     "labhub_hub_namespace": "jupyterhub_namespace",
     "labhub_hub_github_client_id": "jupyterhub_github_client_id",
     "labhub_hub_github_client_secret": "jupyterhub_github_client_secret",

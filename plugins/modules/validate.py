@@ -79,7 +79,7 @@ problems:
   returned: always
   type: list
   elements: dict
-  sample: [{host: cp1, variable: labhub_hub_auth_modes, value: '"native"', problem: is a string, not a list of login
+  sample: [{host: cp1, variable: jupyterhub_auth_modes, value: '"native"', problem: is a string, not a list of login
       modes, expected: "a list, e.g. [native]"}]
 checks:
   description: Names of the checks that ran.

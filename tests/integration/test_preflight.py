@@ -68,13 +68,13 @@ def good_inventory(trees):
         "vars": {
             "ansible_connection": "local",
             "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-            "labhub_gpu_enabled": True,
-            "labhub_ib_enabled": True,
-            "labhub_hub_auth_modes": ["native", "github"],
-            "labhub_hub_github_client_id": "labhub-ci",
-            "labhub_hub_github_client_secret": "{{ vault_github_client_secret }}",
+            "gpu_operator_enabled": True,
+            "network_operator_enabled": True,
+            "jupyterhub_auth_modes": ["native", "github"],
+            "jupyterhub_github_client_id": "labhub-ci",
+            "jupyterhub_github_client_secret": "{{ vault_github_client_secret }}",
             "vault_github_client_secret": "s3cr3t-value",
-            "labhub_hub_profiles": [{"name": "cpu", "gpus": 0}, {"name": "gpu-1", "gpus": 1}],
+            "jupyterhub_profiles": [{"name": "cpu", "gpus": 0}, {"name": "gpu-1", "gpus": 1}],
             "preflight_min_memory_mb": 16384,
             "preflight_min_disk_free": [{"path": "/var", "free_mb": 64}],
         },
@@ -83,10 +83,10 @@ def good_inventory(trees):
                 "labhub_control_plane": {"hosts": {
                     "cp1": node(trees, "cpu-vm"), "cp2": node(trees, "cpu-vm"), "cp3": node(trees, "cpu-vm")}},
                 "labhub_workers": {"hosts": {
-                    "gpu1": node(trees, "dgx-h100", labhub_gpu_driver_mode="host",
-                                 labhub_ib_hcas=["mlx5_0", "mlx5_1", "mlx5_2", "mlx5_3"]),
-                    "gpu2": node(trees, "gpu-smi-broken", labhub_gpu_driver_mode="operator",
-                                 labhub_gpu_mig_profile="all-1g.10gb", labhub_ib_hcas=["mlx5_0"]),
+                    "gpu1": node(trees, "dgx-h100", gpu_operator_driver_mode="host",
+                                 network_operator_hcas=["mlx5_0", "mlx5_1", "mlx5_2", "mlx5_3"]),
+                    "gpu2": node(trees, "gpu-smi-broken", gpu_operator_driver_mode="operator",
+                                 gpu_operator_mig_profile="all-1g.10gb", network_operator_hcas=["mlx5_0"]),
                     "cpu1": node(trees, "cpu-vm")}},
             }},
             "labhub_gpu_nodes": {"hosts": {"gpu1": None, "gpu2": None}},
@@ -185,52 +185,52 @@ def conflicting_groups(inv, trees):
 
 
 def not_in_cluster(inv, trees):
-    group(inv, "labhub_gpu_nodes")["stray"] = node(trees, "dgx-h100", labhub_gpu_driver_mode="operator")
+    group(inv, "labhub_gpu_nodes")["stray"] = node(trees, "dgx-h100", gpu_operator_driver_mode="operator")
 
 
 def non_boolean_host_flag(inv, trees):
-    host(inv, "gpu1")["labhub_ib_sriov"] = "yes"
-    host(inv, "gpu2")["labhub_ib_sriov"] = 1
+    host(inv, "gpu1")["network_operator_sriov"] = "yes"
+    host(inv, "gpu2")["network_operator_sriov"] = 1
 
 
 def gpu_profile_on_cpu_node(inv, trees):
-    host(inv, "cpu1")["labhub_gpu_mig_profile"] = "all-1g.10gb"
+    host(inv, "cpu1")["gpu_operator_mig_profile"] = "all-1g.10gb"
     group(inv, "labhub_gpu_nodes")["cpu1"] = None
 
 
 def host_driver_mode_without_driver(inv, trees):
     host(inv, "gpu1").update(node(trees, "dgx-no-driver"))
-    host(inv, "gpu2")["labhub_gpu_driver_mode"] = "host"
+    host(inv, "gpu2")["gpu_operator_driver_mode"] = "host"
 
 
 def unknown_driver_mode(inv, trees):
-    host(inv, "gpu2")["labhub_gpu_driver_mode"] = "precompiled"
+    host(inv, "gpu2")["gpu_operator_driver_mode"] = "precompiled"
 
 
 def ib_settings_without_hcas(inv, trees):
-    host(inv, "cpu1").update(labhub_ib_hcas=["mlx5_0"], labhub_ib_sriov=True)
+    host(inv, "cpu1").update(network_operator_hcas=["mlx5_0"], network_operator_sriov=True)
     group(inv, "labhub_ib_nodes")["cpu1"] = None
-    host(inv, "gpu2")["labhub_ib_hcas"] = ["mlx5_0", "mlx5_9"]
+    host(inv, "gpu2")["network_operator_hcas"] = ["mlx5_0", "mlx5_9"]
 
 
 def missing_secret(inv, trees):
     del inv["all"]["vars"]["vault_github_client_secret"]
-    inv["all"]["vars"]["labhub_hub_auth_modes"] = ["native", "github", "oidc"]
-    inv["all"]["vars"]["labhub_hub_oidc_issuer_url"] = "https://sso.example.org/realms/lab"
-    inv["all"]["vars"]["labhub_hub_oidc_client_id"] = ""
+    inv["all"]["vars"]["jupyterhub_auth_modes"] = ["native", "github", "oidc"]
+    inv["all"]["vars"]["jupyterhub_oidc_issuer_url"] = "https://sso.example.org/realms/lab"
+    inv["all"]["vars"]["jupyterhub_oidc_client_id"] = ""
 
 
 def unknown_and_test_only_modes(inv, trees):
-    inv["all"]["vars"]["labhub_hub_auth_modes"] = ["native", "ldap", "dummy"]
+    inv["all"]["vars"]["jupyterhub_auth_modes"] = ["native", "ldap", "dummy"]
 
 
 def auth_modes_not_a_list(inv, trees):
-    inv["all"]["vars"]["labhub_hub_auth_modes"] = "native"
+    inv["all"]["vars"]["jupyterhub_auth_modes"] = "native"
 
 
 def gpu_profile_with_gpu_support_off(inv, trees):
-    inv["all"]["vars"]["labhub_gpu_enabled"] = False
-    inv["all"]["vars"]["labhub_hub_profiles"].append({"name": "half", "gpus": 0.5})
+    inv["all"]["vars"]["gpu_operator_enabled"] = False
+    inv["all"]["vars"]["jupyterhub_profiles"].append({"name": "half", "gpus": 0.5})
 
 
 def unsupported_os_and_small_node(inv, trees):
@@ -247,40 +247,40 @@ CASES = [
         ("stray", "groups.labhub_cluster", "host is in the inventory but not in labhub_cluster"),
         ("stray", "groups.labhub_cluster", "host is in labhub_gpu_nodes but not in labhub_cluster")]),
     ("non-boolean flags", non_boolean_host_flag, [
-        ("gpu1", "labhub_ib_sriov", "must be a boolean (true or false), got string 'yes'"),
-        ("gpu2", "labhub_ib_sriov", "must be a boolean (true or false), got int 1")]),
+        ("gpu1", "network_operator_sriov", "must be a boolean (true or false), got string 'yes'"),
+        ("gpu2", "network_operator_sriov", "must be a boolean (true or false), got int 1")]),
     ("GPU profile on a CPU-only node", gpu_profile_on_cpu_node, [
         ("cpu1", "groups.labhub_gpu_nodes", "host is a GPU node but no NVIDIA GPU was found (PCI vendor 0x10de)"),
-        ("cpu1", "labhub_gpu_mig_profile", "sets GPU profile 'all-1g.10gb' but the node has no NVIDIA GPU")]),
+        ("cpu1", "gpu_operator_mig_profile", "sets GPU profile 'all-1g.10gb' but the node has no NVIDIA GPU")]),
     ("host driver mode without a working driver", host_driver_mode_without_driver, [
-        ("gpu1", "labhub_gpu_driver_mode", "is 'host' but the NVIDIA kernel driver is not loaded "
+        ("gpu1", "gpu_operator_driver_mode", "is 'host' but the NVIDIA kernel driver is not loaded "
                                            "(no /proc/driver/nvidia/version); install it or use 'operator'"),
-        ("gpu2", "labhub_gpu_driver_mode", "is 'host' but nvidia-smi fails: nvidia-smi exited 9: NVIDIA-SMI has failed "
+        ("gpu2", "gpu_operator_driver_mode", "is 'host' but nvidia-smi fails: nvidia-smi exited 9: NVIDIA-SMI has failed "
                                            "because it couldn't communicate with the NVIDIA driver. Make sure that the "
                                            "latest NVIDIA driver is installed and running.")]),
     ("unknown GPU driver mode", unknown_driver_mode, [
-        ("gpu2", "labhub_gpu_driver_mode", 'must be one of host, operator, got "precompiled"')]),
+        ("gpu2", "gpu_operator_driver_mode", 'must be one of host, operator, got "precompiled"')]),
     ("IB settings without HCAs", ib_settings_without_hcas, [
         ("cpu1", "groups.labhub_ib_nodes", "host is an InfiniBand node but no HCA was found (/sys/class/infiniband)"),
-        ("cpu1", "labhub_ib_hcas", "names HCA 'mlx5_0' but the node has no HCA"),
-        ("cpu1", "labhub_ib_sriov", "is true but the node has no HCA"),
-        ("gpu2", "labhub_ib_hcas", "names HCA 'mlx5_9' but the node has HCAs: mlx5_0, mlx5_1")]),
+        ("cpu1", "network_operator_hcas", "names HCA 'mlx5_0' but the node has no HCA"),
+        ("cpu1", "network_operator_sriov", "is true but the node has no HCA"),
+        ("gpu2", "network_operator_hcas", "names HCA 'mlx5_9' but the node has HCAs: mlx5_0, mlx5_1")]),
     ("missing secrets for the chosen login modes", missing_secret, [
-        ("cp1", "labhub_hub_github_client_secret", "is required by login mode 'github' but is not set or empty "
+        ("cp1", "jupyterhub_github_client_secret", "is required by login mode 'github' but is not set or empty "
                                                    "(keep secrets in a vault-encrypted file)"),
-        ("cp1", "labhub_hub_oidc_client_id", "is required by login mode 'oidc' but is not set or empty "
+        ("cp1", "jupyterhub_oidc_client_id", "is required by login mode 'oidc' but is not set or empty "
                                              "(keep secrets in a vault-encrypted file)"),
-        ("cp1", "labhub_hub_oidc_client_secret", "is required by login mode 'oidc' but is not set or empty "
+        ("cp1", "jupyterhub_oidc_client_secret", "is required by login mode 'oidc' but is not set or empty "
                                                  "(keep secrets in a vault-encrypted file)")]),
     ("unknown and test-only login modes", unknown_and_test_only_modes, [
-        ("cp1", "labhub_hub_auth_modes", 'unknown login mode "ldap"; known modes: '
+        ("cp1", "jupyterhub_auth_modes", 'unknown login mode "ldap"; known modes: '
                                          "native, github, azuread, auth0, oidc, cookie_sso, local_groups, dummy"),
-        ("cp1", "labhub_hub_auth_modes", "login mode 'dummy' is for tests only (allowed when labhub_test_inventory: true)")]),
+        ("cp1", "jupyterhub_auth_modes", "login mode 'dummy' is for tests only (allowed when labhub_test_inventory: true)")]),
     ("login modes not a list", auth_modes_not_a_list, [
-        ("cp1", "labhub_hub_auth_modes", 'must be a list of login modes (e.g. [native]), got "native"')]),
+        ("cp1", "jupyterhub_auth_modes", 'must be a list of login modes (e.g. [native]), got "native"')]),
     ("GPU profile when GPU support is off", gpu_profile_with_gpu_support_off, [
-        ("cp1", "labhub_hub_profiles[gpu-1].gpus", "requests 1 GPU(s) but GPU support is off (labhub_gpu_enabled: false)"),
-        ("cp1", "labhub_hub_profiles[half].gpus", "must be a whole number of GPUs (0 or more), got 0.5")]),
+        ("cp1", "jupyterhub_profiles[gpu-1].gpus", "requests 1 GPU(s) but GPU support is off (gpu_operator_enabled: false)"),
+        ("cp1", "jupyterhub_profiles[half].gpus", "must be a whole number of GPUs (0 or more), got 0.5")]),
     ("unsupported OS and too little memory", unsupported_os_and_small_node, [
         ("cpu1", "preflight_supported_os", "Debian GNU/Linux 11 (bullseye) (debian 11) is not supported; " + SUPPORTED),
         ("cpu1", "preflight_min_memory_mb", "node has 32093 MiB of memory, needs at least 65536 MiB")]),
@@ -306,23 +306,23 @@ def test_one_table_for_every_problem_on_every_node(tmp_path, trees):
     even_control_plane(inv, trees)
     non_boolean_host_flag(inv, trees)
     gpu_profile_on_cpu_node(inv, trees)
-    host(inv, "gpu2")["labhub_gpu_driver_mode"] = "host"
-    inv["all"]["vars"]["labhub_hub_auth_modes"] = ["github", "azuread"]
-    inv["all"]["vars"]["labhub_hub_azuread_tenant_id"] = "0000-1111"
-    inv["all"]["vars"]["labhub_hub_azuread_client_id"] = "labhub"
+    host(inv, "gpu2")["gpu_operator_driver_mode"] = "host"
+    inv["all"]["vars"]["jupyterhub_auth_modes"] = ["github", "azuread"]
+    inv["all"]["vars"]["jupyterhub_azuread_tenant_id"] = "0000-1111"
+    inv["all"]["vars"]["jupyterhub_azuread_client_id"] = "labhub"
     rc, out, raw = run(tmp_path, inv)
     assert rc != 0, raw
     assert table(out) == [
         "HOST         VARIABLE                          PROBLEM",
         "-----------  --------------------------------  -------",
         "(inventory)  groups.labhub_control_plane       has 2 hosts (cp1, cp2): " + CP_RULE,
-        "cp1          labhub_hub_azuread_client_secret  is required by login mode 'azuread' but is not set or empty "
+        "cp1          jupyterhub_azuread_client_secret  is required by login mode 'azuread' but is not set or empty "
         "(keep secrets in a vault-encrypted file)",
         "cpu1         groups.labhub_gpu_nodes           host is a GPU node but no NVIDIA GPU was found (PCI vendor 0x10de)",
-        "cpu1         labhub_gpu_mig_profile            sets GPU profile 'all-1g.10gb' but the node has no NVIDIA GPU",
-        "gpu1         labhub_ib_sriov                   must be a boolean (true or false), got string 'yes'",
-        "gpu2         labhub_ib_sriov                   must be a boolean (true or false), got int 1",
-        "gpu2         labhub_gpu_driver_mode            is 'host' but nvidia-smi fails: nvidia-smi exited 9: NVIDIA-SMI has "
+        "cpu1         gpu_operator_mig_profile            sets GPU profile 'all-1g.10gb' but the node has no NVIDIA GPU",
+        "gpu1         network_operator_sriov                   must be a boolean (true or false), got string 'yes'",
+        "gpu2         network_operator_sriov                   must be a boolean (true or false), got int 1",
+        "gpu2         gpu_operator_driver_mode            is 'host' but nvidia-smi fails: nvidia-smi exited 9: NVIDIA-SMI has "
         "failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is "
         "installed and running.",
     ]
@@ -331,11 +331,11 @@ def test_one_table_for_every_problem_on_every_node(tmp_path, trees):
 
 
 def test_extra_var_string_boolean_is_one_row(tmp_path, trees):
-    """`-e labhub_gpu_enabled=false` is the string "false" on every host: one row for all."""
-    rc, out, raw = run(tmp_path, good_inventory(trees), extra=["-e", "labhub_gpu_enabled=false"])
+    """`-e gpu_operator_enabled=false` is the string "false" on every host: one row for all."""
+    rc, out, raw = run(tmp_path, good_inventory(trees), extra=["-e", "gpu_operator_enabled=false"])
     assert rc != 0, raw
     assert report_rows(out) == [
-        ("(all hosts)", "labhub_gpu_enabled", "must be a boolean (true or false), got string 'false'")]
+        ("(all hosts)", "gpu_operator_enabled", "must be a boolean (true or false), got string 'false'")]
 
 
 def test_unreadable_node_is_a_row_not_a_crash(tmp_path, trees):
@@ -378,15 +378,15 @@ def test_node_playbooks_refuse_unknown_node(tmp_path, trees, playbook):
 @pytest.mark.parametrize("playbook", ["add_node.yml"])
 def test_node_playbooks_run_preflight_on_that_node_only(tmp_path, trees, playbook):
     inv = good_inventory(trees)
-    host(inv, "cpu1")["labhub_ib_hcas"] = ["mlx5_0"]   # a problem on another node is not reported
+    host(inv, "cpu1")["network_operator_hcas"] = ["mlx5_0"]   # a problem on another node is not reported
     rc, out, raw = run(tmp_path, inv, playbook=playbook, extra=["-e", "node=gpu1", "--tags", "preflight"])
     assert rc == 0, raw
     hw = task_results(out, "Hardware | read the node's hardware with labhub.platform.hardware_facts")
     assert sorted(hw) == ["gpu1"]
-    inv["all"]["vars"]["labhub_hub_auth_modes"] = []     # inventory-wide problems still are
+    inv["all"]["vars"]["jupyterhub_auth_modes"] = []     # inventory-wide problems still are
     rc, out, raw = run(tmp_path, inv, playbook=playbook, extra=["-e", "node=gpu1", "--tags", "preflight"])
     assert rc != 0
-    assert report_rows(out) == [("cp1", "labhub_hub_auth_modes", "is empty; choose one or more of: "
+    assert report_rows(out) == [("cp1", "jupyterhub_auth_modes", "is empty; choose one or more of: "
                                  "native, github, azuread, auth0, oidc, cookie_sso, local_groups, dummy")]
 
 
@@ -409,7 +409,7 @@ def test_example_inventory_on_example_hardware(tmp_path, trees):
     rc, out, raw = run(tmp_path, overlay, extra=example)
     assert rc != 0, raw
     assert report_rows(out) == [
-        ("cp01", "labhub_hub_oidc_client_secret", "is required by login mode 'oidc' but is not set or empty "
+        ("cp01", "jupyterhub_oidc_client_secret", "is required by login mode 'oidc' but is not set or empty "
                                                   "(keep secrets in a vault-encrypted file)")]
     rc, out, raw = run(tmp_path, overlay, extra=example + ["-e", "vault_labhub_hub_oidc_client_secret=from-vault"])
     assert rc == 0, raw
@@ -445,13 +445,13 @@ def test_nothing_after_preflight_runs_when_it_fails(tmp_path, trees):
     ]))
     marker_dir.mkdir()
     inv = good_inventory(trees)
-    host(inv, "cpu1")["labhub_ib_hcas"] = ["mlx5_0"]     # one problem on one node
+    host(inv, "cpu1")["network_operator_hcas"] = ["mlx5_0"]     # one problem on one node
     rc, out, raw = run(tmp_path, inv, playbook=str(playbook))
     assert rc != 0, raw
-    assert report_rows(out) == [("cpu1", "labhub_ib_hcas", "names HCA 'mlx5_0' but the node has no HCA")]
+    assert report_rows(out) == [("cpu1", "network_operator_hcas", "names HCA 'mlx5_0' but the node has no HCA")]
     assert sorted(os.listdir(str(marker_dir))) == []
     # and with the problem fixed, the next play does run everywhere
-    del host(inv, "cpu1")["labhub_ib_hcas"]
+    del host(inv, "cpu1")["network_operator_hcas"]
     rc, out, raw = run(tmp_path, inv, playbook=str(playbook))
     assert rc == 0, raw
     assert sorted(os.listdir(str(marker_dir))) == ["cp1", "cp2", "cp3", "cpu1", "gpu1", "gpu2"]

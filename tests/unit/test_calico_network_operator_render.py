@@ -155,7 +155,7 @@ def _network_operator(tmp_path, trees, ib_hosts, extra=None, host_extra=None):
             hardware_trees.materialise(tree, str(root))
         hosts[name] = _host(network_operator_host_root=str(root), **(host_extra or {}).get(name, {}))
     out = tmp_path / "built.json"
-    inventory = {"all": {"vars": {"labhub_ib_enabled": True, **(extra or {})}, "children": {
+    inventory = {"all": {"vars": {"network_operator_enabled": True, **(extra or {})}, "children": {
         "labhub_control_plane": {"hosts": {name: hosts[name] for name in list(trees)[:1]}},
         "labhub_workers": {"hosts": {name: hosts[name] for name in list(trees)[1:]}},
         "labhub_ib_nodes": {"hosts": {name: None for name in ib_hosts}}}}}
@@ -216,14 +216,14 @@ def test_nothing_to_do_without_hcas(tmp_path):
 @pytest.mark.parametrize("ib_hosts, extra, host_extra, messages", [
     (["cp1", "gpu1"], {}, {},
      ["cp1: groups.labhub_ib_nodes: the host is an InfiniBand node but hardware_facts found no HCA"]),
-    (["gpu1"], {}, {"gpu1": {"labhub_ib_hcas": ["mlx5_0", "mlx5_7"]}, "cp1": {"labhub_ib_sriov": True}},
-     ["gpu1: labhub_ib_hcas (network_operator_hcas): names HCA 'mlx5_7' but the node has mlx5_0, mlx5_1, mlx5_2, mlx5_3",
-      "cp1: labhub_ib_sriov (network_operator_sriov): is true but the node has no HCA"]),
-    (["gpu1"], {}, {"gpu1": {"labhub_ib_hcas": ["mlx5_0", "mlx5_1"]}},
-     ["gpu1: labhub_ib_hcas (network_operator_hcas): names mlx5_0, mlx5_1 of the HCAs mlx5_0, mlx5_1, mlx5_2, mlx5_3; "
+    (["gpu1"], {}, {"gpu1": {"network_operator_hcas": ["mlx5_0", "mlx5_7"]}, "cp1": {"network_operator_sriov": True}},
+     ["gpu1: network_operator_hcas (network_operator_hcas): names HCA 'mlx5_7' but the node has mlx5_0, mlx5_1, mlx5_2, mlx5_3",
+      "cp1: network_operator_sriov (network_operator_sriov): is true but the node has no HCA"]),
+    (["gpu1"], {}, {"gpu1": {"network_operator_hcas": ["mlx5_0", "mlx5_1"]}},
+     ["gpu1: network_operator_hcas (network_operator_hcas): names mlx5_0, mlx5_1 of the HCAs mlx5_0, mlx5_1, mlx5_2, mlx5_3; "
       "the RDMA shared device plugin selects by vendor, link type or netdevice name"]),
-    (["gpu1"], {"labhub_ib_sriov": "yes"}, {},
-     ['gpu1: labhub_ib_sriov (network_operator_sriov): must be true or false, got "yes"']),
+    (["gpu1"], {"network_operator_sriov": "yes"}, {},
+     ['gpu1: network_operator_sriov (network_operator_sriov): must be true or false, got "yes"']),
     (["gpu1"], {"network_operator_rdma_resource_name": "rdma/ib", "network_operator_rdma_hca_max": 0}, {},
      ['network_operator_rdma_resource_name: must be letters, digits, _ . - (pods request rdma/<name>), got "rdma/ib"',
       "network_operator_rdma_hca_max: must be a positive number of pods per node, got 0"]),
@@ -243,16 +243,16 @@ def test_sriov_needs_its_images_in_the_manifest(tmp_path):
     manifest.write_text(yaml.safe_dump(trimmed))
     proc, built = _network_operator(tmp_path, {"cp1": "cpu-vm", "gpu1": "dgx-h100"}, ["gpu1"],
                                     {"network_operator_bundle_manifest_file": str(manifest)},
-                                    {"gpu1": {"labhub_ib_sriov": True}})
+                                    {"gpu1": {"network_operator_sriov": True}})
     assert proc.returncode != 0 and built is None
     out = " ".join(proc.stdout.split())
     assert "images used_by network-operator missing: sriov-network-operator, sriov-network-operator-config-daemon" in out, out[-3000:]
-    assert "(labhub_ib_sriov needs the SR-IOV Network Operator images)" in out
+    assert "(network_operator_sriov needs the SR-IOV Network Operator images)" in out
 
 
 def test_sriov_deploys_the_sriov_operator_from_the_manifest(tmp_path):
     proc, built = _network_operator(tmp_path, {"cp1": "cpu-vm", "gpu1": "dgx-h100"}, ["gpu1"], {},
-                                    {"gpu1": {"labhub_ib_sriov": True}})
+                                    {"gpu1": {"network_operator_sriov": True}})
     assert proc.returncode == 0, proc.stdout[-3000:]
     values = built["values"]
     assert values["sriovNetworkOperator"] == {"enabled": True}

@@ -35,7 +35,7 @@ def hardware(gpus=0, driver=True, os_id="ubuntu", os_version="22.04", name="NVID
 
 
 def run_render(tmp_path: Path, hosts: dict, gpu_hosts, extra=None, cluster_vars=None, args=()):
-    """hosts: name -> host vars (labhub_hardware, labhub_gpu_driver_mode, ...)."""
+    """hosts: name -> host vars (labhub_hardware, gpu_operator_driver_mode, ...)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
 
     def host(name):
@@ -86,8 +86,8 @@ def env_of(values, section):
 
 
 HOST_MODE = {"cp1": {"labhub_hardware": hardware(0)},
-             "gpu1": {"labhub_hardware": hardware(8), "labhub_gpu_driver_mode": "host"},
-             "gpu2": {"labhub_hardware": hardware(8), "labhub_gpu_driver_mode": "host"}}
+             "gpu1": {"labhub_hardware": hardware(8), "gpu_operator_driver_mode": "host"},
+             "gpu2": {"labhub_hardware": hardware(8), "gpu_operator_driver_mode": "host"}}
 
 
 def test_host_mode_values_labels_and_images(tmp_path):
@@ -122,8 +122,8 @@ def test_host_mode_values_labels_and_images(tmp_path):
 
 def test_operator_mode_enables_the_driver_from_the_bundle(tmp_path):
     hosts = {"cp1": {"labhub_hardware": hardware(0)},
-             "gpu1": {"labhub_hardware": hardware(2, driver=False, os_version="24.04"), "labhub_gpu_driver_mode": "operator"},
-             "gpu2": {"labhub_hardware": hardware(8), "labhub_gpu_driver_mode": "host"}}
+             "gpu1": {"labhub_hardware": hardware(2, driver=False, os_version="24.04"), "gpu_operator_driver_mode": "operator"},
+             "gpu2": {"labhub_hardware": hardware(8), "gpu_operator_driver_mode": "host"}}
     proc, values, plan = run_render(tmp_path, hosts, ["gpu1", "gpu2"])
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert values["driver"]["enabled"] is True and values["driver"]["usePrecompiled"] is False
@@ -134,7 +134,7 @@ def test_operator_mode_enables_the_driver_from_the_bundle(tmp_path):
 
 
 def test_mig_profile_sets_single_strategy_and_node_config(tmp_path):
-    hosts = dict(HOST_MODE, gpu2={"labhub_hardware": hardware(8), "labhub_gpu_mig_profile": "all-1g.10gb"})
+    hosts = dict(HOST_MODE, gpu2={"labhub_hardware": hardware(8), "gpu_operator_mig_profile": "all-1g.10gb"})
     proc, values, plan = run_render(tmp_path, hosts, ["gpu1", "gpu2"])
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert values["mig"]["strategy"] == "single" and values["migManager"]["enabled"] is True
@@ -162,7 +162,7 @@ def test_time_slicing_configmap_and_a_new_job_name(tmp_path):
 def test_same_inventory_gives_the_same_values_whatever_the_play_hosts(tmp_path):
     """add_node.yml runs the role for one node: the values (so the release and the smoke-test Job)
     must not change, and only that node is labelled."""
-    hosts = dict(HOST_MODE, gpu1={"labhub_hardware": hardware(8), "labhub_gpu_driver_mode": "operator"})
+    hosts = dict(HOST_MODE, gpu1={"labhub_hardware": hardware(8), "gpu_operator_driver_mode": "operator"})
     _p, values, full = run_render(tmp_path / "a", hosts, ["gpu1", "gpu2"])
     proc, part_values, part = run_render(tmp_path / "b", hosts, ["gpu1", "gpu2"], args=["--limit", "gpu2"])
     assert proc.returncode == 0, proc.stdout[-3000:]
@@ -179,7 +179,7 @@ def test_bad_input_fails_naming_the_variable_and_host(tmp_path, case):
     expected = []
     if case == "host_without_driver":
         hosts["gpu2"]["labhub_hardware"] = hardware(2, driver=False)
-        expected = ["labhub_gpu_driver_mode (gpu_operator_driver_mode) on gpu2: is 'host' but the NVIDIA kernel driver is not loaded"]
+        expected = ["gpu_operator_driver_mode (gpu_operator_driver_mode) on gpu2: is 'host' but the NVIDIA kernel driver is not loaded"]
     elif case == "replicas_zero":
         extra = {"gpu_operator_time_slicing_enabled": True, "gpu_operator_time_slicing_replicas": 0}
         expected = ["gpu_operator_time_slicing_replicas: must be an integer >= 1, got 0"]
@@ -188,15 +188,15 @@ def test_bad_input_fails_naming_the_variable_and_host(tmp_path, case):
             "gpu_operator_images"], "toolkit": "nvcr.io/nvidia/k8s/container-toolkit:v9.9.9"}}
         expected = ['gpu_operator_images.toolkit: "nvcr.io/nvidia/k8s/container-toolkit:v9.9.9" is not in']
     elif case == "driver_image_for_os":
-        hosts["gpu1"] = {"labhub_hardware": hardware(8, os_id="debian", os_version="12"), "labhub_gpu_driver_mode": "operator"}
+        hosts["gpu1"] = {"labhub_hardware": hardware(8, os_id="debian", os_version="12"), "gpu_operator_driver_mode": "operator"}
         expected = ["gpu_operator_images.driver on gpu1: driver mode 'operator' needs image nvcr.io/nvidia/driver:580.105.08-debian12"]
     elif case == "mig_with_strategy_none":
-        hosts["gpu1"]["labhub_gpu_mig_profile"] = "all-1g.10gb"
+        hosts["gpu1"]["gpu_operator_mig_profile"] = "all-1g.10gb"
         extra = {"gpu_operator_mig_strategy": "none"}
-        expected = ["gpu_operator_mig_strategy: is none but labhub_gpu_mig_profile (gpu_operator_mig_profile) on gpu1"]
+        expected = ["gpu_operator_mig_strategy: is none but gpu_operator_mig_profile (gpu_operator_mig_profile) on gpu1"]
     elif case == "bad_mode":
-        hosts["gpu1"]["labhub_gpu_driver_mode"] = "container"
-        expected = ['labhub_gpu_driver_mode (gpu_operator_driver_mode) on gpu1: must be one of host, operator, got "container"']
+        hosts["gpu1"]["gpu_operator_driver_mode"] = "container"
+        expected = ['gpu_operator_driver_mode (gpu_operator_driver_mode) on gpu1: must be one of host, operator, got "container"']
     proc, values, _plan = run_render(tmp_path, hosts, ["gpu1", "gpu2"], extra=extra)
     text = " ".join(proc.stdout.split()).replace('\\"', '"')
     assert proc.returncode != 0
@@ -216,8 +216,8 @@ def test_skips_cleanly_with_one_message(tmp_path, case):
     hosts = json.loads(json.dumps(HOST_MODE))
     cluster_vars = {}
     if case == "disabled":
-        cluster_vars = {"labhub_gpu_enabled": False}
-        reason = "labhub_gpu_enabled (gpu_operator_enabled) is false"
+        cluster_vars = {"gpu_operator_enabled": False}
+        reason = "gpu_operator_enabled (gpu_operator_enabled) is false"
     else:
         for name in ("gpu1", "gpu2"):
             hosts[name]["labhub_hardware"] = hardware(0)

@@ -113,14 +113,14 @@ def test_variables_follow_the_preflight_rules(name):
     for var in DEFAULTS["preflight_boolean_vars"]:
         if var in variables:
             assert isinstance(variables[var], bool), var
-    modes = variables["labhub_hub_auth_modes"]
+    modes = variables["jupyterhub_auth_modes"]
     table = DEFAULTS["preflight_hub_auth_required_vars"]
     assert modes and all(m in table and m not in DEFAULTS["preflight_hub_auth_test_only_modes"] for m in modes)
     for mode in modes:
         for var in table[mode]:
             assert variables.get(var), "%s needs %s" % (mode, var)
-    if "labhub_gpu_driver_mode" in variables:
-        assert variables["labhub_gpu_driver_mode"] in DEFAULTS["preflight_gpu_driver_modes"]
+    if "gpu_operator_driver_mode" in variables:
+        assert variables["gpu_operator_driver_mode"] in DEFAULTS["preflight_gpu_driver_modes"]
 
 
 @pytest.mark.parametrize("name", INVENTORIES)

@@ -40,35 +40,35 @@ SECRETS = {
 }
 MODE_VARS = {
     "native": {},
-    "github": {"labhub_hub_github_client_id": "gh-client",
-               "labhub_hub_github_client_secret": SECRETS["github"],
+    "github": {"jupyterhub_github_client_id": "gh-client",
+               "jupyterhub_github_client_secret": SECRETS["github"],
                "jupyterhub_auth_settings": {"github": {"allowed_organizations": ["labhub-org:vision"]}}},
-    "azuread": {"labhub_hub_azuread_tenant_id": "11111111-2222-3333-4444-555555555555",
-                "labhub_hub_azuread_client_id": "az-client",
-                "labhub_hub_azuread_client_secret": SECRETS["azuread"],
+    "azuread": {"jupyterhub_azuread_tenant_id": "11111111-2222-3333-4444-555555555555",
+                "jupyterhub_azuread_client_id": "az-client",
+                "jupyterhub_azuread_client_secret": SECRETS["azuread"],
                 "jupyterhub_auth_settings": {"azuread": {"allowed_tenants": ["11111111-2222-3333-4444-555555555555"]}}},
-    "auth0": {"labhub_hub_auth0_domain": "labhub.eu.auth0.com", "labhub_hub_auth0_client_id": "a0-client",
-              "labhub_hub_auth0_client_secret": SECRETS["auth0"],
+    "auth0": {"jupyterhub_auth0_domain": "labhub.eu.auth0.com", "jupyterhub_auth0_client_id": "a0-client",
+              "jupyterhub_auth0_client_secret": SECRETS["auth0"],
               "jupyterhub_auth_settings": {"auth0": {"allowed_users": ["alice@example.org"]}}},
-    "oidc": {"labhub_hub_oidc_issuer_url": "https://sso.example.org/realms/research",
-             "labhub_hub_oidc_client_id": "labhub", "labhub_hub_oidc_client_secret": SECRETS["oidc"],
+    "oidc": {"jupyterhub_oidc_issuer_url": "https://sso.example.org/realms/research",
+             "jupyterhub_oidc_client_id": "labhub", "jupyterhub_oidc_client_secret": SECRETS["oidc"],
              "jupyterhub_auth_settings": {"oidc": {"allowed_groups": ["labhub-users"], "admin_groups": ["admins"]}}},
-    "cookie_sso": {"labhub_hub_cookie_sso_cookie_name": "corp_session",
-                   "labhub_hub_cookie_sso_whoami_url": "http://sso.corp.internal/whoami",
-                   "labhub_hub_cookie_sso_login_url": "https://sso.corp.example/login?next={next}"},
+    "cookie_sso": {"jupyterhub_cookie_sso_cookie_name": "corp_session",
+                   "jupyterhub_cookie_sso_whoami_url": "http://sso.corp.internal/whoami",
+                   "jupyterhub_cookie_sso_login_url": "https://sso.corp.example/login?next={next}"},
     "local_groups": {},  # filled in by _local_groups() (hash made with the package's own code)
     "dummy": {"labhub_test_inventory": True},
 }
 
 
 def _local_groups():
-    return {"labhub_hub_local_groups": {
+    return {"jupyterhub_local_groups": {
         "course-a": {"members": ["s1", "s2"], "password_hash": hash_password("course-a-password-123")},
         "staff": {"members": ["t1"], "password_hash": hash_password("staff-password-456"), "admin": True}}}
 
 
 def _mode(*modes, **extra):
-    out = {"labhub_hub_auth_modes": list(modes), "labhub_hub_profiles": PROFILES, "labhub_gpu_enabled": False}
+    out = {"jupyterhub_auth_modes": list(modes), "jupyterhub_profiles": PROFILES, "gpu_operator_enabled": False}
     settings = {}
     for mode in modes:
         mv = _local_groups() if mode == "local_groups" else MODE_VARS.get(mode, {})
@@ -98,17 +98,17 @@ GOOD = ["mode_native", "mode_github", "mode_azuread", "mode_auth0", "mode_oidc",
 # Bad inputs fail in the role's validation (labhub.platform.validate, check hub): each expected
 # text is "VARIABLE: PROBLEM" of one row of the table, the variable as the inventory writes it.
 BAD = {
-    "bad_missing_secret": (_mode("github", labhub_hub_github_client_secret=""),
-                           "labhub_hub_github_client_secret: is required by login mode 'github'"),
-    "bad_unknown_mode": (_mode("native", "ldap"), 'labhub_hub_auth_modes: unknown login mode "ldap"'),
+    "bad_missing_secret": (_mode("github", jupyterhub_github_client_secret=""),
+                           "jupyterhub_github_client_secret: is required by login mode 'github'"),
+    "bad_unknown_mode": (_mode("native", "ldap"), 'jupyterhub_auth_modes: unknown login mode "ldap"'),
     "bad_dummy_outside_tests": (_mode("dummy", labhub_test_inventory=False),
-                                "labhub_hub_auth_modes: login mode 'dummy' accepts any password and is for tests only"),
-    "bad_gpu_off": (_mode("native", labhub_hub_profiles=GPU_PROFILES),
-                    "labhub_hub_profiles[gpu-1].gpus: requests 1 GPU(s) but GPU support is off"),
-    "bad_cpu": (_mode("native", labhub_hub_profiles=[{"name": "x", "cpu": "2 cores", "memory": "1Gi"}]),
-                "labhub_hub_profiles[x].cpu: invalid CPU quantity"),
-    "bad_memory": (_mode("native", labhub_hub_profiles=[{"name": "x", "cpu": 1, "memory": "8 GB"}]),
-                   "labhub_hub_profiles[x].memory: invalid memory quantity"),
+                                "jupyterhub_auth_modes: login mode 'dummy' accepts any password and is for tests only"),
+    "bad_gpu_off": (_mode("native", jupyterhub_profiles=GPU_PROFILES),
+                    "jupyterhub_profiles[gpu-1].gpus: requests 1 GPU(s) but GPU support is off"),
+    "bad_cpu": (_mode("native", jupyterhub_profiles=[{"name": "x", "cpu": "2 cores", "memory": "1Gi"}]),
+                "jupyterhub_profiles[x].cpu: invalid CPU quantity"),
+    "bad_memory": (_mode("native", jupyterhub_profiles=[{"name": "x", "cpu": 1, "memory": "8 GB"}]),
+                   "jupyterhub_profiles[x].memory: invalid memory quantity"),
     "bad_team": (_mode("native", jupyterhub_teams={"vision": ["cpu-small", "gpu-9"]}),
                  "jupyterhub_teams.vision: team 'vision' is mapped to unknown profile 'gpu-9'"),
     "bad_image": (_mode("native", jupyterhub_singleuser_image="docker.io/jupyter/base-notebook:latest"),
@@ -116,13 +116,13 @@ BAD = {
     "bad_nfs": (_mode("native", jupyterhub_storage_kind="nfs"), "jupyterhub_storage_nfs_server: is required"),
     "bad_inline_secret": (_mode("native", jupyterhub_auth_settings={"github": {"client_secret": "x"}}),
                           "jupyterhub_auth_settings.github.client_secret: is set by the role"),
-    "bad_portal_without_url": (_mode("native", labhub_portal_enabled=True),
-                               "labhub_portal_public_url: the portal URL as browsers see it is required"),
-    "bad_portal_without_hub_url": (_mode("native", labhub_portal_enabled=True, labhub_portal_public_url="https://portal.example.org"),
-                                   "labhub_hub_public_url: is required when labhub_portal_enabled is true"),
-    "bad_portal_short_token": (_mode("native", labhub_portal_enabled=True, labhub_portal_public_url="https://portal.example.org",
-                                     labhub_hub_public_url="https://hub.example.org", labhub_portal_hub_api_token="too-short-token"),
-                               "labhub_portal_hub_api_token: is shorter than 32 characters"),
+    "bad_portal_without_url": (_mode("native", portal_hub_service=True),
+                               "portal_public_url: the portal URL as browsers see it is required"),
+    "bad_portal_without_hub_url": (_mode("native", portal_hub_service=True, portal_public_url="https://portal.example.org"),
+                                   "jupyterhub_public_url: is required when portal_hub_service is true"),
+    "bad_portal_short_token": (_mode("native", portal_hub_service=True, portal_public_url="https://portal.example.org",
+                                     jupyterhub_public_url="https://hub.example.org", portal_hub_api_token="too-short-token"),
+                               "portal_hub_api_token: is shorter than 32 characters"),
     "bad_admin_capitals": (_mode("native", jupyterhub_admin_users=["Alice"]),
                            "jupyterhub_admin_users[0]: has capitals: JupyterHub lower-cases user names"),
     "bad_github_unrestricted": (_mode("github", jupyterhub_auth_settings={}),
@@ -131,8 +131,8 @@ BAD = {
 # The portal as a hub service (labhub_portal_*, shared with roles/portal); the contract file is
 # what portal/tests/integration/test_hub_oauth_real.py registers with a real JupyterHub.
 PORTAL_CONTRACT = REPO / "portal" / "tests" / "integration" / "hub_service_values.json"
-PORTAL_VARS = {"labhub_portal_enabled": True, "labhub_portal_public_url": "https://portal.example.org/",
-               "labhub_portal_admin_group": "labhub-billing", "labhub_hub_public_url": "https://hub.example.org"}
+PORTAL_VARS = {"portal_hub_service": True, "portal_public_url": "https://portal.example.org/",
+               "portal_admin_group": "labhub-billing", "jupyterhub_public_url": "https://hub.example.org"}
 
 
 @pytest.fixture(scope="session")
@@ -169,7 +169,7 @@ def rendered(tmp_path_factory):
                               jupyterhub_tls_cert_file=cert, jupyterhub_tls_key_file=key),
         "nodeport_letsencrypt": _mode("native", jupyterhub_hostname="hub.example.org", jupyterhub_tls_mode="letsencrypt",
                                       jupyterhub_letsencrypt_email="ops@example.org"),
-        "gpu_on": _mode("oidc", labhub_gpu_enabled=True, labhub_hub_profiles=GPU_PROFILES,
+        "gpu_on": _mode("oidc", gpu_operator_enabled=True, jupyterhub_profiles=GPU_PROFILES,
                         jupyterhub_teams={"labhub-users": ["cpu-small", "gpu-1"]},
                         jupyterhub_dynamic_profile={"enabled": True, "max_gpu": 2}),
         "no_rendered_secrets": _mode("github", jupyterhub_render_secrets=False),
@@ -177,7 +177,7 @@ def rendered(tmp_path_factory):
         "hub_start": _mode("native", "github", "cookie_sso", "local_groups",
                            jupyterhub_announcement="Maintenance on Monday"),
         "portal_service": _mode("native", **PORTAL_VARS,
-                                labhub_portal_hub_api_token_file=str(root / "shared-credentials" / "portal_api_token")),
+                                portal_hub_api_token_file=str(root / "shared-credentials" / "portal_api_token")),
     }
     for name, (variables, _message) in BAD.items():
         scenarios[name] = variables
@@ -288,7 +288,7 @@ def test_multi_mode_wires_every_secret(rendered):
 
 @pytest.mark.slow
 def test_portal_is_registered_as_a_hub_service_with_a_generated_shared_token(rendered, tmp_path):
-    """labhub_portal_enabled: hub.services / hub.loadRoles equal the contract the real-hub test uses,
+    """portal_hub_service: hub.services / hub.loadRoles equal the contract the real-hub test uses,
     the token is generated once into the shared credential file (0600, directory 0700), reaches
     the hub only through the Secret, and role portal writes the same token into portal.env."""
     import json
@@ -480,7 +480,7 @@ def test_uninstall_plan_keeps_user_data_unless_purged(tmp_path):
     not executed; the plan it would carry out is checked instead."""
     inv = write_inventory(tmp_path, {"cp1": {"jupyterhub_storage_kind": "hostpath",
                                              "jupyterhub_storage_hostpath_root": "/srv/lab/home",
-                                             "labhub_hub_namespace": "hubns"}})
+                                             "jupyterhub_namespace": "hubns"}})
     plans = {}
     for purge in (False, True):
         out = tmp_path / f"plan-{purge}"

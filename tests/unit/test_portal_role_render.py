@@ -278,13 +278,13 @@ def _portal_env(tmp_path: Path, extra: dict) -> tuple[dict, subprocess.Completed
 
 
 def test_hub_settings_come_from_the_shared_inventory_names(tmp_path):
-    """labhub_portal_enabled + the shared names (also read by role jupyterhub) give the portal its hub
+    """portal_hub_service + the shared names (also read by role jupyterhub) give the portal its hub
     URLs, OAuth client id, redirect base and admin group; the service token is generated once into
     the shared credential file (0600), reused on the next run, and never printed."""
     token_file = tmp_path / "creds" / "jupyterhub" / "portal_api_token"
-    shared = {"labhub_portal_enabled": True, "labhub_hub_public_url": "https://hub.example.org/",
-              "labhub_portal_public_url": "https://portal.example.org", "labhub_portal_admin_group": "labhub-billing",
-              "labhub_portal_service_name": "usage", "labhub_portal_hub_api_token_file": str(token_file)}
+    shared = {"portal_hub_service": True, "jupyterhub_public_url": "https://hub.example.org/",
+              "portal_public_url": "https://portal.example.org", "portal_admin_group": "labhub-billing",
+              "portal_hub_service_name": "usage", "portal_hub_api_token_file": str(token_file)}
     env, result = _portal_env(tmp_path, shared)
     token = token_file.read_text().strip()
     assert len(token) == 64 and oct(token_file.stat().st_mode & 0o777) == oct(0o600)
@@ -295,7 +295,7 @@ def test_hub_settings_come_from_the_shared_inventory_names(tmp_path):
     assert env["PORTAL_OAUTH_CLIENT_ID"] == "service-usage"
     assert env["PORTAL_BASE_URL"] == "https://portal.example.org"
     assert env["PORTAL_ADMIN_GROUP"] == "labhub-billing"
-    again, _ignored = _portal_env(tmp_path, {**shared, "labhub_hub_api_url": "http://10.0.0.9:30080/hub/api"})
+    again, _ignored = _portal_env(tmp_path, {**shared, "portal_hub_api_url": "http://10.0.0.9:30080/hub/api"})
     assert again["PORTAL_HUB_API_TOKEN"] == token  # generated once
     assert again["PORTAL_HUB_API_URL"] == "http://10.0.0.9:30080/hub/api"
 
@@ -303,10 +303,10 @@ def test_hub_settings_come_from_the_shared_inventory_names(tmp_path):
 def test_hub_integration_off_and_vault_token(tmp_path):
     vault_token = "0123456789abcdef0123456789abcdef"
     token_file = tmp_path / "portal_api_token"
-    env, _ignored = _portal_env(tmp_path, {"labhub_hub_public_url": "https://hub.example.org",
-                                           "labhub_portal_hub_api_token": vault_token,
-                                           "labhub_portal_hub_api_token_file": str(token_file)})
-    assert "PORTAL_HUB_API_URL" not in env  # labhub_portal_enabled off: no OAuth, stops delete pods
+    env, _ignored = _portal_env(tmp_path, {"jupyterhub_public_url": "https://hub.example.org",
+                                           "portal_hub_api_token": vault_token,
+                                           "portal_hub_api_token_file": str(token_file)})
+    assert "PORTAL_HUB_API_URL" not in env  # portal_hub_service off: no OAuth, stops delete pods
     assert env["PORTAL_HUB_API_TOKEN"] == vault_token and not token_file.exists()
     assert env["PORTAL_OAUTH_CLIENT_ID"] == "service-labhub-portal"
 
@@ -359,14 +359,14 @@ def test_missing_wheel_is_refused(tmp_path):
 
 
 def test_hub_service_without_portal_url_is_refused(tmp_path):
-    """labhub_portal_enabled makes the portal the hub's OAuth service: without its public URL the
+    """portal_hub_service makes the portal the hub's OAuth service: without its public URL the
     role stops in its preflight, naming the variable, instead of starting with browser login off."""
     (tmp_path / "wheels").mkdir()
     (tmp_path / "wheels" / "labhub_portal-0.1.0-py3-none-any.whl").write_bytes(b"")
-    result = _main_in_check_mode(tmp_path, {**GOOD_SECRETS, "labhub_portal_enabled": True,
-                                            "labhub_hub_public_url": "https://hub.example.org/"})
+    result = _main_in_check_mode(tmp_path, {**GOOD_SECRETS, "portal_hub_service": True,
+                                            "jupyterhub_public_url": "https://hub.example.org/"})
     assert result.returncode != 0
-    assert "labhub_portal_enabled is true" in _row(result.stdout, "labhub_portal_public_url")
+    assert "portal_hub_service is true" in _row(result.stdout, "portal_public_url")
     assert "Install PostgreSQL" not in result.stdout
 
 

@@ -57,7 +57,7 @@ def write_inventory(tmp_path, cps, workers, bundle, per_host=None, extra=None):
                  "microk8s_join_ready_delay": 1, "microk8s_wait_ready_timeout": 10,
                  "microk8s_join_ready_timeout": 20, "nodes_ready_timeout": 20, "nodes_ready_delay": 1,
                  "preflight_min_memory_mb": 256, "preflight_min_disk_free": [{"path": "/", "free_mb": 1}],
-                 "remove_node_drain_timeout": 6, "remove_node_drain_delay": 1, "labhub_hub_auth_modes": ["native"],
+                 "remove_node_drain_timeout": 6, "remove_node_drain_delay": 1, "jupyterhub_auth_modes": ["native"],
                  **(extra or {})},
         "children": {"labhub_cluster": {"children": {
             "labhub_control_plane": {"hosts": {n.name: host_vars(n, per_host.get(n.name)) for n in cps}},
@@ -119,8 +119,8 @@ def sim_node(cp, name):
 def three(tmp_path, sim_nodes, sim_bundle):
     """n1 control plane, n2 and n3 workers (n3 labelled and tainted in its host vars)."""
     nodes = sim_nodes(3)
-    per_host = {"n3": {"labhub_node_labels": {"labhub.io/course": "hpc101", "team": "ml"},
-                       "labhub_node_taints": [{"key": "labhub.io/reserved", "value": "hpc101", "effect": "NoSchedule"}]}}
+    per_host = {"n3": {"nodes_labels": {"labhub.io/course": "hpc101", "team": "ml"},
+                       "nodes_taints": [{"key": "labhub.io/reserved", "value": "hpc101", "effect": "NoSchedule"}]}}
     inv = write_inventory(tmp_path, nodes[:1], nodes[1:], sim_bundle, per_host=per_host)
     return nodes, inv
 
@@ -161,8 +161,8 @@ def test_add_node_joins_labels_is_idempotent_and_check_mode_exact(tmp_path, thre
     # A foreign label and taint stay; Labhub's own change or go; --check predicts the patch.
     n1.microk8s("kubectl", "label", "node", "n3", "owner=ops")
     n1.microk8s("kubectl", "taint", "node", "n3", "maintenance=soon:PreferNoSchedule")
-    changed = {"labhub_node_labels": {"labhub.io/course": "hpc102"},
-               "labhub_node_taints": [{"key": "labhub.io/gpu-only", "effect": "NoExecute"}]}
+    changed = {"nodes_labels": {"labhub.io/course": "hpc102"},
+               "nodes_taints": [{"key": "labhub.io/gpu-only", "effect": "NoExecute"}]}
     proc, recap = run(tmp_path, inv, playbook, "-e", "node=n3", "-e", json.dumps(changed), "--check", *SKIP)
     assert proc.returncode == 0, proc.stdout[-5000:]
     assert recap["n3"]["changed"] == 1, proc.stdout[-5000:]
@@ -193,12 +193,12 @@ def test_add_node_refusals_name_the_node(tmp_path, three, sim_bundle):
 
 @pytest.mark.parametrize("labels, taints, message", [
     ({"a b": "c", "kubernetes.io/arch": "x", "ok": 1}, [],
-     "nodes_labels (labhub_node_labels) of localhost must be a dict of Kubernetes label keys to string values: "
+     "nodes_labels (nodes_labels) of localhost must be a dict of Kubernetes label keys to string values: "
      "key \"a b\" is not a valid label key; key kubernetes.io/arch uses a prefix reserved for Kubernetes; "
      "value of ok must be a string (quote it), got 1"),
     ({"node-role.kubernetes.io/gpu": ""}, [{"key": "x", "effect": "NoSchedul"}, {"key": "y", "value": "a b", "effect": "NoExecute"},
                                            {"key": "y", "effect": "NoExecute"}],
-     "nodes_taints (labhub_node_taints) of localhost must be a list of {key, value, effect} with effect NoSchedule, "
+     "nodes_taints (nodes_taints) of localhost must be a list of {key, value, effect} with effect NoSchedule, "
      "PreferNoSchedule or NoExecute: effect \"NoSchedul\" of x must be one of NoSchedule, PreferNoSchedule, NoExecute; "
      "value \"a b\" of y is not a valid taint value (a quoted string); taint y:NoExecute is listed twice"),
 ])
@@ -207,7 +207,7 @@ def test_nodes_role_preflight_names_variable_and_host(tmp_path, labels, taints, 
     kubeconfig.write_text("{}")
     play = tmp_path / "play.yml"
     play.write_text(yaml.safe_dump([{"name": "Preflight of role nodes", "hosts": "localhost", "gather_facts": False,
-                                     "vars": {"labhub_node_labels": labels, "labhub_node_taints": taints,
+                                     "vars": {"nodes_labels": labels, "nodes_taints": taints,
                                               "nodes_kubeconfig": str(kubeconfig), "nodes_node_name": "n1"},
                                      "tasks": [{"name": "Preflight", "ansible.builtin.import_role": {
                                          "name": "labhub.platform.nodes", "tasks_from": "preflight"}}]}]))

@@ -64,7 +64,7 @@ def write_inventory(tmp_path, nodes, bundle, kubeconfig, hardware_of, extra=None
         return {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                 "microk8s_node_name": node.name, "labhub_hardware": hardware_of[node.name]}
     inv = {"all": {
-        "vars": {"labhub_bundle_dir": str(bundle), "labhub_kubeconfig": str(kubeconfig), "labhub_gpu_enabled": True,
+        "vars": {"labhub_bundle_dir": str(bundle), "labhub_kubeconfig": str(kubeconfig), "gpu_operator_enabled": True,
                  "gpu_operator_helm_binary": str(first.root / "snap/bin/microk8s.helm3"),
                  "gpu_operator_node_kubeconfig": str(first.root / "var/snap/microk8s/current/credentials/client.config"),
                  "gpu_operator_state_dir": str(first.root / "etc/labhub/gpu-operator"),
@@ -73,7 +73,7 @@ def write_inventory(tmp_path, nodes, bundle, kubeconfig, hardware_of, extra=None
             "labhub_cluster": {"children": {
                 "labhub_control_plane": {"hosts": {nodes[0].name: host(nodes[0])}},
                 "labhub_workers": {"hosts": {n.name: host(n) for n in nodes[1:]}}}},
-            "labhub_gpu_nodes": {"hosts": {"n2": None}, "vars": {"labhub_gpu_driver_mode": "host", **(gpu_vars or {})}}}}}
+            "labhub_gpu_nodes": {"hosts": {"n2": None}, "vars": {"gpu_operator_driver_mode": "host", **(gpu_vars or {})}}}}}
     path = tmp_path / "hosts.yml"
     path.write_text(yaml.safe_dump(inv))
     return path
@@ -185,7 +185,7 @@ def test_host_mode_without_driver_is_refused_before_any_change(tmp_path, cluster
     proc, recap = run_role(tmp_path, inv)
     assert proc.returncode != 0
     rows = json.loads((tmp_path / "report.json").read_text())
-    assert any(r["host"] == "n2" and r["variable"] == "labhub_gpu_driver_mode"
+    assert any(r["host"] == "n2" and r["variable"] == "gpu_operator_driver_mode"
                and "is 'host' but the NVIDIA kernel driver is not loaded" in r["problem"] for r in rows), rows
     labels = {n["metadata"]["name"]: n["metadata"]["labels"] for n in api_objects(kubeconfig, "/api/v1/nodes")}
     assert not any(k.startswith(("nvidia.com/", "labhub.io/gpu")) for lab in labels.values() for k in lab)

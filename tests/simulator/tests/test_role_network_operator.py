@@ -76,7 +76,7 @@ def write_inventory(tmp_path, nodes, bundle, kubeconfig, ib_hosts, extra=None):
                 "network_operator_modprobe_command": str(node.root / "usr/local/sbin/modprobe"),
                 "network_operator_modules_load_file": str(hw / "etc/modules-load.d/labhub-rdma.conf")}
     inv = {"all": {
-        "vars": {"labhub_bundle_dir": str(bundle), "labhub_kubeconfig": str(kubeconfig), "labhub_ib_enabled": True,
+        "vars": {"labhub_bundle_dir": str(bundle), "labhub_kubeconfig": str(kubeconfig), "network_operator_enabled": True,
                  "network_operator_helm_binary": str(first.root / "snap/bin/microk8s.helm3"),
                  "network_operator_node_kubeconfig": str(first.root / "var/snap/microk8s/current/credentials/client.config"),
                  "network_operator_state_dir": str(first.root / "var/lib/labhub/network-operator"),
@@ -189,7 +189,7 @@ def test_skipped_without_hcas_or_when_disabled(tmp_path, cluster):
     for node in nodes:
         hardware_root(node, "cpu-vm")
     for extra, reason in (({}, "no host of labhub_ib_nodes in this play has an InfiniBand/RoCE HCA"),
-                          ({"labhub_ib_enabled": False}, "labhub_ib_enabled (network_operator_enabled) is false")):
+                          ({"network_operator_enabled": False}, "network_operator_enabled (network_operator_enabled) is false")):
         proc, recap = run_role(tmp_path, write_inventory(tmp_path, nodes, bundle, kubeconfig, [], extra))
         assert proc.returncode == 0, proc.stdout[-4000:]
         assert {h: r["changed"] for h, r in recap.items()} == {"n1": 0, "n2": 0}
@@ -202,13 +202,13 @@ def test_ib_settings_on_a_node_without_hca_fail_before_any_change(tmp_path, clus
     nodes, bundle, kubeconfig = cluster
     hardware_root(nodes[0], "cpu-vm")
     hw = hardware_root(nodes[1], "dgx-h100", strip_rdma=True)
-    inv = write_inventory(tmp_path, nodes, bundle, kubeconfig, ["n1", "n2"], {"labhub_ib_hcas": ["mlx5_0", "mlx5_9"]})
+    inv = write_inventory(tmp_path, nodes, bundle, kubeconfig, ["n1", "n2"], {"network_operator_hcas": ["mlx5_0", "mlx5_9"]})
     proc = run_role(tmp_path, inv)[0]
     assert proc.returncode != 0
     rows = {(r["host"], r["variable"], r["problem"]) for r in json.loads((tmp_path / "report.json").read_text())}
     assert ("n1", "groups.labhub_ib_nodes",
             "host is an InfiniBand node but no HCA was found (/sys/class/infiniband)") in rows, rows
-    assert ("n1", "labhub_ib_hcas", "names HCA 'mlx5_0' but the node has no HCA") in rows, rows
-    assert ("n2", "labhub_ib_hcas", "names HCA 'mlx5_9' but the node has HCAs: mlx5_0, mlx5_1, mlx5_2, mlx5_3") in rows, rows
+    assert ("n1", "network_operator_hcas", "names HCA 'mlx5_0' but the node has no HCA") in rows, rows
+    assert ("n2", "network_operator_hcas", "names HCA 'mlx5_9' but the node has HCAs: mlx5_0, mlx5_1, mlx5_2, mlx5_3") in rows, rows
     assert not set(RDMA) & loaded(hw), "modules loaded before the failure"
     assert not (nodes[0].root / "var/lib/labhub/network-operator").exists()
