@@ -114,33 +114,35 @@ def _env(root: Path) -> dict:
 
 
 PROFILES = [{"name": "cpu-small", "cpu": 1, "memory": "2Gi", "gpus": 0}]
+# The roles' own variable names (jupyterhub_*, portal_*): the inventory-wide labhub_hub_* /
+# labhub_portal_* names are being renamed to them.
 AUTH = {
-    "labhub_hub_auth_modes": ["native", "github", "azuread", "auth0", "oidc", "local_groups"],
-    "labhub_hub_github_client_id": "gh-client",
-    "labhub_hub_azuread_tenant_id": "11111111-2222-3333-4444-555555555555",
-    "labhub_hub_azuread_client_id": "az-client",
-    "labhub_hub_auth0_domain": "labhub.eu.auth0.com",
-    "labhub_hub_auth0_client_id": "a0-client",
-    "labhub_hub_oidc_issuer_url": "https://sso.example.org/realms/research",
-    "labhub_hub_oidc_client_id": "labhub",
+    "jupyterhub_auth_modes": ["native", "github", "azuread", "auth0", "oidc", "local_groups"],
+    "jupyterhub_github_client_id": "gh-client",
+    "jupyterhub_azuread_tenant_id": "11111111-2222-3333-4444-555555555555",
+    "jupyterhub_azuread_client_id": "az-client",
+    "jupyterhub_auth0_domain": "labhub.eu.auth0.com",
+    "jupyterhub_auth0_client_id": "a0-client",
+    "jupyterhub_oidc_issuer_url": "https://sso.example.org/realms/research",
+    "jupyterhub_oidc_client_id": "labhub",
     "jupyterhub_auth_settings": {
         "github": {"allowed_organizations": ["labhub-org:vision"]},
         "azuread": {"allowed_tenants": ["11111111-2222-3333-4444-555555555555"]},
         "auth0": {"allowed_users": ["alice@example.org"]},
         "oidc": {"allowed_groups": ["labhub-users"], "admin_groups": ["admins"]},
     },
-    "labhub_hub_profiles": PROFILES,
-    "labhub_gpu_enabled": False,
-    "labhub_hub_public_url": "https://hub.example.org",
-    "labhub_portal_enabled": True,
-    "labhub_portal_public_url": "https://portal.example.org",
+    "jupyterhub_profiles": PROFILES,
+    "jupyterhub_gpu_enabled": False,
+    "jupyterhub_public_url": "https://hub.example.org",
+    "jupyterhub_portal_enabled": True,
+    "jupyterhub_portal_public_url": "https://portal.example.org",
 }
 
 
 class Site:
     """One temporary site: inventory (plain + vaulted canaries), vault password file, TLS files."""
 
-    def __init__(self, root: Path, hosts: dict[str, dict], env: dict):
+    def __init__(self, root: Path, hosts: dict[str, dict], env: dict, old_names: bool = False):
         self.root = root
         self.inventory = root / "inventory"
         self.env = env
@@ -158,7 +160,7 @@ class Site:
             "oidc client secret": _canary("oidc"),
             "local group hash (vault)": hash_password(_canary("grp1"), iterations=1000),
             "local group hash": hash_password(_canary("grp2"), iterations=1000),
-            "labhub_portal_hub_api_token (vault)": _canary("hubtok"),
+            "jupyterhub_portal_api_token (vault)": _canary("hubtok"),
             "jupyterhub_cookie_secret": secrets.token_hex(32),
             "jupyterhub_crypt_key (vault)": secrets.token_hex(32),
             "jupyterhub_services api_token": _canary("svc"),
@@ -174,7 +176,7 @@ class Site:
             ("vault_github_client_secret", c["github client secret (vault)"]),
             ("vault_auth0_client_secret", c["auth0 client secret (vault)"]),
             ("vault_group_hash", c["local group hash (vault)"]),
-            ("vault_portal_hub_api_token", c["labhub_portal_hub_api_token (vault)"]),
+            ("vault_portal_hub_api_token", c["jupyterhub_portal_api_token (vault)"]),
             ("vault_crypt_key", c["jupyterhub_crypt_key (vault)"]),
             ("vault_portal_database_password", c["portal_database_password (vault)"]),
             ("vault_portal_cookie_secret", c["portal_cookie_secret (vault)"]),
@@ -185,11 +187,11 @@ class Site:
         shared.update({
             "ansible_connection": "local",
             "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-            "labhub_hub_github_client_secret": "{{ vault_github_client_secret }}",
-            "labhub_hub_azuread_client_secret": c["azuread client secret"],
-            "labhub_hub_auth0_client_secret": "{{ vault_auth0_client_secret }}",
-            "labhub_hub_oidc_client_secret": c["oidc client secret"],
-            "labhub_hub_local_groups": {
+            "jupyterhub_github_client_secret": "{{ vault_github_client_secret }}",
+            "jupyterhub_azuread_client_secret": c["azuread client secret"],
+            "jupyterhub_auth0_client_secret": "{{ vault_auth0_client_secret }}",
+            "jupyterhub_oidc_client_secret": c["oidc client secret"],
+            "jupyterhub_local_groups": {
                 "course-a": {"members": ["s1", "s2"], "password_hash": "{{ vault_group_hash }}"},
                 "staff": {"members": ["t1"], "password_hash": c["local group hash"], "admin": True}},
             "jupyterhub_services": {"grafana": {"api_token": c["jupyterhub_services api_token"],
@@ -201,6 +203,12 @@ class Site:
             "portal_extra_settings": {"SMTP_PASSWORD": "{{ vault_smtp_password }}", "SMTP_HOST": "mail.example.org"},
         })
         (self.inventory / "group_vars" / "all" / "main.yml").write_text(yaml.safe_dump(shared, sort_keys=False))
+        if old_names:  # the inventory-wide names the argument spec defaults used to template
+            old = {f"labhub_hub_{key[len('jupyterhub_'):]}": value for key, value in shared.items()
+                   if key.startswith(("jupyterhub_github", "jupyterhub_azuread", "jupyterhub_auth0", "jupyterhub_oidc",
+                                      "jupyterhub_local_groups"))}
+            old["labhub_portal_hub_api_token"] = "{{ vault_portal_hub_api_token }}"
+            (self.inventory / "group_vars" / "all" / "old_names.yml").write_text(yaml.safe_dump(old, sort_keys=False))
         names = list(hosts)  # the first host is the (single) control-plane node, the others workers
         layout = {"all": {"children": {"labhub_cluster": {"children": {
             "labhub_control_plane": {"hosts": {names[0]: None}},
@@ -230,19 +238,21 @@ class Site:
 # lookup is then the first to create .credentials/); `all_generated` lets the role generate the
 # three; the bad_* sites fail validation. The portal's objects are rendered too.
 PLANTED = {"jupyterhub_cookie_secret": None, "jupyterhub_crypt_key": "{{{{ vault_crypt_key }}}}",
-           "labhub_portal_hub_api_token": "{{{{ vault_portal_hub_api_token }}}}",
+           "jupyterhub_portal_api_token": "{{{{ vault_portal_hub_api_token }}}}",
            "jupyterhub_tls_mode": "files", "jupyterhub_hostname": "hub.example.org",
            "jupyterhub_tls_cert_file": "{cert}", "jupyterhub_tls_key_file": "{key}"}
-TOKEN_GENERATED = {k: v for k, v in PLANTED.items() if k != "labhub_portal_hub_api_token"}
+TOKEN_GENERATED = {k: v for k, v in PLANTED.items() if k != "jupyterhub_portal_api_token"}
 BAD = {
     "bad_portal": {"portal_kube_service_account": "Bad_Name!"},
     "bad_storage": {"jupyterhub_storage_kind": "ceph"},
     "bad_admins": {"jupyterhub_admin_users": {"alice": True, "bob": "admin"}},
-    "bad_cpu": {"labhub_hub_profiles": [{"name": "x", "cpu": "2 cores", "memory": "1Gi", "gpus": 0}]},
+    "bad_cpu": {"jupyterhub_profiles": [{"name": "x", "cpu": "2 cores", "memory": "1Gi", "gpus": 0}]},
 }
 RENDER = REPO / "playbooks" / "render.yml"
 # The role alone, without the playbook's own validation pass first: its argument spec is then
-# what fails (the path that printed every secret in ansible-core's failure result).
+# what fails (the path that printed every secret in ansible-core's failure result). Its
+# inventory also sets the old inventory-wide names (labhub_hub_*_client_secret, ...) that the
+# spec's defaults used to template.
 ROLE_ONLY = """---
 - name: The jupyterhub role alone
   hosts: all
@@ -275,7 +285,7 @@ def runs(tmp_path_factory):
     jobs = {}
     for (site, verbosity), (hosts, playbook, _) in RUNS.items():
         root = tmp_path_factory.mktemp(f"canary-{site}-{verbosity}")
-        built = Site(root, hosts, _env(root))
+        built = Site(root, hosts, _env(root), old_names=playbook is not None)
         if playbook is not None:
             (root / "role_only.yml").write_text(playbook)
             built.inputs.add(root / "role_only.yml")
