@@ -207,7 +207,7 @@ class Site:
             old = {f"labhub_hub_{key[len('jupyterhub_'):]}": value for key, value in shared.items()
                    if key.startswith(("jupyterhub_github", "jupyterhub_azuread", "jupyterhub_auth0", "jupyterhub_oidc",
                                       "jupyterhub_local_groups"))}
-            old["labhub_portal_hub_api_token"] = "{{ vault_portal_hub_api_token }}"
+            old["portal_hub_api_token"] = "{{ vault_portal_hub_api_token }}"
             (self.inventory / "group_vars" / "all" / "old_names.yml").write_text(yaml.safe_dump(old, sort_keys=False))
         names = list(hosts)  # the first host is the (single) control-plane node, the others workers
         layout = {"all": {"children": {"labhub_cluster": {"children": {
