@@ -16,7 +16,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help host-deps venv base-image collection-link build lint yamllint ansible-lint sanity unit hub-env molecule portal-test hub-test test demo render constraints clean
+.PHONY: help host-deps venv base-image collection-link build lint yamllint ansible-lint role-docs docs sanity unit hub-env molecule portal-test hub-test test demo render constraints clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -50,7 +50,13 @@ yamllint: venv
 ansible-lint: venv
 	ansible-lint --offline
 
-lint: yamllint ansible-lint ## yamllint + ansible-lint (production profile)
+role-docs: venv
+	tests/harness/role-docs.sh --check
+
+docs: venv ## regenerate the role READMEs' reference sections from meta/argument_specs.yml (aar-doc)
+	tests/harness/role-docs.sh
+
+lint: yamllint ansible-lint role-docs ## yamllint + ansible-lint (production profile) + role READMEs up to date
 
 sanity: venv ## ansible-test sanity from an ansible_collections/labhub/platform copy
 	tests/harness/sanity.sh
