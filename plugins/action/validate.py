@@ -85,6 +85,46 @@ def _safe_lookup(templar, loader, variables, wantlist):
     return lookup
 
 
+def _walk_names(data, out):
+    """Names a task file defines at run time: register, set_fact keys, vars of tasks and plays."""
+    if isinstance(data, list):
+        for item in data:
+            _walk_names(item, out)
+    elif isinstance(data, dict):
+        if isinstance(data.get("register"), str):
+            out.add(data["register"])
+        for key in ("ansible.builtin.set_fact", "set_fact", "vars"):
+            if isinstance(data.get(key), dict):
+                out.update(k for k in data[key] if isinstance(k, str))
+        for key in ("block", "rescue", "always", "tasks", "pre_tasks", "post_tasks", "handlers"):
+            _walk_names(data.get(key), out)
+
+
+def load_known_names(loader, collection_root=COLLECTION_ROOT):
+    """Every variable name the collection reads or defines: role specs, defaults and vars, and
+    the names tasks and plays define at run time (so facts of earlier plays are not typos)."""
+    names = set()
+    for role in sorted(os.listdir(os.path.join(collection_root, "roles"))):
+        base = os.path.join(collection_root, "roles", role)
+        for sub in ("defaults", "vars"):
+            path = os.path.join(base, sub, "main.yml")
+            if os.path.isfile(path):
+                names.update((loader.load_from_file(path) or {}).keys())
+        path = os.path.join(base, "meta", "argument_specs.yml")
+        if os.path.isfile(path):
+            for entry in ((loader.load_from_file(path) or {}).get("argument_specs") or {}).values():
+                names.update((entry or {}).get("options") or {})
+        tasks = os.path.join(base, "tasks")
+        for name in sorted(os.listdir(tasks)) if os.path.isdir(tasks) else []:
+            if name.endswith(".yml"):
+                _walk_names(loader.load_from_file(os.path.join(tasks, name)), names)
+    playbooks = os.path.join(collection_root, "playbooks")
+    for name in sorted(os.listdir(playbooks)):
+        if name.endswith(".yml"):
+            _walk_names(loader.load_from_file(os.path.join(playbooks, name)), names)
+    return names
+
+
 def load_role_specs(loader, roles_dir=ROLES_DIR):
     """role -> the options of its `main` entry point in meta/argument_specs.yml."""
     specs = {}
@@ -117,6 +157,12 @@ class _LazySite(Site):
         merged["lookup"] = _safe_lookup(self._templar, self._loader, merged, wantlist=False)
         merged["query"] = merged["q"] = _safe_lookup(self._templar, self._loader, merged, wantlist=True)
         return merged
+
+    def explicit_names(self, host):
+        explicit = getattr(self, "_raw_explicit", None)
+        if explicit is not None:
+            return set(explicit.get(host, set()))
+        return set(self._raw.get(host, {}))
 
     def has(self, host, name):
         explicit = getattr(self, "_raw_explicit", None)
@@ -200,9 +246,9 @@ class ActionModule(ActionBase):
                          groups=groups, hardware=hardware, scope=[h for h in scope if h in hosts],
                          playbook=playbook, options=options)
         site.specs = load_role_specs(self._loader)
+        site.known_names = load_known_names(self._loader)
         report = _checks.run(site, names)
-        for host, name, reason in site.template_errors:
-            report.add(host, name, "cannot be resolved: " + reason, "a value whose template resolves")
+        _checks.add_template_errors(report, site.template_errors)
         report.merge_same_on_all_hosts(hosts)
         rows = report.rows
         report_file = os.environ.get(REPORT_ENV)

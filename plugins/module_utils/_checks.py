@@ -28,6 +28,7 @@ from ansible_collections.labhub.platform.plugins.module_utils import _renamed as
 # name -> function(site, report)
 CHECKS = {
     "renamed": renamed.check_renamed,
+    "unknown": renamed.check_unknown,
     "topology": inventory.check_topology,
     "booleans": inventory.check_booleans,
     "node_names": inventory.check_node_names,
@@ -56,7 +57,7 @@ CHECKS = {
     "portal": portal.check_portal,
 }
 
-_CLUSTER = ("renamed", "topology", "booleans", "node_names", "features")
+_CLUSTER = ("renamed", "unknown", "topology", "booleans", "node_names", "features")
 _ROLES = ("bundle_verify", "microk8s", "offline_images", "calico", "nodes", "gpu_operator", "network_operator")
 # add_node.yml runs every role but calico (its DaemonSet covers the new node).
 _ADD_NODE = ("bundle_verify", "microk8s", "offline_images", "nodes", "gpu_operator", "network_operator")
@@ -67,7 +68,7 @@ PLAYBOOKS = {
     "site": _CLUSTER + ("hardware",) + _ROLES + ("portal", "hub"),
     "add_node": ("add_node_args",) + _CLUSTER + ("hardware",) + _ADD_NODE,
     "remove_node": ("remove_node",) + _CLUSTER,
-    "render": ("renamed", "render_args", "booleans", "portal", "hub"),
+    "render": ("renamed", "unknown", "render_args", "booleans", "portal", "hub"),
     "uninstall": ("renamed", "booleans", "uninstall"),
     "bundle": ("renamed", "bundle"),
     "verify_bundle": ("renamed", "bundle_verify"),
@@ -90,3 +91,13 @@ def run(site, names=None):
         specs.check_argument_specs(site, report)
     report.merge_same_on_all_hosts(site.hosts)
     return report
+
+
+def add_template_errors(report, errors):
+    """A row for each variable whose template cannot be resolved ((host, name, reason) triples),
+    unless a check already has a row naming the variable on that host (e.g. a login mode's secret
+    whose vault variable is undefined is "required ... but is not set", not a second row)."""
+    for host, name, reason in errors:
+        if report.has(host, name):
+            continue
+        report.add(host, name, "cannot be resolved: " + reason, "a value whose template resolves")

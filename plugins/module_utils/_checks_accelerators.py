@@ -17,14 +17,14 @@ import os
 import re
 
 from ansible_collections.labhub.platform.plugins.module_utils._validation import (
-    MISSING,
+    a_type_name,
     is_bool,
     is_int,
     is_list,
     is_str,
     label_key_error,
     label_value_error,
-    type_name,
+    MISSING,
 )
 from ansible_collections.labhub.platform.plugins.module_utils._checks_cluster import (
     cluster_scope,
@@ -83,7 +83,7 @@ def _enabled(site, host, var):
 def _bool_row(site, report, host, var):
     value = site.get(host, var, False)
     if not is_bool(value):
-        report.add(host, user_var(site, host, var), "is a %s, not a boolean" % type_name(value),
+        report.add(host, user_var(site, host, var), "is %s, not a boolean" % a_type_name(value),
                    "true or false (unquoted YAML)", value=value)
 
 
@@ -213,7 +213,7 @@ def check_gpu_operator(site, report):
         report.add(hub, "gpu_operator_helm_timeout", "is not a Go duration", "e.g. 10m or 1h30m", value=helm_timeout)
     images = site.get(hub, "gpu_operator_images", {})
     if not isinstance(images, dict):
-        report.add(hub, "gpu_operator_images", "is a %s, not a mapping" % type_name(images),
+        report.add(hub, "gpu_operator_images", "is %s, not a mapping" % a_type_name(images),
                    "a mapping of image key -> reference", value=images)
         images = {}
     if data is not None:
@@ -282,7 +282,7 @@ def _ib_node(site, report, host):
     wanted = site.get(host, "network_operator_hcas", [])
     var = user_var(site, host, "network_operator_hcas")
     if not is_list(wanted):
-        report.add(host, var, "is a %s, not a list" % type_name(wanted), "a list of HCA names, e.g. [mlx5_0]",
+        report.add(host, var, "is %s, not a list" % a_type_name(wanted), "a list of HCA names, e.g. [mlx5_0]",
                    value=wanted)
     elif hw is not None:
         for name in wanted:
@@ -298,7 +298,7 @@ def _ib_node(site, report, host):
     sriov = site.get(host, "network_operator_sriov", False)
     svar = user_var(site, host, "network_operator_sriov")
     if not is_bool(sriov):
-        report.add(host, svar, "is a %s, not a boolean" % type_name(sriov), "true or false (unquoted YAML)", value=sriov)
+        report.add(host, svar, "is %s, not a boolean" % a_type_name(sriov), "true or false (unquoted YAML)", value=sriov)
     elif sriov and hw is not None and not hcas:
         report.add(host, svar, "is true but the node has no HCA", "false on nodes without HCAs", value=True)
 
@@ -324,7 +324,7 @@ def check_network_operator(site, report):
                    value=hca_max)
     if_names = site.get(hub, "network_operator_rdma_if_names", [])
     if not is_list(if_names):
-        report.add(hub, "network_operator_rdma_if_names", "is a %s, not a list" % type_name(if_names),
+        report.add(hub, "network_operator_rdma_if_names", "is %s, not a list" % a_type_name(if_names),
                    "a list of netdevice names, e.g. [ib0]", value=if_names)
     group = site.get(hub, "network_operator_control_plane_group", "labhub_control_plane")
     if not is_str(group) or not site.group(group):

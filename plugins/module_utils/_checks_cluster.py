@@ -20,14 +20,14 @@ import os
 import re
 
 from ansible_collections.labhub.platform.plugins.module_utils._validation import (
+    a_type_name,
     HOSTNAME_RE,
     INVENTORY,
-    MISSING,
     is_bool,
     is_int,
     is_list,
     is_str,
-    type_name,
+    MISSING,
 )
 
 ROLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "roles")
@@ -115,7 +115,13 @@ def manifest(path):
 
 
 def cluster_scope(site):
-    """The hosts of the playbook's scope that are cluster nodes (per-node checks)."""
+    """The hosts of the playbook's scope that are cluster nodes (per-node checks).
+
+    An inventory without a labhub_cluster group (a role run alone on its own play hosts) has no
+    such filter: every host of the scope is a node the role acts on, so each is checked (the
+    roles configure their play hosts whether or not they are in labhub_cluster)."""
+    if CLUSTER not in site.groups:
+        return list(site.scope)
     cluster = site.group(CLUSTER)
     return [h for h in site.scope if h in cluster]
 
@@ -204,7 +210,7 @@ def _microk8s_host(site, report, host):
     _bundle_dir(site, report, host, "microk8s_bundle_dir")
     dns = site.get(host, "microk8s_dns_upstream_servers", [])
     if not is_list(dns):
-        add("microk8s_dns_upstream_servers", "is a %s, not a list" % type_name(dns), "a list of IP addresses")
+        add("microk8s_dns_upstream_servers", "is %s, not a list" % a_type_name(dns), "a list of IP addresses")
     else:
         bad = [s for s in dns if not _ip(s)]
         if bad:
@@ -217,7 +223,7 @@ def _microk8s_host(site, report, host):
         add("microk8s_hostpath_storage_dir", "is not an absolute path", "e.g. /var/snap/microk8s/common/default-storage")
     mirrors = site.get(host, "microk8s_registry_mirrors", [])
     if not is_list(mirrors):
-        add("microk8s_registry_mirrors", "is a %s, not a list" % type_name(mirrors), "a list of {registry, endpoints}")
+        add("microk8s_registry_mirrors", "is %s, not a list" % a_type_name(mirrors), "a list of {registry, endpoints}")
     else:
         for index, mirror in enumerate(mirrors):
             if (not isinstance(mirror, dict) or not is_str(mirror.get("registry")) or not mirror.get("registry")
@@ -391,7 +397,7 @@ def check_offline_images(site, report):
         _bundle_dir(site, report, host, "offline_images_bundle_dir")
         used_by = site.get(host, "offline_images_used_by", [])
         if not is_list(used_by):
-            report.add(host, user_var(site, host, "offline_images_used_by"), "is a %s, not a list" % type_name(used_by),
+            report.add(host, user_var(site, host, "offline_images_used_by"), "is %s, not a list" % a_type_name(used_by),
                        "a list of manifest used_by names, e.g. [microk8s], or [] for every image", value=used_by)
         if not is_abs(site.get(host, "offline_images_dest_dir", "/")):
             report.add(host, "offline_images_dest_dir", "is not an absolute path", "e.g. /var/lib/labhub/images",
@@ -494,7 +500,7 @@ def check_bundle(site, report):
     check_bundle_verify(site, report)
     kinds = _bvar(site, host, "bundle_kinds", list(BUNDLE_KINDS))
     if not is_list(kinds):
-        report.add(host, user_var(site, host, "bundle_kinds"), "is a %s, not a list" % type_name(kinds),
+        report.add(host, user_var(site, host, "bundle_kinds"), "is %s, not a list" % a_type_name(kinds),
                    "a list of: " + ", ".join(BUNDLE_KINDS), value=kinds)
         kinds = []
     elif [k for k in kinds if k not in BUNDLE_KINDS]:
@@ -503,7 +509,7 @@ def check_bundle(site, report):
                    "a list of: " + ", ".join(BUNDLE_KINDS), value=kinds)
     sources = _bvar(site, host, "bundle_sources", {})
     if not isinstance(sources, dict):
-        report.add(host, user_var(site, host, "bundle_sources"), "is a %s, not a mapping" % type_name(sources),
+        report.add(host, user_var(site, host, "bundle_sources"), "is %s, not a mapping" % a_type_name(sources),
                    "a mapping of image:<ref>, chart:<name>, snap:<name>, wheels:<name> -> source", value=sources)
     else:
         bad = [k for k in sources if not is_str(k) or not _SOURCE_KEY_RE.match(k)]

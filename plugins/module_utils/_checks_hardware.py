@@ -16,10 +16,10 @@ __metaclass__ = type
 import re
 
 from ansible_collections.labhub.platform.plugins.module_utils._validation import (
+    a_type_name,
     DNS_LABEL_RE,
     is_int,
     is_list,
-    type_name,
 )
 
 GPU_DRIVER_MODES = ("host", "operator")
@@ -45,7 +45,7 @@ def _check_settings(site, report, host):
                    "e.g. 8192", value=mem)
     disks = site.get(host, "preflight_min_disk_free", [])
     if not is_list(disks):
-        report.add(host, "preflight_min_disk_free", "is a %s, not a list" % type_name(disks),
+        report.add(host, "preflight_min_disk_free", "is %s, not a list" % a_type_name(disks),
                    "a list of {path, free_mb}", value=disks)
     else:
         for index, want in enumerate(disks):
@@ -141,7 +141,7 @@ def _check_infiniband(site, report, host, hw):
                    "an HCA on the node, or the host out of labhub_ib_nodes")
     wanted = site.get(host, "network_operator_hcas", []) or []
     if not is_list(wanted):
-        report.add(host, "network_operator_hcas", "is a %s, not a list" % type_name(wanted), "a list of HCA names, e.g. [mlx5_0]",
+        report.add(host, "network_operator_hcas", "is %s, not a list" % a_type_name(wanted), "a list of HCA names, e.g. [mlx5_0]",
                    value=wanted)
     else:
         for name in wanted:

@@ -34,16 +34,16 @@ import re
 
 from ansible_collections.labhub.platform.plugins.module_utils import _hub_config
 from ansible_collections.labhub.platform.plugins.module_utils._validation import (
-    CPU_QUANTITY_RE,
-    MEMORY_QUANTITY_RE,
-    MISSING,
+    a_type_name,
     cpu_error,
+    CPU_QUANTITY_RE,
     is_bool,
     is_int,
     is_list,
     is_str,
     memory_error,
-    type_name,
+    MEMORY_QUANTITY_RE,
+    MISSING,
     url_error,
 )
 
@@ -91,7 +91,7 @@ INVENTORY_NAMES.update({
 PROFILE_KEYS = ("name", "cpu", "memory", "gpus", "display_name", "description", "image", "cpu_guarantee",
                 "mem_guarantee", "node_selector", "tolerations", "max_session_hours", "shm_size", "default")
 # Keys of jupyterhub_auth_settings.<mode> the role sets itself from other variables.
-ROLE_SET_KEYS = {"client_id": "labhub_hub_{mode}_client_id", "client_secret": "labhub_hub_{mode}_client_secret",
+ROLE_SET_KEYS = {"client_id": "jupyterhub_{mode}_client_id", "client_secret": "jupyterhub_{mode}_client_secret",
                  "password_hash": "jupyterhub_local_groups", "groups": "jupyterhub_local_groups",
                  "tenant_id": "jupyterhub_azuread_tenant_id", "domain": "jupyterhub_auth0_domain",
                  "issuer": "jupyterhub_oidc_issuer_url", "cookie_name": "jupyterhub_cookie_sso_cookie_name",
@@ -111,6 +111,13 @@ EMAIL_RE = re.compile(r"^[^@ ]+@[^@ ]+$")
 NODEPORT_RANGE = (30000, 32767)
 CPU_EXAMPLE = "a Kubernetes CPU quantity, e.g. 2, 0.5 or '500m'"
 MEMORY_EXAMPLE = "a Kubernetes memory quantity, e.g. '4Gi', '512Mi' or '8G'"
+
+
+def secrets_left_out(site, host):
+    """True when the hub host renders without its secrets (jupyterhub_render_dir set and
+    jupyterhub_render_secrets false): the login modes' client secrets are not used, so they need
+    not be set nor resolvable (e.g. a vault variable of a vault file a render-only run lacks)."""
+    return bool(site.get(host, "jupyterhub_render_dir")) and site.get(host, "jupyterhub_render_secrets") is False
 
 
 class _Hub:
@@ -205,36 +212,36 @@ def _check_types(hub):
         if var in ("jupyterhub_test_inventory", "jupyterhub_gpu_enabled", "jupyterhub_portal_enabled") \
                 and not hub.site.has(hub.host, var):
             continue  # the inventory-wide switch; check_booleans reports it
-        hub.add(var, "is a %s, not a boolean" % type_name(value), "true or false (unquoted YAML)", value=value)
+        hub.add(var, "is %s, not a boolean" % a_type_name(value), "true or false (unquoted YAML)", value=value)
     for var in INT_VARS:
         value = hub.value(var, MISSING)
         if value is not MISSING and value is not None and not is_int(value):
-            hub.add(var, "is a %s, not a whole number" % type_name(value), "a whole number, e.g. 1000", value=value)
+            hub.add(var, "is %s, not a whole number" % a_type_name(value), "a whole number, e.g. 1000", value=value)
     for var in DICT_VARS:
         value = hub.value(var, MISSING)
         if value is not MISSING and value is not None and not isinstance(value, dict):
-            hub.add(var, "is a %s, not a mapping" % type_name(value), "a mapping (key: value)", value=value)
+            hub.add(var, "is %s, not a mapping" % a_type_name(value), "a mapping (key: value)", value=value)
     for var in LIST_VARS:
         value = hub.value(var, MISSING)
         if value is MISSING or value is None:
             continue
         if not is_list(value):
-            hub.add(var, "is a %s, not a list" % type_name(value), "a YAML list", value=value)
+            hub.add(var, "is %s, not a list" % a_type_name(value), "a YAML list", value=value)
         elif var in STR_LIST_VARS:
             for index, item in enumerate(value):
                 if not is_str(item) or not item:
-                    hub.add(var, "item %d is a %s, not a name" % (index, type_name(item)), "a list of strings",
+                    hub.add(var, "item %d is %s, not a name" % (index, a_type_name(item)), "a list of strings",
                             value=value, path="[%d]" % index)
     for var in STR_VARS:
         value = hub.value(var, MISSING)
         if value is not MISSING and value is not None and not is_str(value) and not is_int(value):
-            hub.add(var, "is a %s, not a string" % type_name(value), "a string", value=value)
+            hub.add(var, "is %s, not a string" % a_type_name(value), "a string", value=value)
     for var in ("jupyterhub_singleuser_extra_egress", "jupyterhub_hub_extra_egress"):
         rules = hub.value(var)
         for index, rule in enumerate(rules if is_list(rules) else []):
             path = "[%d]" % index
             if not isinstance(rule, dict):
-                hub.add(var, "is a %s, not a rule" % type_name(rule), "{cidr, ports: [{port, protocol}]}",
+                hub.add(var, "is %s, not a rule" % a_type_name(rule), "{cidr, ports: [{port, protocol}]}",
                         value=rule, path=path)
                 continue
             if not is_str(rule.get("cidr")) or not rule.get("cidr"):
@@ -271,7 +278,7 @@ def _check_modes(hub):
         hub.add(var, "is not set", "a list of login modes, one or more of: " + known)
         return []
     if not is_list(modes):
-        hub.add(var, "is a %s, not a list of login modes" % type_name(modes), "a list, e.g. [native]", value=modes)
+        hub.add(var, "is %s, not a list of login modes" % a_type_name(modes), "a list, e.g. [native]", value=modes)
         return []
     if not modes:
         hub.add(var, "is empty", "one or more of: " + known, value=modes)
@@ -290,7 +297,7 @@ def _check_modes(hub):
         if mode in TEST_ONLY_MODES and test_inventory is not True:
             hub.add(var, "login mode '%s' accepts any password and is for tests only" % mode,
                     "labhub_test_inventory: true (a test inventory), or another login mode", value=modes)
-    render_only = bool(hub.value("jupyterhub_render_dir")) and hub.value("jupyterhub_render_secrets") is False
+    render_only = secrets_left_out(hub.site, hub.host)
     for mode in valid:
         for role_var, _inventory in MODE_REQUIRED[mode]:
             if render_only and role_var.endswith("_client_secret"):
@@ -324,7 +331,7 @@ def _check_auth_settings(hub, modes):
         if section is None:
             continue
         if not isinstance(section, dict):
-            hub.add(var, "is a %s, not a mapping" % type_name(section), "the mode's settings (files/hub/README.md)",
+            hub.add(var, "is %s, not a mapping" % a_type_name(section), "the mode's settings (files/hub/README.md)",
                     value=section, path=".%s" % mode)
             continue
         for key in section:
@@ -399,7 +406,7 @@ def _check_admin_users(hub):
     for var, path, names in lists:
         if not is_list(names):
             if path and names is not None:
-                hub.add(var, "is a %s, not a list" % type_name(names), "a list of user names", value=names, path=path)
+                hub.add(var, "is %s, not a list" % a_type_name(names), "a list of user names", value=names, path=path)
             continue
         for index, name in enumerate(names):
             problem, fixed = _admin_name_error(name)
@@ -420,7 +427,7 @@ def _check_local_groups(hub, modes):
             hub.add(var, "group names may use letters, digits, '.', '_', '-' only", "a name like course-a",
                     value=name, path=path)
         if not isinstance(group, dict):
-            hub.add(var, "is a %s, not a group" % type_name(group), "{members, password_hash, admin}",
+            hub.add(var, "is %s, not a group" % a_type_name(group), "{members, password_hash, admin}",
                     value=group, secret=True, path=path)
             continue
         members = group.get("members")
@@ -435,7 +442,7 @@ def _check_local_groups(hub, modes):
                     "python -m labhub_hub.passwords", value=group.get("password_hash", MISSING), secret=True,
                     path=path + ".password_hash")
         if "admin" in group and not is_bool(group["admin"]):
-            hub.add(var, "is a %s, not a boolean" % type_name(group["admin"]), "true or false",
+            hub.add(var, "is %s, not a boolean" % a_type_name(group["admin"]), "true or false",
                     value=group["admin"], path=path + ".admin")
 
 
@@ -455,7 +462,7 @@ def _check_profiles(hub):
     if profiles is None or profiles is MISSING:
         return
     if not is_list(profiles):
-        hub.add(var, "is a %s, not a list of profiles" % type_name(profiles), "a list of {name, cpu, memory, gpus}",
+        hub.add(var, "is %s, not a list of profiles" % a_type_name(profiles), "a list of {name, cpu, memory, gpus}",
                 value=profiles)
         return
     gpu_on = hub.value("jupyterhub_gpu_enabled")
@@ -507,11 +514,11 @@ def _check_profiles(hub):
                                     ("node_selector", dict, "a mapping label: value"),
                                     ("tolerations", list, "a list of Kubernetes tolerations")):
             if profile.get(key) is not None and not isinstance(profile[key], kind):
-                hub.add(var, "is a %s" % type_name(profile[key]), expected, value=profile[key],
+                hub.add(var, "is %s" % a_type_name(profile[key]), expected, value=profile[key],
                         path="%s.%s" % (label, key))
         for key in ("display_name", "description", "image"):
             if profile.get(key) is not None and not is_str(profile[key]):
-                hub.add(var, "is a %s, not a string" % type_name(profile[key]), "a string", value=profile[key],
+                hub.add(var, "is %s, not a string" % a_type_name(profile[key]), "a string", value=profile[key],
                         path="%s.%s" % (label, key))
 
 
@@ -519,7 +526,7 @@ def _check_spawn_shapes(hub):
     teams = hub.value("jupyterhub_teams")
     for team, allowed in (teams.items() if isinstance(teams, dict) else ()):
         if not is_list(allowed):
-            hub.add("jupyterhub_teams", "is a %s, not a list of profile names" % type_name(allowed),
+            hub.add("jupyterhub_teams", "is %s, not a list of profile names" % a_type_name(allowed),
                     "a list of profile names", value=allowed, path=".%s" % team)
     dynamic = hub.value("jupyterhub_dynamic_profile")
     if isinstance(dynamic, dict) and dynamic.get("enabled") and hub.value("jupyterhub_gpu_enabled") is False:
@@ -614,7 +621,7 @@ def _check_storage(hub):
         path = "[%d]" % index
         var = "jupyterhub_shared_volumes"
         if not isinstance(vol, dict):
-            hub.add(var, "is a %s, not a volume" % type_name(vol), "{name, kind, path, ...}", value=vol, path=path)
+            hub.add(var, "is %s, not a volume" % a_type_name(vol), "{name, kind, path, ...}", value=vol, path=path)
             continue
         vkind = vol.get("kind")
         if not (is_str(vol.get("name")) and VOLUME_NAME_RE.match(vol["name"])):
@@ -636,7 +643,7 @@ def _check_storage(hub):
             hub.add(var, "is not a subdirectory of the home directory", "e.g. /home/jovyan/shared/datasets",
                     value=vol["mount_path"], path=path + ".mount_path")
         if "read_only" in vol and not is_bool(vol["read_only"]):
-            hub.add(var, "is a %s, not a boolean" % type_name(vol["read_only"]), "true or false",
+            hub.add(var, "is %s, not a boolean" % a_type_name(vol["read_only"]), "true or false",
                     value=vol["read_only"], path=path + ".read_only")
 
 
@@ -689,7 +696,7 @@ def _check_secrets_and_services(hub):
             hub.add("jupyterhub_services", "service names are lower-case letters, digits and -", "e.g. labhub-portal",
                     value=name, path=".%s" % name)
         if not isinstance(svc, dict):
-            hub.add("jupyterhub_services", "is a %s, not the service's settings" % type_name(svc),
+            hub.add("jupyterhub_services", "is %s, not the service's settings" % a_type_name(svc),
                     "{api_token, url, oauth_redirect_uri, roles}", value=svc, secret=True, path=".%s" % name)
         elif len(str(svc.get("api_token") or "")) < MIN_API_TOKEN_LENGTH:
             hub.add("jupyterhub_services", "is shorter than %d characters" % MIN_API_TOKEN_LENGTH,
@@ -862,8 +869,22 @@ def _check_with_hub_package(hub):
                 "jupyterhub_validate_with_package: false", value=True)
         return
     profiles = hub.value("jupyterhub_profiles")
+    modes = hub.value("jupyterhub_auth_modes")
+    # a listed mode the hub does not know is already a row of jupyterhub_auth_modes; the hub
+    # package's errors about its (empty) section would name a variable the inventory never set
+    unknown_modes = set(m for m in modes if is_str(m) and m not in KNOWN_MODES) if is_list(modes) else set()
+    # a GPU switch that is not a boolean (e.g. -e gpu_operator_enabled=false, a string) is a row of
+    # its own; what the hub makes of it (spawn.gpu.enabled) is not another row on the profiles
+    gpu_switch = hub.value("jupyterhub_gpu_enabled")
+    gpu_switch_bad = gpu_switch is not None and not is_bool(gpu_switch)
     for error in config.collect_errors(data):
         key = getattr(error, "key", "(root)")
+        tokens = _tokens(key)
+        if len(tokens) > 1 and tokens[0] == "auth" and tokens[1] in unknown_modes:
+            continue
+        if gpu_switch_bad and (key.startswith("spawn.gpu") or "spawn.gpu.enabled" in str(error)
+                               or (key.startswith("spawn.profiles") and tokens[-1:] == ["gpu"])):
+            continue
         var, path = map_config_key(key, profiles)
         shown = hub.name(var) + path
         if any(shown == r or shown.startswith(r + ".") or shown.startswith(r + "[") or r.startswith(shown + ".")

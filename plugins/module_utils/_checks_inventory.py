@@ -12,13 +12,13 @@ __metaclass__ = type
 import ipaddress
 
 from ansible_collections.labhub.platform.plugins.module_utils._validation import (
+    a_type_name,
     DNS_LABEL_RE,
     DNS_SUBDOMAIN_RE,
     HOSTNAME_RE,
     INVENTORY,
-    MISSING,
     is_bool,
-    type_name,
+    MISSING,
 )
 
 CONTROL_PLANE = "labhub_control_plane"
@@ -76,7 +76,7 @@ def check_booleans(site, report):
             value = site.get(host, var, MISSING)
             if value is MISSING or value is None or is_bool(value):
                 continue
-            report.add(host, var, "is a %s, not a boolean" % type_name(value), "true or false (unquoted YAML)",
+            report.add(host, var, "is %s, not a boolean" % a_type_name(value), "true or false (unquoted YAML)",
                        value=value)
 
 
@@ -186,7 +186,7 @@ def check_uninstall(site, report):
     for var in (purge_var, "uninstall_portal"):
         value = site.get(host, var, False)
         if not is_bool(value):
-            report.add(host, var, "is a %s, not a boolean" % type_name(value),
+            report.add(host, var, "is %s, not a boolean" % a_type_name(value),
                        "true or false (YAML booleans: -e '{\"labhub_purge\": true}')", value=value)
     render_dir = site.get(host, "uninstall_render_dir", "")
     if render_dir and (not isinstance(render_dir, str) or not render_dir.startswith("/")):

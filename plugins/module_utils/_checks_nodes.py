@@ -17,11 +17,11 @@ import os
 import re
 
 from ansible_collections.labhub.platform.plugins.module_utils._validation import (
+    a_type_name,
     is_list,
     is_str,
     label_key_error,
     label_value_error,
-    type_name,
 )
 from ansible_collections.labhub.platform.plugins.module_utils._checks_cluster import (
     cluster_scope,
@@ -53,7 +53,7 @@ def _check_labels(site, report, host):
     labels = site.get(host, "nodes_labels", {})
     var = user_var(site, host, "nodes_labels")
     if not isinstance(labels, dict):
-        report.add(host, var, "is a %s, not a mapping (nodes_labels)" % type_name(labels),
+        report.add(host, var, "is %s, not a mapping (nodes_labels)" % a_type_name(labels),
                    "a mapping of label key -> string value, e.g. {labhub.io/rack: r12}", value=labels)
         return
     for key, value in labels.items():
@@ -81,7 +81,7 @@ def _check_taints(site, report, host):
     var = user_var(site, host, "nodes_taints")
     expected = "a list of {key, value, effect} with effect NoSchedule, PreferNoSchedule or NoExecute"
     if not is_list(taints):
-        report.add(host, var, "is a %s, not a list (nodes_taints)" % type_name(taints), expected, value=taints)
+        report.add(host, var, "is %s, not a list (nodes_taints)" % a_type_name(taints), expected, value=taints)
         return
     seen = set()
     for index, taint in enumerate(taints):

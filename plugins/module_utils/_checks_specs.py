@@ -21,6 +21,7 @@ import re
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.labhub.platform.plugins.module_utils._validation import MISSING, REDACTED, is_secret
+from ansible_collections.labhub.platform.plugins.module_utils._checks_hub import secrets_left_out
 
 # Where each role runs: the hub host, the portal hosts, or the scope's cluster nodes.
 ROLE_HOSTS = {
@@ -116,7 +117,10 @@ def check_argument_specs(site, report):
         for host in _hosts(site, ROLE_HOSTS.get(role, "hub")):
             values = {}
             secrets = set()
+            left_out = role == "jupyterhub" and secrets_left_out(site, host)
             for name, option in options.items():
+                if left_out and name.endswith("_client_secret"):
+                    continue  # not rendered (jupyterhub_render_secrets: false): never read, never required
                 value = site.get(host, name, MISSING)
                 if value is MISSING:
                     continue

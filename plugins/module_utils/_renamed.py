@@ -4,7 +4,7 @@
 #
 # PRIVATE: this module_utils file is internal to labhub.platform. Its API may
 # change without notice; other collections must not import it.
-"""Variables that were renamed: one prefix per concern (issue 10).
+"""Variable names: renamed ones, and unknown ones (typos). One prefix per concern (issue 10).
 
 Hub settings are ``jupyterhub_*``, portal settings ``portal_*``, GPU settings
 ``gpu_operator_*``, InfiniBand settings ``network_operator_*``, node labels and taints
@@ -16,6 +16,8 @@ the old name is no longer read, so silently ignoring it would change the deploym
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
+
+import difflib
 
 from ansible_collections.labhub.platform.plugins.module_utils._validation import MISSING
 
@@ -68,3 +70,33 @@ def check_renamed(site, report):
                 value = site.get(host, old, MISSING)
                 report.add(host, old, "was renamed to %s; the old name is no longer read" % new,
                            "%s (same value)" % new, value=value)
+
+
+# Prefixes of the variables Labhub reads; a name with one of them that no role knows is a typo.
+PREFIXES = ("labhub_", "jupyterhub_", "portal_", "nodes_", "microk8s_", "calico_", "gpu_operator_",
+            "network_operator_", "offline_images_", "preflight_", "bundle_", "uninstall_", "remove_node_")
+# Site-wide variables (read by playbooks and several roles, documented in inventories/README.md).
+SITE_VARIABLES = frozenset((
+    "labhub_bundle_dir", "labhub_bundle_manifest_file", "labhub_bundle_kinds", "labhub_bundle_sources",
+    "labhub_kubeconfig", "labhub_purge", "labhub_render_dir", "labhub_render_hosts", "labhub_render_portal",
+    "labhub_run_record_dir", "labhub_test_inventory",
+    # remove_node.yml's settings (-e)
+    "remove_node_drain_timeout", "remove_node_drain_delay", "remove_node_grace_period", "remove_node_purge",
+))
+
+
+def check_unknown(site, report):
+    """A variable with a Labhub prefix that no role, playbook or site setting reads: a typo that
+    would otherwise be ignored without a word."""
+    known = getattr(site, "known_names", None)
+    if not known:
+        return
+    known = set(known) | SITE_VARIABLES | set(RENAMED)
+    for host in site.hosts:
+        for name in sorted(site.explicit_names(host)):
+            if not name.startswith(PREFIXES) or name in known or name.startswith("__"):
+                continue
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
+            report.add(host, name, "is not a variable Labhub reads (a typo?)",
+                       ("did you mean %s?" % close[0]) if close else "a variable documented in a role README",
+                       value=site.get(host, name, MISSING))

@@ -272,6 +272,10 @@ class Site:
         """True when the inventory or the extra vars set the variable (not a role default)."""
         return name in self._explicit.get(host, set())
 
+    def explicit_names(self, host):
+        """The variables the inventory or the extra vars set on a host."""
+        return set(self._explicit.get(host, set()))
+
     def hub(self, name, default=None):
         """A cluster-wide setting, read on the hub host."""
         return self.get(self.hub_host, name, default)
@@ -286,6 +290,12 @@ HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-
 CPU_QUANTITY_RE = re.compile(r"^([0-9]+(\.[0-9]+)?)(m?)$")
 MEMORY_QUANTITY_RE = re.compile(r"^([0-9]+(\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|K|M|G|T|P|E)?$")
 URL_RE = re.compile(r"^https?://[^/\s?#@]+(/[^\s?#]*)?$")
+
+
+def a_type_name(value):
+    """The type's name with its article, for messages: "an integer", "a string"."""
+    name = type_name(value)
+    return ("an " if name[:1] in "aeiou" else "a ") + name
 
 
 def is_bool(value):
@@ -307,7 +317,7 @@ def is_str(value):
 def cpu_error(value):
     """None when value is a positive Kubernetes CPU quantity."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return "is a %s, not a CPU quantity" % type_name(value)
+        return "is %s, not a CPU quantity" % a_type_name(value)
     match = CPU_QUANTITY_RE.match(str(value).strip())
     if not match:
         return "is not a CPU quantity"
@@ -319,7 +329,7 @@ def cpu_error(value):
 def memory_error(value):
     """None when value is a positive Kubernetes memory/storage quantity."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return "is a %s, not a memory quantity" % type_name(value)
+        return "is %s, not a memory quantity" % a_type_name(value)
     match = MEMORY_QUANTITY_RE.match(str(value).strip())
     if not match:
         return "is not a memory quantity"
@@ -331,7 +341,7 @@ def memory_error(value):
 def url_error(value, schemes=("http", "https")):
     """None when value is an absolute URL with one of the schemes and a host."""
     if not isinstance(value, str):
-        return "is a %s, not a URL" % type_name(value)
+        return "is %s, not a URL" % a_type_name(value)
     if not URL_RE.match(value) or value.split("://", 1)[0] not in schemes:
         return "is not an %s URL" % "/".join(schemes)
     return None
@@ -339,7 +349,7 @@ def url_error(value, schemes=("http", "https")):
 
 def port_error(value, low=1, high=65535):
     if not is_int(value):
-        return "is a %s, not a port number" % type_name(value)
+        return "is %s, not a port number" % a_type_name(value)
     if value < low or value > high:
         return "is outside %d-%d" % (low, high)
     return None

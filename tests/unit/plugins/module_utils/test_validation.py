@@ -35,7 +35,12 @@ import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 
-from ansible_collections.labhub.platform.plugins.action.validate import _LazySite, load_role_defaults, load_role_specs
+from ansible_collections.labhub.platform.plugins.action.validate import (
+    _LazySite,
+    load_known_names,
+    load_role_defaults,
+    load_role_specs,
+)
 from ansible_collections.labhub.platform.plugins.module_utils import _checks
 from ansible_collections.labhub.platform.plugins.module_utils._validation import REDACTED, is_secret
 
@@ -83,6 +88,7 @@ CASES = _load_cases()
 _LOADER = DataLoader()
 _DEFAULTS = load_role_defaults(_LOADER)
 _SPECS = load_role_specs(_LOADER)
+_KNOWN = load_known_names(_LOADER)
 
 
 def _trusted(value):
@@ -127,6 +133,7 @@ def build_site(case, tmp_path):
                      groups=groups, hardware=hardware, scope=case.get("scope"),
                      playbook=case.get("playbook", "site"), options=case.get("options"))
     site.specs = _SPECS
+    site.known_names = _KNOWN
     # Only variables the case (or the base) sets count as set by the inventory.
     site._raw_explicit = {h: explicit_names | set((case.get("hostvars") or {}).get(h) or {}) for h in raw}
     return site
@@ -135,8 +142,7 @@ def build_site(case, tmp_path):
 def run_case(case, tmp_path):
     site = build_site(case, tmp_path)
     report = _checks.run(site, case.get("checks"))
-    for host, name, reason in site.template_errors:
-        report.add(host, name, "cannot be resolved: " + reason, "a value whose template resolves")
+    _checks.add_template_errors(report, site.template_errors)
     return report.rows
 
 
