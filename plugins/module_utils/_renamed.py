@@ -80,6 +80,8 @@ SITE_VARIABLES = frozenset((
     "labhub_bundle_dir", "labhub_bundle_manifest_file", "labhub_bundle_kinds", "labhub_bundle_sources",
     "labhub_kubeconfig", "labhub_purge", "labhub_render_dir", "labhub_render_hosts", "labhub_render_portal",
     "labhub_run_record_dir", "labhub_test_inventory",
+    # facts labhub.platform modules return (hardware_facts)
+    "labhub_hardware",
     # remove_node.yml's settings (-e)
     "remove_node_drain_timeout", "remove_node_drain_delay", "remove_node_grace_period", "remove_node_purge",
 ))
