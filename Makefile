@@ -78,7 +78,8 @@ portal-test: ## the portal's own suite (its own venv), when present
 hub-test: ## the hub extensions' real-JupyterHub suite, when present
 	if [ -f files/hub/Makefile ]; then $(MAKE) -C files/hub test; else echo "hub extensions: no suite yet"; fi
 
-test: host-deps venv lint sanity unit molecule portal-test hub-test ## the whole suite
+test: ## the whole suite; ends with a table of minutes per stage
+	tests/harness/stages.sh host-deps venv lint sanity unit molecule portal-test hub-test
 	@echo "labhub: all suites passed"
 
 render: venv ## render the local single-node deployment (values + manifests) without a cluster
