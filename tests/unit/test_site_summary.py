@@ -36,7 +36,7 @@ SECRETS = {
     "portal_hub_api_token": "tok-0a9b8c7d6e5f-hubapi",
     "portal_cookie_secret": "sec-aa11bb22cc33-cookie",
     "jupyterhub_github_client_secret": "sec-77gg88hh99ii-github",
-    "vault_labhub_hub_github_client_secret": "sec-77gg88hh99ii-github",
+    "vault_jupyterhub_github_client_secret": "sec-77gg88hh99ii-github",
     "jupyterhub_cookie_secret": "ab" * 32,
     "site_ssh_private_key": "key-zz99yy88xx77-ssh",
     "registry_password": "pw-qq55ww44ee33-registry",
