@@ -116,12 +116,9 @@ class _HostCheck:
         self.report.add(self.host, variable, problem, expected, value=value, secret=secret)
 
     # -- secrets --------------------------------------------------------------------------
-    def _secret_name(self, var):
-        """The variable the operator sets for a secret (the hub token usually comes from the shared name)."""
-        if var == "portal_hub_api_token" and not self.site.has(self.host, var) \
-                and self.site.has(self.host, "portal_hub_api_token") \
-                and _text(self.get("portal_hub_api_token", "")):
-            return "portal_hub_api_token"
+    @staticmethod
+    def _secret_name(var):
+        """The variable the operator sets for a secret (since the rename, the role's own name)."""
         return var
 
     def _template_error(self, var):
