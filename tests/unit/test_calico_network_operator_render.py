@@ -102,36 +102,45 @@ def test_calico_edits_only_the_three_values_of_cni_yaml(tmp_path, settings, expe
     assert proc.returncode == 0 and "changed=0" in proc.stdout, proc.stdout[-3000:]
 
 
-@pytest.mark.parametrize("settings, message", [
+def _rows(report):
+    """(host, variable, problem, expected) of the validation table's rows (LABHUB_VALIDATE_REPORT)."""
+    return [(r["host"], r["variable"], r["problem"], r["expected"]) for r in json.loads(report.read_text())]
+
+
+@pytest.mark.parametrize("settings, variable, problem", [
     ({"calico_ip_autodetection_method": "first_found"},
-     'calico_ip_autodetection_method: unknown method "first_found"'),
+     "calico_ip_autodetection_method", "is not an autodetection method"),
     ({"calico_ip_autodetection_method": "interface"},
-     "calico_ip_autodetection_interface: method 'interface' needs a regular expression"),
+     "calico_ip_autodetection_interface", "is empty but calico_ip_autodetection_method is 'interface'"),
     ({"calico_ip_autodetection_method": "interface", "calico_ip_autodetection_interface": "eth0 eth1"},
-     'calico_ip_autodetection_interface: "eth0 eth1" must not contain spaces or quotes'),
+     "calico_ip_autodetection_interface", "contains spaces or quotes"),
     ({"calico_ip_autodetection_method": "cidr", "calico_ip_autodetection_cidrs": ["10.20.0.0/16", "10.20.0.0"]},
-     'calico_ip_autodetection_cidrs: "10.20.0.0" is not a CIDR'),
+     "calico_ip_autodetection_cidrs", '"10.20.0.0" is not a CIDR'),
     ({"calico_ip_autodetection_method": "cidr", "calico_ip_autodetection_cidrs": ["256.1.1.0/24"]},
-     'calico_ip_autodetection_cidrs: "256.1.1.0/24" is not a CIDR'),
-    ({"calico_ip_autodetection_method": "cidr"}, "calico_ip_autodetection_cidrs: method 'cidr' needs a non-empty list"),
+     "calico_ip_autodetection_cidrs", '"256.1.1.0/24" is not a CIDR'),
+    ({"calico_ip_autodetection_method": "cidr"},
+     "calico_ip_autodetection_cidrs", "is not a non-empty list but calico_ip_autodetection_method is 'cidr'"),
     ({"calico_ip_autodetection_method": "can-reach", "calico_ip_autodetection_can_reach": "not a host"},
-     "calico_ip_autodetection_can_reach: method 'can-reach' needs an IP address or host name"),
-    ({"calico_mtu": 900}, "calico_mtu: must be 0 (detected by Calico) or a number between 1000 and 9000, got 900"),
-    ({"calico_mtu": 9001}, "calico_mtu: must be 0 (detected by Calico) or a number between 1000 and 9000, got 9001"),
-    ({"calico_encapsulation": "ipip"}, "calico_encapsulation: ipip is refused: IP-in-IP needs BGP (BIRD)"),
-    ({"calico_encapsulation": "none"}, "calico_encapsulation: none is refused: unencapsulated routing needs BGP"),
-    ({"calico_encapsulation": "geneve"}, 'calico_encapsulation: unknown value "geneve"'),
+     "calico_ip_autodetection_can_reach", "is not an IP address or host name but calico_ip_autodetection_method is 'can-reach'"),
+    ({"calico_mtu": 900}, "calico_mtu", "is not 0 or a number between 1000 and 9000"),
+    ({"calico_mtu": 9001}, "calico_mtu", "is not 0 or a number between 1000 and 9000"),
+    ({"calico_encapsulation": "ipip"}, "calico_encapsulation", "ipip is refused: IP-in-IP needs BGP (BIRD)"),
+    ({"calico_encapsulation": "none"}, "calico_encapsulation", "none is refused: unencapsulated routing needs BGP"),
+    ({"calico_encapsulation": "geneve"}, "calico_encapsulation", "is not an encapsulation"),
     ({"calico_mtu": 1500, "calico_underlay_mtu": 1500},
-     "calico_mtu: 1500 plus the 50 bytes VXLAN adds (calico_encapsulation: vxlan) exceeds calico_underlay_mtu 1500; "
-     "set calico_mtu to at most 1450"),
-    ({"calico_ready_timeout": 0}, "calico_ready_timeout: must be a positive number of seconds, got 0"),
+     "calico_mtu", "1500 plus the 50 bytes VXLAN adds exceeds calico_underlay_mtu 1500"),
+    ({"calico_ready_timeout": 0}, "calico_ready_timeout", "is not a positive number of seconds"),
 ])
-def test_calico_refuses_bad_settings_naming_the_variable(tmp_path, settings, message):
+def test_calico_refuses_bad_settings_naming_the_variable(tmp_path, settings, variable, problem, monkeypatch):
+    report = tmp_path / "report.json"
+    monkeypatch.setenv("LABHUB_VALIDATE_REPORT", str(report))
     proc, cni = _calico(tmp_path, settings)
     assert proc.returncode != 0
-    out = " ".join(proc.stdout.split())
-    assert "Calico settings refused (nothing was changed): " in out, out[-3000:]
-    assert message in out, out[-3000:]
+    assert "Labhub validation (site): " in proc.stdout, proc.stdout[-3000:]
+    rows = _rows(report)
+    assert any(v == variable and p.startswith(problem) for _h, v, p, _e in rows), rows
+    if variable == "calico_mtu" and "underlay" in problem:
+        assert ("cp1", "calico_mtu", problem, "at most 1450") in rows, rows
     assert cni.read_text() == microk8s_builtin.cni_yaml()
 
 
@@ -213,28 +222,31 @@ def test_nothing_to_do_without_hcas(tmp_path):
     assert built == {"hosts": [], "values": None, "policy": None}
 
 
-@pytest.mark.parametrize("ib_hosts, extra, host_extra, messages", [
+@pytest.mark.parametrize("ib_hosts, extra, host_extra, expected", [
     (["cp1", "gpu1"], {}, {},
-     ["cp1: groups.labhub_ib_nodes: the host is an InfiniBand node but hardware_facts found no HCA"]),
+     [("cp1", "groups.labhub_ib_nodes", "host is an InfiniBand node but no HCA was found (/sys/class/infiniband)")]),
     (["gpu1"], {}, {"gpu1": {"network_operator_hcas": ["mlx5_0", "mlx5_7"]}, "cp1": {"network_operator_sriov": True}},
-     ["gpu1: network_operator_hcas (network_operator_hcas): names HCA 'mlx5_7' but the node has mlx5_0, mlx5_1, mlx5_2, mlx5_3",
-      "cp1: network_operator_sriov (network_operator_sriov): is true but the node has no HCA"]),
+     [("gpu1", "network_operator_hcas", "names HCA 'mlx5_7' but the node has HCAs: mlx5_0, mlx5_1, mlx5_2, mlx5_3"),
+      ("cp1", "network_operator_sriov", "is true but the node has no HCA")]),
     (["gpu1"], {}, {"gpu1": {"network_operator_hcas": ["mlx5_0", "mlx5_1"]}},
-     ["gpu1: network_operator_hcas (network_operator_hcas): names mlx5_0, mlx5_1 of the HCAs mlx5_0, mlx5_1, mlx5_2, mlx5_3; "
-      "the RDMA shared device plugin selects by vendor, link type or netdevice name"]),
+     [("gpu1", "network_operator_hcas", "names mlx5_0, mlx5_1 of the HCAs mlx5_0, mlx5_1, mlx5_2, mlx5_3, but the RDMA "
+       "shared device plugin selects by vendor, link type or netdevice, not by RDMA device name")]),
     (["gpu1"], {"network_operator_sriov": "yes"}, {},
-     ['gpu1: network_operator_sriov (network_operator_sriov): must be true or false, got "yes"']),
+     [("(all hosts)", "network_operator_sriov", "is a string, not a boolean")]),
     (["gpu1"], {"network_operator_rdma_resource_name": "rdma/ib", "network_operator_rdma_hca_max": 0}, {},
-     ['network_operator_rdma_resource_name: must be letters, digits, _ . - (pods request rdma/<name>), got "rdma/ib"',
-      "network_operator_rdma_hca_max: must be a positive number of pods per node, got 0"]),
+     [("cp1", "network_operator_rdma_resource_name", "is not a resource name (pods request rdma/<name>)"),
+      ("cp1", "network_operator_rdma_hca_max", "is not a positive number of pods per node")]),
 ])
-def test_network_operator_refuses_settings_the_hardware_contradicts(tmp_path, ib_hosts, extra, host_extra, messages):
+def test_network_operator_refuses_settings_the_hardware_contradicts(tmp_path, ib_hosts, extra, host_extra, expected,
+                                                                    monkeypatch):
+    report = tmp_path / "report.json"
+    monkeypatch.setenv("LABHUB_VALIDATE_REPORT", str(report))
     proc, built = _network_operator(tmp_path, {"cp1": "cpu-vm", "gpu1": "dgx-h100"}, ib_hosts, extra, host_extra)
-    assert proc.returncode != 0 and built is None
-    out = " ".join(proc.stdout.split())
-    assert "InfiniBand settings refused (nothing was changed): " in out, out[-3000:]
-    for message in messages:
-        assert message in out, out[-3000:]
+    assert proc.returncode != 0 and built is None, proc.stdout[-3000:]
+    assert "Labhub validation (site): " in proc.stdout, proc.stdout[-3000:]
+    rows = [(h, v, p) for h, v, p, _e in _rows(report)]
+    for row in expected:
+        assert row in rows, rows
 
 
 def test_sriov_needs_its_images_in_the_manifest(tmp_path):

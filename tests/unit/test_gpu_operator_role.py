@@ -173,35 +173,42 @@ def test_same_inventory_gives_the_same_values_whatever_the_play_hosts(tmp_path):
 
 @pytest.mark.parametrize("case", ["host_without_driver", "replicas_zero", "image_not_in_bundle", "driver_image_for_os",
                                   "mig_with_strategy_none", "bad_mode"])
-def test_bad_input_fails_naming_the_variable_and_host(tmp_path, case):
+def test_bad_input_fails_naming_the_variable_and_host(tmp_path, case, monkeypatch):
+    """Refused by the role's validation task (labhub.platform.validate) before anything is written:
+    the rows of its table (LABHUB_VALIDATE_REPORT) name the host, the variable and the problem."""
+    report = tmp_path / "report.json"
+    monkeypatch.setenv("LABHUB_VALIDATE_REPORT", str(report))
     hosts = json.loads(json.dumps(HOST_MODE))
     extra = {}
-    expected = []
+    expected = []  # (host, variable, start of the problem)
     if case == "host_without_driver":
         hosts["gpu2"]["labhub_hardware"] = hardware(2, driver=False)
-        expected = ["gpu_operator_driver_mode (gpu_operator_driver_mode) on gpu2: is 'host' but the NVIDIA kernel driver is not loaded"]
+        expected = [("gpu2", "gpu_operator_driver_mode", "is 'host' but the NVIDIA kernel driver is not loaded")]
     elif case == "replicas_zero":
         extra = {"gpu_operator_time_slicing_enabled": True, "gpu_operator_time_slicing_replicas": 0}
-        expected = ["gpu_operator_time_slicing_replicas: must be an integer >= 1, got 0"]
+        expected = [("cp1", "gpu_operator_time_slicing_replicas", "is not a whole number of at least 1")]
     elif case == "image_not_in_bundle":
         extra = {"gpu_operator_images": {**yaml.safe_load((REPO / "roles/gpu_operator/defaults/main.yml").read_text())[
             "gpu_operator_images"], "toolkit": "nvcr.io/nvidia/k8s/container-toolkit:v9.9.9"}}
-        expected = ['gpu_operator_images.toolkit: "nvcr.io/nvidia/k8s/container-toolkit:v9.9.9" is not in']
+        expected = [("cp1", "gpu_operator_images.toolkit", "is not in the bundle manifest")]
     elif case == "driver_image_for_os":
         hosts["gpu1"] = {"labhub_hardware": hardware(8, os_id="debian", os_version="12"), "gpu_operator_driver_mode": "operator"}
-        expected = ["gpu_operator_images.driver on gpu1: driver mode 'operator' needs image nvcr.io/nvidia/driver:580.105.08-debian12"]
+        expected = [("gpu1", "gpu_operator_driver_mode", "is 'operator' but the driver image for debian12 "
+                     "(nvcr.io/nvidia/driver:580.105.08-debian12) is not in")]
     elif case == "mig_with_strategy_none":
         hosts["gpu1"]["gpu_operator_mig_profile"] = "all-1g.10gb"
         extra = {"gpu_operator_mig_strategy": "none"}
-        expected = ["gpu_operator_mig_strategy: is none but gpu_operator_mig_profile (gpu_operator_mig_profile) on gpu1"]
+        expected = [("gpu1", "gpu_operator_mig_profile", "sets a MIG profile but gpu_operator_mig_strategy is none")]
     elif case == "bad_mode":
         hosts["gpu1"]["gpu_operator_driver_mode"] = "container"
-        expected = ['gpu_operator_driver_mode (gpu_operator_driver_mode) on gpu1: must be one of host, operator, got "container"']
+        expected = [("gpu1", "gpu_operator_driver_mode", "is not a driver mode")]
     proc, values, _plan = run_render(tmp_path, hosts, ["gpu1", "gpu2"], extra=extra)
-    text = " ".join(proc.stdout.split()).replace('\\"', '"')
     assert proc.returncode != 0
-    for snippet in expected:
-        assert snippet in text, text[-3000:]
+    assert "Labhub validation (site): " in proc.stdout, proc.stdout[-3000:]
+    rows = json.loads(report.read_text())
+    for host, variable, problem in expected:
+        assert any(r["host"] in (host, "(all hosts)") and r["variable"] == variable and r["problem"].startswith(problem)
+                   for r in rows), rows
     assert values is None, "nothing may be written when the input is invalid"
 
 

@@ -318,15 +318,21 @@ def test_portal_is_registered_as_a_hub_service_with_a_generated_shared_token(ren
     # role portal, same inventory and host: portal.env carries the same token and matching settings
     env_file = tmp_path / "portal.env"
     play = tmp_path / "portal-env.yml"
+    # The role's defaults at the precedence of inventory group vars of `all`, below the scenario's
+    # host_vars, as role defaults are below the inventory (the defaults are the inventory
+    # variables themselves: vars_files would override the host's portal_hub_api_token_file).
+    defaults = tmp_path / "portal-defaults.yml"
+    defaults.write_text(yaml.safe_dump({"all": {"vars": yaml.safe_load(
+        (REPO / "roles/portal/defaults/main.yml").read_text())}}))
     play.write_text(yaml.safe_dump([{
         "name": "portal.env of the portal_service scenario", "hosts": "portal_service", "gather_facts": False,
-        "vars_files": [str(REPO / "roles/portal/defaults/main.yml"), str(REPO / "roles/portal/vars/main.yml")],
+        "vars_files": [str(REPO / "roles/portal/vars/main.yml")],
         "vars": {"portal_database_password": "Zq8rT2vLx9WcN4bKm7Hs", "portal_token": "6f1c9e2ab7d34f08a1c5e9b2d7f3a6c4",
                  "portal_cookie_secret": "e7a2c5f9b1d84e3a96c0f2b7d5a8e1c3", "__portal_kubeconfig_present": False},
         "tasks": [{"name": "render portal.env", "ansible.builtin.template": {
             "src": str(REPO / "roles/portal/templates/portal.env.j2"), "dest": str(env_file), "mode": "0600"}}]}]))
-    proc = subprocess.run(["ansible-playbook", "-i", str(rendered["root"] / "inventory"), str(play)], cwd=REPO,
-                          env=dict(ansible_env(), ANSIBLE_STDOUT_CALLBACK="default"), capture_output=True, text=True,
+    proc = subprocess.run(["ansible-playbook", "-i", str(defaults), "-i", str(rendered["root"] / "inventory"), str(play)],
+                          cwd=REPO, env=dict(ansible_env(), ANSIBLE_STDOUT_CALLBACK="default"), capture_output=True, text=True,
                           timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert token not in proc.stdout + proc.stderr
@@ -502,11 +508,17 @@ def test_uninstall_plan_keeps_user_data_unless_purged(tmp_path):
 
 
 @pytest.mark.slow
-def test_uninstall_refuses_a_string_purge_flag(tmp_path):
+def test_uninstall_refuses_a_string_purge_flag(tmp_path, monkeypatch):
+    import json
+    report = tmp_path / "report.json"
+    monkeypatch.setenv("LABHUB_VALIDATE_REPORT", str(report))
     inv = write_inventory(tmp_path, {"cp1": {}})
     proc = _uninstall(inv, "-e", f"labhub_render_dir={tmp_path / 'plan'}", "-e", "labhub_purge=yes")
     assert proc.returncode != 0
-    assert "labhub_purge (uninstall_purge)" in proc.stdout
+    assert "Labhub validation (uninstall): " in proc.stdout, proc.stdout[-3000:]
+    rows = json.loads(report.read_text())
+    assert [(r["variable"], r["value"], r["problem"]) for r in rows] == [
+        ("labhub_purge", '"yes"', "is a string, not a boolean")], rows
     assert not (tmp_path / "plan").exists()
 
 
