@@ -177,32 +177,38 @@ def test_add_node_joins_labels_is_idempotent_and_check_mode_exact(tmp_path, thre
                                      {"key": "labhub.io/gpu-only", "effect": "NoExecute"}]
 
 
-def test_add_node_refusals_name_the_node(tmp_path, three, sim_bundle):
+def _rows(path):
+    return [(r["host"], r["variable"], r["value"], r["problem"]) for r in json.loads(path.read_text())]
+
+
+def test_add_node_refusals_name_the_node(tmp_path, three, sim_bundle, monkeypatch):
+    report = tmp_path / "report.json"
+    monkeypatch.setenv("LABHUB_VALIDATE_REPORT", str(report))
     nodes, inv = three
     proc, _recap = run(tmp_path, inv, REPO / "add_node.yml", "-e", "node=nope", *SKIP)
     assert proc.returncode != 0
-    assert "Variable 'node' must name one host of the inventory (-e node=<host>), got \"nope\"" in text(proc)
+    assert ("(inventory)", "node", '"nope"', "is not a host of the inventory") in _rows(report), _rows(report)
 
     even = write_inventory(tmp_path, nodes[:2], nodes[2:], sim_bundle)
     proc, _recap = run(tmp_path, even, REPO / "add_node.yml", "-e", "node=n2", *SKIP)
     assert proc.returncode != 0
-    assert ("Host n2 (variable 'node') would make 2 control-plane nodes (n1, n2): HA needs an odd number of "
-            "dqlite voters (1, 3, 5, 7)") in text(proc)
+    assert ("n2", "node", '"n2"', "would make 2 control-plane nodes (n1, n2)") in _rows(report), _rows(report)
     assert all(n.node_state() is None for n in nodes)
 
 
-@pytest.mark.parametrize("labels, taints, message", [
+@pytest.mark.parametrize("labels, taints, expected", [
     ({"a b": "c", "kubernetes.io/arch": "x", "ok": 1}, [],
-     "nodes_labels (nodes_labels) of localhost must be a dict of Kubernetes label keys to string values: "
-     "key \"a b\" is not a valid label key; key kubernetes.io/arch uses a prefix reserved for Kubernetes; "
-     "value of ok must be a string (quote it), got 1"),
+     [("nodes_labels.a b", "is not a valid label key"),
+      ("nodes_labels.kubernetes.io/arch", "label key kubernetes.io/arch uses a prefix reserved for Kubernetes"),
+      ("nodes_labels.ok", "")]),
     ({"node-role.kubernetes.io/gpu": ""}, [{"key": "x", "effect": "NoSchedul"}, {"key": "y", "value": "a b", "effect": "NoExecute"},
                                            {"key": "y", "effect": "NoExecute"}],
-     "nodes_taints (nodes_taints) of localhost must be a list of {key, value, effect} with effect NoSchedule, "
-     "PreferNoSchedule or NoExecute: effect \"NoSchedul\" of x must be one of NoSchedule, PreferNoSchedule, NoExecute; "
-     "value \"a b\" of y is not a valid taint value (a quoted string); taint y:NoExecute is listed twice"),
+     [("nodes_taints[0].effect", "is not a taint effect"), ("nodes_taints[1].value", ""),
+      ("nodes_taints[2]", "taint y:NoExecute is listed twice")]),
 ])
-def test_nodes_role_preflight_names_variable_and_host(tmp_path, labels, taints, message):
+def test_nodes_role_preflight_names_variable_and_host(tmp_path, labels, taints, expected, monkeypatch):
+    report = tmp_path / "report.json"
+    monkeypatch.setenv("LABHUB_VALIDATE_REPORT", str(report))
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text("{}")
     play = tmp_path / "play.yml"
@@ -216,7 +222,9 @@ def test_nodes_role_preflight_names_variable_and_host(tmp_path, labels, taints, 
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
     proc, _recap = run(tmp_path, inventory, play)
     assert proc.returncode != 0
-    assert message in text(proc), proc.stdout[-3000:]
+    rows = _rows(report)
+    for variable, problem in expected:
+        assert any(h == "localhost" and v == variable and p.startswith(problem) for h, v, _val, p in rows), rows
 
 
 # --------------------------------------------------------------------------------------- remove
