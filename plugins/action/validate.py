@@ -23,6 +23,7 @@ from ansible.template import trust_as_template
 from ansible.utils.display import Display
 
 from ansible_collections.labhub.platform.plugins.module_utils import _checks
+from ansible_collections.labhub.platform.plugins.module_utils import _renamed
 from ansible_collections.labhub.platform.plugins.module_utils._validation import (
     INVENTORY,
     MISSING,
@@ -197,6 +198,38 @@ class ActionModule(ActionBase):
     _VALID_ARGS = frozenset(("playbook", "scope", "hardware_var", "checks", "vars"))
 
     @staticmethod
+    def _overlay_play_vars(task_vars, raw_by_host, defaults, scope):
+        """Play vars, role parameters and include vars are not host variables: take the Labhub
+        variables of this task's context that differ from the host's own and from the role
+        defaults, and give them to every host in scope (they apply to the whole play), so a
+        role run alone with `vars:` is validated with the values it will use."""
+        current = task_vars.get("inventory_hostname")
+        base = raw_by_host.get(current)
+        if base is None:
+            return
+        extras = {}
+        for name, value in task_vars.items():
+            if not name.startswith(_renamed.PREFIXES) or name.startswith("__"):
+                continue
+            if name in base and base[name] == value:
+                continue
+            if name in defaults and defaults[name] == value:
+                continue
+            if name not in base and name in defaults and isinstance(value, str) and "role_path" in value:
+                continue
+            if name in base or name in defaults or name in _renamed.SITE_VARIABLES:
+                extras[name] = value
+            elif name.startswith(tuple(p for p in _renamed.PREFIXES if p != "labhub_")):
+                extras[name] = value
+        if not extras:
+            return
+        for host in (scope if scope is not None else list(raw_by_host)):
+            if host in raw_by_host:
+                merged = dict(raw_by_host[host])
+                merged.update(extras)
+                raw_by_host[host] = merged
+
+    @staticmethod
     def _hardware(raw, var):
         result = raw.get(var)
         if not isinstance(result, dict):
@@ -220,6 +253,8 @@ class ActionModule(ActionBase):
         groups = {k: list(v) for k, v in task_vars.get("groups", {}).items()}
         hosts = list(groups.get("all", []))
         raw_by_host = {h: hostvars.raw_get(h) for h in hosts}
+        defaults = load_role_defaults(self._loader)
+        self._overlay_play_vars(task_vars, raw_by_host, defaults, args.get("scope"))
         # Variables the play (or the role's task) sets and hostvars does not hold: play vars,
         # include_role vars. They apply to every host, as in the play that passes them.
         overrides = args.get("vars") or {}
@@ -242,7 +277,7 @@ class ActionModule(ActionBase):
                     options[name] = self._templar.template(task_vars[name])
                 except Exception:  # pylint: disable=broad-except
                     options[name] = task_vars[name]
-        site = _LazySite(self._templar, raw_by_host, load_role_defaults(self._loader), loader=self._loader,
+        site = _LazySite(self._templar, raw_by_host, defaults, loader=self._loader,
                          groups=groups, hardware=hardware, scope=[h for h in scope if h in hosts],
                          playbook=playbook, options=options)
         site.specs = load_role_specs(self._loader)

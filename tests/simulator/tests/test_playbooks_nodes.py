@@ -198,7 +198,7 @@ def test_add_node_refusals_name_the_node(tmp_path, three, sim_bundle, monkeypatc
 
 @pytest.mark.parametrize("labels, taints, expected", [
     ({"a b": "c", "kubernetes.io/arch": "x", "ok": 1}, [],
-     [("nodes_labels.a b", "is not a valid label key"),
+     [("nodes_labels.a b", "label key name 'a b' must be 1-63 characters"),
       ("nodes_labels.kubernetes.io/arch", "label key kubernetes.io/arch uses a prefix reserved for Kubernetes"),
       ("nodes_labels.ok", "")]),
     ({"node-role.kubernetes.io/gpu": ""}, [{"key": "x", "effect": "NoSchedul"}, {"key": "y", "value": "a b", "effect": "NoExecute"},
@@ -235,9 +235,13 @@ def test_remove_node_refusals_change_nothing(tmp_path, three):
     playbook = REPO / "remove_node.yml"
     before = n1.nodes()
 
-    proc, _recap = run(tmp_path, inv, playbook, "-e", "node=ghost", *SKIP)
+    report = tmp_path / "rows.json"
+    proc, _recap = ansible_playbook(tmp_path, inv, playbook, "-e", "node=ghost", *SKIP,
+                                    env={"ANSIBLE_TIMEOUT": "3", "LABHUB_VALIDATE_REPORT": str(report)})
     assert proc.returncode != 0
-    assert "Variable 'node' must name one host of the inventory (-e node=<host>), got \"ghost\"" in text(proc)
+    rows = json.loads(report.read_text())
+    assert [(r["host"], r["variable"], r["value"], r["problem"]) for r in rows] == [
+        ("(inventory)", "node", '"ghost"', "is not a host of the inventory")], rows
 
     proc, _recap = run(tmp_path, inv, playbook, "-e", "node=n3", *SKIP)
     assert proc.returncode != 0
