@@ -182,6 +182,14 @@ def check_gpu_operator(site, report):
     hub = site.hub_host
     _bool_row(site, report, hub, "gpu_operator_enabled")
     if not _enabled(site, hub, "gpu_operator_enabled"):
+        # Off: still refuse a value that is wrong on its own (it would be wrong when turned on).
+        for host in cluster_scope(site):
+            mode = site.get(host, "gpu_operator_driver_mode", "host")
+            if site.has(host, "gpu_operator_driver_mode") and mode not in GPU_DRIVER_MODES:
+                report.add(host, user_var(site, host, "gpu_operator_driver_mode"), "is not a driver mode",
+                           "one of: " + ", ".join(GPU_DRIVER_MODES), value=mode)
+            if site.has(host, "gpu_operator_mig_profile"):
+                _gpu_node(site, report, host, None, "gpu_operator_manifest_file")
         return
     manifest_file = site.get(hub, "gpu_operator_manifest_file")
     data, error = manifest(manifest_file)
@@ -311,6 +319,12 @@ def check_network_operator(site, report):
         _bool_row(site, report, hub, "network_operator_enabled")
         return
     if not enabled:
+        # Off: still refuse a value that is wrong on its own (it would be wrong when turned on).
+        for host in cluster_scope(site):
+            hcas = site.get(host, "network_operator_hcas", [])
+            if site.has(host, "network_operator_hcas") and not is_list(hcas):
+                report.add(host, "network_operator_hcas", "is %s, not a list" % a_type_name(hcas),
+                           "a list of HCA names, e.g. [mlx5_0]", value=hcas)
         return
     for host in cluster_scope(site):
         _ib_node(site, report, host)

@@ -179,7 +179,20 @@ def check_hub(site, report):
         _check_secrets_and_services(hub)
         _check_portal(hub)
         _check_limits_and_files(hub)
+        _check_names(hub)
         _check_with_hub_package(hub)
+
+
+def _check_names(hub):
+    """Kubernetes names the role creates objects under."""
+    for var, what in (("jupyterhub_namespace", "a namespace name"), ("jupyterhub_release_name", "a Helm release name")):
+        value = hub.value(var)
+        if value is MISSING or value is None:
+            continue
+        if not isinstance(value, str) or not re.match(r"^[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?$", value):
+            hub.add(var, "is not %s (RFC 1123 label)" % what,
+                    "lower-case letters, digits and '-', starting and ending with a letter or digit, e.g. jhub",
+                    value=value)
 
 
 # --------------------------------------------------------------------------------------
