@@ -34,6 +34,7 @@ import re
 
 from ansible_collections.labhub.platform.plugins.module_utils import _hub_config
 from ansible_collections.labhub.platform.plugins.module_utils._validation import (
+    HostCheck,
     a_type_name,
     cpu_error,
     CPU_QUANTITY_RE,
@@ -120,14 +121,12 @@ def secrets_left_out(site, host):
     return bool(site.get(host, "jupyterhub_render_dir")) and site.get(host, "jupyterhub_render_secrets") is False
 
 
-class _Hub:
+class _Hub(HostCheck):
     """The variables of one hub host, rows named as the user writes them."""
 
-    def __init__(self, site, report, host):
-        self.site = site
-        self.report = report
-        self.host = host
-        self.reported = set()
+    @property
+    def reported(self):
+        return self.flagged
 
     def value(self, var, default=None):
         return self.site.get(self.host, var, default)

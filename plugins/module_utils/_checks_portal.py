@@ -34,6 +34,7 @@ from ansible_collections.labhub.platform.plugins.module_utils import (
     _portal_settings as ps,
 )
 from ansible_collections.labhub.platform.plugins.module_utils._validation import (
+    HostCheck,
     a_type_name,
     abs_path_error,
     DNS_LABEL_RE,
@@ -99,17 +100,8 @@ def portal_hosts(site):
     return [h for h in hosts if _truthy(site.get(h, "portal_enabled"), True)], False
 
 
-class _HostCheck:
+class _HostCheck(HostCheck):
     """The checks of one portal host; remembers which variables already have a row."""
-
-    def __init__(self, site, report, host):
-        self.site = site
-        self.report = report
-        self.host = host
-        self.flagged = set()
-
-    def get(self, name, default=MISSING):
-        return self.site.get(self.host, name, default)
 
     def add(self, variable, problem, expected, value=MISSING, secret=None):
         self.flagged.add(variable)

@@ -281,6 +281,20 @@ class Site:
         return self.get(self.hub_host, name, default)
 
 
+class HostCheck:
+    """The checks of one host: reads its variables and adds rows, remembering which variables
+    already have one (concern checkers build on it)."""
+
+    def __init__(self, site, report, host):
+        self.site = site
+        self.report = report
+        self.host = host
+        self.flagged = set()
+
+    def get(self, name, default=MISSING):
+        return self.site.get(self.host, name, default)
+
+
 # --------------------------------------------------------------------------------------
 # Shared small checks: each returns an error text, or None when the value is fine.
 # --------------------------------------------------------------------------------------
@@ -314,28 +328,25 @@ def is_str(value):
     return isinstance(value, str)
 
 
-def cpu_error(value):
-    """None when value is a positive Kubernetes CPU quantity."""
+def _quantity_error(value, regex, what):
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return "is %s, not a CPU quantity" % a_type_name(value)
-    match = CPU_QUANTITY_RE.match(str(value).strip())
+        return "is %s, not a %s quantity" % (a_type_name(value), what)
+    match = regex.match(str(value).strip())
     if not match:
-        return "is not a CPU quantity"
+        return "is not a %s quantity" % what
     if float(match.group(1)) <= 0:
         return "must be more than 0"
     return None
+
+
+def cpu_error(value):
+    """None when value is a positive Kubernetes CPU quantity."""
+    return _quantity_error(value, CPU_QUANTITY_RE, "CPU")
 
 
 def memory_error(value):
     """None when value is a positive Kubernetes memory/storage quantity."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return "is %s, not a memory quantity" % a_type_name(value)
-    match = MEMORY_QUANTITY_RE.match(str(value).strip())
-    if not match:
-        return "is not a memory quantity"
-    if float(match.group(1)) <= 0:
-        return "must be more than 0"
-    return None
+    return _quantity_error(value, MEMORY_QUANTITY_RE, "memory")
 
 
 def url_error(value, schemes=("http", "https")):
