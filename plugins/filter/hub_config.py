@@ -12,7 +12,7 @@ short_description: The Labhub hub configuration from the jupyterhub role's varia
 version_added: 0.1.0
 description:
   - Builds the plain-data configuration of the labhub_hub package (files/hub/README.md) that the jupyterhub role
-    ships to the hub in a ConfigMap. Secrets are only C({env: VARIABLE}) references.
+    ships to the hub in a ConfigMap. Secrets appear only as references to environment variables of the hub pod.
   - The validation phase (labhub.platform.validate, check C(hub)) builds the same data with the same code and
     validates it with the hub package's own validator.
 author:

@@ -62,7 +62,7 @@ def _load_yaml(path):
 
 def role_defaults(role):
     """The raw defaults/main.yml of a role (for the inventory variable a default reads)."""
-    data, _ = _load_yaml(os.path.join(ROLES_DIR, role, "defaults", "main.yml"))
+    data = _load_yaml(os.path.join(ROLES_DIR, role, "defaults", "main.yml"))[0]
     return data if isinstance(data, dict) else {}
 
 
@@ -517,7 +517,7 @@ def check_bundle(site, report):
             report.add(host, user_var(site, host, "bundle_sources"), "has keys that name no artifact: %s"
                        % ", ".join(map(str, bad)), "keys image:<ref>, chart:<name>, snap:<name>, wheels:<name>",
                        value=sources)
-    data, _ = manifest(_bvar(site, host, "bundle_manifest_file"))
+    data = manifest(_bvar(site, host, "bundle_manifest_file"))[0]
     wheels = (data or {}).get("wheels")
     if "wheels" in kinds and isinstance(wheels, dict) and wheels.get("requirements"):
         root = site.get(host, "bundle_project_root", "")

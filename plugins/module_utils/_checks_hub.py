@@ -363,7 +363,7 @@ def _check_auth_settings(hub, modes):
         if mode in OAUTH_MODES and mode not in settings:
             allow = "allowed_organizations (org or org:team)" if mode == "github" else "allowed_groups"
             hub.add(var, "login mode '%s' has no allowed users or %s: it would admit every account of the "
-                    "identity provider" % (mode, allow.split(" ")[0]),
+                    "identity provider" % (mode, allow.split(" ", maxsplit=1)[0]),
                     "jupyterhub_auth_settings.%s.%s and/or allowed_users" % (mode, allow),
                     path=".%s" % mode)
 

@@ -376,7 +376,7 @@ def label_key_error(key):
     """Kubernetes label/annotation key: [prefix/]name (apimachinery IsQualifiedName)."""
     if not isinstance(key, str) or not key:
         return "label key must be a non-empty string"
-    prefix, _, name = key.rpartition("/")
+    prefix, _sep, name = key.rpartition("/")
     if "/" in key and not prefix:
         return "label key has an empty prefix"
     if prefix and not DNS_SUBDOMAIN_RE.match(prefix):

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: Labhub engineers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Search logs and files for secret values, raw or base64-encoded (any alignment).
@@ -50,7 +49,7 @@ def kubeconfig_secrets(path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--secret", action="append", default=[])
     parser.add_argument("--secret-file", action="append", default=[])
     parser.add_argument("--kubeconfig", action="append", default=[],
@@ -75,7 +74,7 @@ def main(argv=None):
     findings = []
     scanned = 0
     for top in args.scan:
-        paths = [top] if os.path.isfile(top) else [os.path.join(d, f) for d, _, fs in os.walk(top) for f in fs]
+        paths = [top] if os.path.isfile(top) else [os.path.join(d, f) for d, _dirs, fs in os.walk(top) for f in fs]
         for path in paths:
             real = os.path.realpath(path)
             if any(real == a or real.startswith(a + os.sep) for a in allow) or not os.path.isfile(real):

@@ -283,7 +283,7 @@ def runs(tmp_path_factory):
     if not shutil.which("openssl"):
         pytest.skip("openssl is needed for the TLS key canary")
     jobs = {}
-    for (site, verbosity), (hosts, playbook, _) in RUNS.items():
+    for (site, verbosity), (hosts, playbook, _unused) in RUNS.items():
         root = tmp_path_factory.mktemp(f"canary-{site}-{verbosity}")
         built = Site(root, hosts, _env(root), old_names=playbook is not None)
         if playbook is not None:
@@ -336,7 +336,7 @@ def test_no_canary_in_output(runs, site, verbosity):
 @pytest.mark.slow
 @pytest.mark.parametrize("site,verbosity", list(RUNS))
 def test_no_canary_in_written_files(runs, site, verbosity):
-    built, _ = runs[(site, verbosity)]
+    built = runs[(site, verbosity)][0]
     canaries = dict(built.canaries, **_generated(built))
     leaks = {}
     for path in built.root.rglob("*"):
@@ -369,7 +369,7 @@ def test_planted_secrets_are_in_the_secret_manifests_only(runs):
 @pytest.mark.slow
 @pytest.mark.parametrize("site", ["token_generated", "all_generated"])
 def test_credentials_directory_is_private(runs, site):
-    for (name, _), (built, proc) in runs.items():
+    for (name, _verbosity), (built, proc) in runs.items():
         if name != site:
             continue
         creds = built.inventory / ".credentials"
@@ -398,7 +398,7 @@ def test_secret_file_lookup_creates_private_directories(tmp_path):
            f"msg={{{{ lookup('labhub.platform.secret_file', '{path}', chars=['digits', 'abcdef'], length=64) }}}}"]
     env = _env(tmp_path)
     outputs = [subprocess.run(cmd, env=env, capture_output=True, text=True, check=True,
-                              preexec_fn=lambda: os.umask(0o022)).stdout for _ in range(2)]
+                              preexec_fn=lambda: os.umask(0o022)).stdout for _attempt in range(2)]
     secret = path.read_text().strip()
     assert re.fullmatch(r"[0-9a-f]{64}", secret)
     assert all(secret in out for out in outputs), outputs
