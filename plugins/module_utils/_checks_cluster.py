@@ -19,6 +19,7 @@ import ipaddress
 import os
 import re
 
+from ansible_collections.labhub.platform.plugins.module_utils._checks_inventory import check_quorum
 from ansible_collections.labhub.platform.plugins.module_utils._validation import (
     a_type_name,
     HOSTNAME_RE,
@@ -162,13 +163,8 @@ def _layout(site, report):
     if not is_str(cp_group) or not is_str(wk_group):
         return None
     cp, workers = site.group(cp_group), site.group(wk_group)
-    var = "groups." + cp_group
-    # Same rows as the inventory topology check (so they appear once when both run).
-    if not cp:
-        report.add(INVENTORY, var, "has no host", "1 control-plane node, or 3, 5, 7 for high availability")
-    elif len(cp) % 2 == 0:
-        report.add(INVENTORY, var, "has %d hosts (%s): an HA control plane needs an odd number of nodes "
-                   "(1, 3, 5, ...) to keep quorum" % (len(cp), ", ".join(cp)), "an odd number of hosts")
+    # The inventory topology check's rule (the same rows, so they appear once when both run).
+    check_quorum(report, cp_group, cp)
     for host in site.hosts:
         if host in cp and host in workers:
             report.add(host, "groups.%s + groups.%s" % (cp_group, wk_group),

@@ -44,15 +44,19 @@ BOOLEAN_VARS = (
 )
 
 
+def check_quorum(report, group, members):
+    """The control-plane group has 1, 3, 5, ... hosts (dqlite keeps quorum with an odd number)."""
+    var = "groups." + group
+    if not members:
+        report.add(INVENTORY, var, "has no host", "1 control-plane node, or 3, 5, 7 for high availability")
+    elif len(members) % 2 == 0:
+        report.add(INVENTORY, var, "has %d hosts (%s): an HA control plane needs an odd number of nodes "
+                   "(1, 3, 5, ...) to keep quorum" % (len(members), ", ".join(members)), "an odd number of hosts")
+
+
 def check_topology(site, report):
     """Control-plane quorum, conflicting groups, group nesting."""
-    cp = site.control_plane
-    var = "groups." + CONTROL_PLANE
-    if not cp:
-        report.add(INVENTORY, var, "has no host", "1 control-plane node, or 3, 5, 7 for high availability")
-    elif len(cp) % 2 == 0:
-        report.add(INVENTORY, var, "has %d hosts (%s): an HA control plane needs an odd number of nodes "
-                   "(1, 3, 5, ...) to keep quorum" % (len(cp), ", ".join(cp)), "an odd number of hosts")
+    check_quorum(report, CONTROL_PLANE, site.control_plane)
     for first, second in CONFLICTING_GROUPS:
         for host in site.hosts:
             if host in site.group(first) and host in site.group(second):
