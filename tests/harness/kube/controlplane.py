@@ -1,0 +1,397 @@
+"""A real Kubernetes control plane for the tests (issue 11), as plain processes.
+
+etcd (embed), kube-apiserver, kube-controller-manager, kube-scheduler and KWOK, built by
+``build.sh`` from the Go modules pinned in ``go.mod``, started with what a real cluster has on:
+TLS, client-certificate and service-account authentication, RBAC (and the Node authorizer), the
+default admission plugins plus NodeRestriction, controllers (service-account tokens, garbage
+collector, workloads) and the scheduler. There are no kubelets: KWOK plays them for Nodes
+annotated ``kwok.x-k8s.io/node: fake`` (Ready, lease heartbeats, pods Running, Job pods
+Succeeded), so pods are really scheduled by the real scheduler.
+
+Standard library and the ``openssl`` command only: the portal's and the hub's own venvs import
+this file by path.
+
+    python3 tests/harness/kube/controlplane.py up DIR [--address ADDR ...]   # start, detach
+    python3 tests/harness/kube/controlplane.py down DIR
+
+``up`` writes ``DIR/admin.kubeconfig`` (cluster admin, ``system:masters``) and ``DIR/state.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
+#: MicroK8s' service range and the kubernetes Service address in it (MicroK8s args/kube-apiserver).
+SERVICE_CIDR = "10.152.183.0/24"
+KUBERNETES_SERVICE_IP = "10.152.183.1"
+#: What KWOK and the harness put on a fake node.
+KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+
+
+def build() -> Path:
+    """Build (or reuse) the binaries; return the cache directory holding bin/ and kwok.yaml."""
+    out = subprocess.run(
+        [str(HERE / "build.sh")], check=True, stdout=subprocess.PIPE, text=True
+    ).stdout
+    return Path(out.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], check=True, cwd=cwd, capture_output=True)
+
+
+def write_cert(pki: Path, name: str, subject: str, *, sans: list[str] | None = None, client: bool = True) -> None:
+    """A key and a certificate signed by pki/ca.crt (RSA 2048, one year)."""
+    ext = pki / f"{name}.ext"
+    lines = ["basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment"]
+    lines.append("extendedKeyUsage=" + ("clientAuth" if client else "serverAuth,clientAuth"))
+    if sans:
+        lines.append("subjectAltName=" + ",".join(sans))
+    ext.write_text("\n".join(lines) + "\n")
+    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+            "-subj", subject, "-out", f"{name}.csr", cwd=pki)
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "365", "-extfile", ext.name, "-out", f"{name}.crt", cwd=pki)
+
+
+def san_entries(addresses: list[str]) -> list[str]:
+    out = []
+    for address in addresses:
+        try:
+            ipaddress.ip_address(address)
+            out.append(f"IP:{address}")
+        except ValueError:
+            out.append(f"DNS:{address}")
+    return out
+
+
+def kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> str:
+    return json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "labhub-test",
+        "clusters": [{"name": "labhub-test", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
+        "contexts": [{"name": "labhub-test", "context": {"cluster": "labhub-test", "user": user}}],
+    }, indent=1)
+
+
+@dataclass
+class ControlPlane:
+    """One control plane in ``workdir``; ``start()`` then ``stop()`` (or use as a context manager)."""
+
+    workdir: Path
+    #: Extra names/addresses for the API server certificate (e.g. the podman gateway).
+    addresses: list[str] = field(default_factory=list)
+    bind: str = "127.0.0.1"
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    port: int = 0
+    server: str = ""
+
+    @property
+    def pki(self) -> Path:
+        return self.workdir / "pki"
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.workdir / "admin.kubeconfig"
+
+    def __enter__(self) -> "ControlPlane":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- PKI ---------------------------------------------------------------------------------
+    def make_pki(self) -> None:
+        pki = self.pki
+        if (pki / "ca.crt").exists():
+            return
+        pki.mkdir(parents=True, exist_ok=True)
+        os.chmod(pki, 0o700)
+        openssl("req", "-x509", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+                "-subj", "/CN=labhub-test-ca", "-days", "365", "-out", "ca.crt", cwd=pki)
+        sans = ["DNS:kubernetes", "DNS:kubernetes.default", "DNS:kubernetes.default.svc",
+                "DNS:kubernetes.default.svc.cluster", "DNS:kubernetes.default.svc.cluster.local",
+                "DNS:localhost", "IP:127.0.0.1", f"IP:{KUBERNETES_SERVICE_IP}"]
+        sans += san_entries(self.addresses)
+        write_cert(pki, "apiserver", "/CN=kube-apiserver", sans=sans, client=False)
+        write_cert(pki, "admin", "/O=system:masters/CN=admin")
+        write_cert(pki, "controller-manager", "/CN=system:kube-controller-manager")
+        write_cert(pki, "scheduler", "/CN=system:kube-scheduler")
+        write_cert(pki, "kwok", "/O=system:masters/CN=kwok")
+        openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+        openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+
+    # -- processes ---------------------------------------------------------------------------
+    def spawn(self, name: str, argv: list[str]) -> None:
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it open
+        self.procs[name] = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cache = build()
+        bin_dir = cache / "bin"
+        self.make_pki()
+        pki = self.pki
+        etcd_port, peer_port = free_port(), free_port()
+        self.port = free_port()
+        host = "127.0.0.1" if self.bind in ("127.0.0.1", "0.0.0.0") else self.bind
+        self.server = f"https://{host}:{self.port}"
+        self.spawn("etcd", [str(bin_dir / "etcd"), f"--data-dir={self.workdir / 'etcd'}",
+                            f"--listen-client-url=http://127.0.0.1:{etcd_port}",
+                            f"--listen-peer-url=http://127.0.0.1:{peer_port}"])
+        wait_port(etcd_port, "etcd", self)
+        self.spawn("kube-apiserver", [
+            str(bin_dir / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+            f"--bind-address={self.bind}", f"--secure-port={self.port}",
+            "--advertise-address=127.0.0.1",
+            f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--allow-privileged=true",
+            "--anonymous-auth=false",
+            "--profiling=false",
+            "--endpoint-reconciler-type=none",
+        ])
+        self.write_kubeconfigs()
+        self.wait_ready()
+        self.spawn("kube-controller-manager", [
+            str(bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={self.workdir / 'controller-manager.kubeconfig'}",
+            f"--authentication-kubeconfig={self.workdir / 'controller-manager.kubeconfig'}",
+            f"--authorization-kubeconfig={self.workdir / 'controller-manager.kubeconfig'}",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+            f"--cluster-signing-key-file={pki / 'ca.key'}",
+            "--use-service-account-credentials=true",
+            "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
+            # Pods on KWOK nodes are never evicted for a missing kubelet heartbeat: KWOK renews leases.
+            "--controllers=*,-nodeipam",
+        ])
+        self.spawn("kube-scheduler", [
+            str(bin_dir / "kube-scheduler"),
+            f"--kubeconfig={self.workdir / 'scheduler.kubeconfig'}",
+            f"--authentication-kubeconfig={self.workdir / 'scheduler.kubeconfig'}",
+            f"--authorization-kubeconfig={self.workdir / 'scheduler.kubeconfig'}",
+            "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
+        ])
+        self.spawn("kwok", [
+            str(bin_dir / "kwok"), f"--kubeconfig={self.workdir / 'kwok.kubeconfig'}",
+            f"--config={cache / 'kwok.yaml'}",
+            f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
+            "--cidr=10.1.0.0/16", "--node-ip=10.0.0.1", "--node-lease-duration-seconds=40",
+        ])
+        self.wait_service_accounts()
+        (self.workdir / "state.json").write_text(json.dumps({
+            "server": self.server, "port": self.port, "bin": str(bin_dir),
+            "pids": {n: p.pid for n, p in self.procs.items()},
+            "kubeconfig": str(self.admin_kubeconfig),
+        }, indent=1))
+
+    def write_kubeconfigs(self) -> None:
+        pki = self.pki
+        for name, user in (("admin", "admin"), ("controller-manager", "system:kube-controller-manager"),
+                           ("scheduler", "system:kube-scheduler"), ("kwok", "kwok")):
+            (self.workdir / f"{name}.kubeconfig").write_text(
+                kubeconfig(self.server, pki / "ca.crt", pki / f"{name}.crt", pki / f"{name}.key", user))
+            os.chmod(self.workdir / f"{name}.kubeconfig", 0o600)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+        ctx.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
+        return ctx
+
+    def request(self, method: str, path: str, body: Any = None,
+                content_type: str = "application/json") -> tuple[int, Any]:
+        """One admin request; returns (status, decoded JSON body)."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.server + path, data=data, method=method,
+                                     headers={"Content-Type": content_type, "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(req, context=self.ssl_context(), timeout=30) as resp:
+                raw = resp.read()
+                status = resp.status
+        except urllib.error.HTTPError as err:
+            raw, status = err.read(), err.code
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def request_as(self, token: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """One request with a bearer token (no client certificate): what a pod's service account sends."""
+        ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.server + path, data=data, method=method,
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as err:
+            raw = err.read()
+            try:
+                return err.code, json.loads(raw)
+            except ValueError:
+                return err.code, raw.decode(errors="replace")
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                status, body = self.request("GET", "/readyz")
+                if status == 200:
+                    return
+                last = body
+            except (OSError, ssl.SSLError) as err:
+                last = err
+            time.sleep(0.5)
+        raise RuntimeError(f"Failed to start kube-apiserver '{self.server}' due to: not ready after {timeout} s ({last})")
+
+    def wait_service_accounts(self, timeout: float = 90) -> None:
+        """The controllers are up once the 'default' ServiceAccount exists in 'default'."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            status, _ = self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")
+            if status == 200:
+                return
+            time.sleep(0.5)
+        raise RuntimeError("Failed to start kube-controller-manager due to: no default ServiceAccount "
+                           f"after {timeout} s (see {self.workdir / 'kube-controller-manager.log'})")
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"Failed to run {name} due to: exited with {proc.returncode}:\n{tail}")
+
+    def stop(self) -> None:
+        for name in ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
+            proc = self.procs.pop(name, None)
+            if proc is None:
+                continue
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    # -- nodes -------------------------------------------------------------------------------
+    def add_node(self, name: str, *, cpu: str = "8", memory: str = "32Gi", labels: dict[str, str] | None = None,
+                 extended: dict[str, str] | None = None, taints: list[dict[str, str]] | None = None,
+                 address: str | None = None) -> dict[str, Any]:
+        """Create a Node KWOK keeps Ready, with the given capacity (extended resources such as
+        ``nvidia.com/gpu`` included, as a device plugin would report them)."""
+        capacity = {"cpu": cpu, "memory": memory, "pods": "110", **(extended or {})}
+        node = {
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "annotations": {KWOK_ANNOTATION: "fake"},
+                         "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                                    "kubernetes.io/arch": "amd64", "type": "kwok", **(labels or {})}},
+            "spec": {"taints": taints or []},
+            "status": {"capacity": capacity, "allocatable": capacity,
+                       "addresses": [{"type": "InternalIP", "address": address or "10.0.0.1"},
+                                     {"type": "Hostname", "address": name}]},
+        }
+        status, body = self.request("POST", "/api/v1/nodes", node)
+        if status not in (200, 201):
+            raise RuntimeError(f"Failed to create node '{name}' due to: {status} {body}")
+        return dict(body)
+
+    def wait_node_ready(self, name: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, body = self.request("GET", f"/api/v1/nodes/{name}")
+            if status == 200:
+                for cond in body.get("status", {}).get("conditions", []):
+                    if cond.get("type") == "Ready" and cond.get("status") == "True":
+                        return
+            time.sleep(0.3)
+        raise RuntimeError(f"Failed to ready node '{name}' due to: KWOK did not mark it Ready in {timeout} s")
+
+
+def wait_port(port: int, name: str, plane: ControlPlane, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        plane.check_alive()
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"Failed to start {name} due to: port {port} not open after {timeout} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="start a control plane in DIR and detach")
+    up.add_argument("dir", type=Path)
+    up.add_argument("--address", action="append", default=[], help="extra certificate name/address")
+    up.add_argument("--bind", default="127.0.0.1")
+    down = sub.add_parser("down", help="stop the control plane in DIR")
+    down.add_argument("dir", type=Path)
+    sub.add_parser("build", help="build (or reuse) the binaries; print their directory")
+    args = parser.parse_args(argv)
+    if args.cmd == "build":
+        print(build())
+        return 0
+    if args.cmd == "up":
+        plane = ControlPlane(args.dir.resolve(), addresses=args.address, bind=args.bind)
+        try:
+            plane.start()
+        except Exception:
+            plane.stop()
+            raise
+        print(plane.admin_kubeconfig)
+        return 0
+    state = args.dir / "state.json"
+    if not state.exists():
+        return 0
+    for pid in reversed(list(json.loads(state.read_text())["pids"].values())):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    state.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+__all__ = ["ControlPlane", "build"]
