@@ -18,6 +18,11 @@ if [ "$(printf '%s\n%s\n' "$need_go" "$have" | sort -V | head -1)" != "$need_go"
 fi
 digest=$(cat "$here/go.sum" "$here/go.mod" "$here/build.sh" "$here"/etcd/*.go | sha256sum | cut -c1-16)
 out="$root/.cache/kube/$digest"
+# One build at a time (several test sessions share the checkout): a second caller waits here and
+# then finds the cache the first one built, instead of racing on $out.tmp.
+mkdir -p "$root/.cache/kube"
+exec 9>"$root/.cache/kube/.build.lock"
+flock 9
 if [ -x "$out/bin/kube-apiserver" ] && [ -f "$out/kwok.yaml" ]; then
   echo "labhub: test control plane binaries cached ($out)" >&2
   echo "$out"
@@ -27,7 +32,21 @@ start=$(date +%s)
 mkdir -p "$out.tmp/bin"
 cd "$here"
 export CGO_ENABLED=0 GOFLAGS=-mod=readonly
-go build -trimpath -ldflags="-s -w" -o "$out.tmp/bin/" \
+# Version stamps, as the upstream release builds set them (kubernetes hack/lib/version.sh, helm's
+# Makefile): without them the API server reports v0.0.0-master+$Format:%H$ and Helm refuses every
+# chart with a kubeVersion constraint (the GPU and Network Operator charts have one).
+kube_version=$(go list -m -f '{{.Version}}' k8s.io/kubernetes)
+helm_version=$(go list -m -f '{{.Version}}' helm.sh/helm/v3)
+kube_minor=$(echo "$kube_version" | cut -d. -f2)
+ldflags="-s -w"
+for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+  ldflags+=" -X $pkg.gitVersion=$kube_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$kube_minor"
+  ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
+ldflags+=" -X helm.sh/helm/v3/internal/version.version=$helm_version -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$kube_minor"
+ldflags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$kube_minor"
+go build -trimpath -ldflags="$ldflags" -o "$out.tmp/bin/" \
   ./etcd \
   k8s.io/kubernetes/cmd/kube-apiserver \
   k8s.io/kubernetes/cmd/kube-controller-manager \
