@@ -1,5 +1,12 @@
-"""Fixtures: throwaway PostgreSQL and MariaDB servers (real ones, started here), the fake
-Kubernetes API and fake JupyterHub (test fakes, see fakes.py), and a running portal app.
+"""Fixtures: throwaway PostgreSQL and MariaDB servers and a REAL Kubernetes control plane (real ones,
+started here), the fake JupyterHub (a test fake, see fakes.py), and a running portal app.
+
+Kubernetes (kube.py): one control plane per session, started in the background as soon as the
+collection shows a test needs it; those tests run after the others, so the start-up overlaps them
+(and the database start-up). The portal talks to it as its
+own ServiceAccount with the ``portal`` role's RBAC and kubeconfig. ``kube`` gives a test its own
+hub namespace (unique name; the portal's Role is bound there) and removes it afterwards;
+``kube_faults`` puts the fault injector between the portal and the API server.
 
 Isolation: the schema is migrated once per test session (alembic, from empty).  Tests that only
 go through one connection use ``tx_sessionmaker`` (one outer transaction, rolled back at the end;
@@ -9,15 +16,98 @@ processes (report sync, server restarts, kill -9) use ``clean_db`` (TRUNCATE bef
 
 from __future__ import annotations
 
+import tempfile
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from fakes import FakeHub, FakeKubernetes
+from fakes import FakeHub
+from kube import FaultProxy, KubeCluster
 from labhub_portal.db.migrate import upgrade
 from servers import MariaDBServer, PostgresServer
 from testlib import make_settings
 
+KUBE_FIXTURE = "kube_cluster"
+_cluster: Future[KubeCluster] | None = None
+
+
+def _start_cluster() -> None:
+    global _cluster
+    _cluster = Future()
+    workdir = Path(tempfile.mkdtemp(prefix="labhub-portal-kube-"))
+
+    def run() -> None:
+        assert _cluster is not None
+        cluster = KubeCluster(workdir)
+        try:
+            _cluster.set_result(cluster.start())
+        except BaseException as exc:  # reported by the fixture, in the first test that needs it
+            cluster.stop()
+            _cluster.set_exception(exc)
+
+    threading.Thread(target=run, name="kube-cluster-start", daemon=True).start()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "kube: talks to the real Kubernetes control plane (tests/harness/kube)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests that use the control plane and run them after the others (stable order
+    otherwise), so its start-up in the background overlaps the tests that do not need it."""
+    for item in items:
+        if KUBE_FIXTURE in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kube)
+    items.sort(key=lambda item: KUBE_FIXTURE in getattr(item, "fixturenames", ()))
+
+
+def pytest_collection_finish(session):
+    if session.config.getoption("collectonly"):
+        return
+    if any(KUBE_FIXTURE in getattr(item, "fixturenames", ()) for item in session.items):
+        _start_cluster()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _cluster is None:
+        return
+    try:
+        cluster = _cluster.result(timeout=900)  # still starting (e.g. interrupted early): stop it all the same
+    except BaseException:  # the start failed and stopped what it had started
+        return
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def kube_cluster() -> KubeCluster:
+    if _cluster is None:  # collected without it (e.g. a plugin added the test late): start now
+        _start_cluster()
+    assert _cluster is not None
+    # The portal imports its Kubernetes client on first use; import it here, outside any timeout a test sets.
+    import kubernetes_asyncio.client
+    import kubernetes_asyncio.config  # noqa: F401
+    return _cluster.result(timeout=900)  # a cold Go build of the control plane takes minutes
+
+
+@pytest.fixture
+def kube(kube_cluster):
+    """This test's own hub namespace in the real cluster (the portal's Role bound there; its pods are
+    deleted afterwards)."""
+    namespace = kube_cluster.namespace()
+    yield namespace
+    namespace.cleanup()
+
+
+@pytest.fixture
+def kube_faults(kube_cluster, kube, tmp_path):
+    """The test fault injector between the portal and the real API server (settings_factory uses it)."""
+    proxy = FaultProxy(kube_cluster, kube.identity, tmp_path).start()
+    yield proxy
+    proxy.stop()
 
 
 @pytest.fixture(scope="session")
@@ -40,14 +130,6 @@ def mariadb_server():
 
 
 @pytest.fixture(scope="session")
-def fake_kube(tmp_path_factory):
-    fake = FakeKubernetes().start()
-    fake.kubeconfig = fake.write_kubeconfig(tmp_path_factory.mktemp("kube") / "config")
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="session")
 def fake_hub():
     fake = FakeHub().start()
     yield fake
@@ -55,18 +137,9 @@ def fake_hub():
 
 
 @pytest.fixture
-def kube(fake_kube):
-    fake_kube.reset()
-    yield fake_kube
-    fake_kube.reset()
-
-
-@pytest.fixture
-def hub(fake_hub, kube):
+def hub(fake_hub):
     fake_hub.reset()
-    fake_hub.kube = kube
     yield fake_hub
-    fake_hub.kube = None
 
 
 TABLES = ("audit_log", "container_sessions", "users", "departments", "sync_watermarks")
@@ -104,10 +177,18 @@ def mysql_clean(mariadb_server):
 
 
 @pytest.fixture
-def settings_factory(pg_server, fake_kube):
+def settings_factory(pg_server, request):
+    """Settings on the test database. With ``kube``: the real cluster as the portal's ServiceAccount,
+    the hub namespace the test's own (through the fault injector with ``kube_faults``); without it
+    no cluster is configured (the test does not touch Kubernetes; the recorder is off)."""
+    kube = request.getfixturevalue("kube") if "kube" in request.fixturenames else None
+    faults = request.getfixturevalue("kube_faults") if "kube_faults" in request.fixturenames else None
+
     def factory(**overrides):
-        overrides.setdefault("kubeconfig", fake_kube.kubeconfig)
+        if kube is not None:
+            overrides.setdefault("kubeconfig", faults.kubeconfig if faults is not None else kube.kubeconfig)
+            overrides.setdefault("hub_namespace", kube.name)
+        else:
+            overrides.setdefault("kubeconfig", None)
         return make_settings(pg_server, **overrides)
     return factory
-
-

@@ -1,24 +1,82 @@
-"""Throwaway PostgreSQL and MariaDB servers (real ones) for the tests and the benchmarks.
+"""Throwaway PostgreSQL and MariaDB servers (real ones) for the tests and the benchmarks, and the
+loopback thread server the test doubles (fakes.py) and the fault injector (kube.py) run on.
 
-Each lives in a private temp dir, listens on 127.0.0.1 on a free port of the test range and on a
-private unix socket; when run as root the servers run as the postgres / mysql users.
+Each database lives in a private temp dir, listens on 127.0.0.1 on a free port of the test range and
+on a private unix socket; when run as root the servers run as the postgres / mysql users.
 """
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
+import random
 import shutil
+import socket
+import ssl
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pymysql
+from aiohttp import web
 
-from fakes import free_port
+TEST_PORT_RANGE = (18000, 18299)
 
 MYSQL_PASSWORD = "portal-test-password"
+
+
+def free_port(lo: int = TEST_PORT_RANGE[0], hi: int = TEST_PORT_RANGE[1]) -> int:
+    for port in random.sample(range(lo, hi + 1), hi - lo + 1):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in the test range")
+
+
+class ThreadServer:
+    """Runs an aiohttp app on loopback (HTTPS when ``ssl_context`` is set) in a private thread/event
+    loop, so sync tests (schemathesis, uvicorn in a thread) and async tests can use it alike."""
+
+    ssl_context: ssl.SSLContext | None = None
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    def build(self) -> web.Application:
+        raise NotImplementedError
+
+    def start(self):
+        self._thread.start()
+
+        async def _start():
+            self._runner = web.AppRunner(self.build(), shutdown_timeout=2.0)
+            await self._runner.setup()
+            await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.ssl_context).start()
+
+        asyncio.run_coroutine_threadsafe(_start(), self.loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            try:
+                asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(15)
+            except Exception:  # a handler still hanging: the thread is a daemon, drop it
+                pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.port}"
 
 
 class SkipServer(RuntimeError):

@@ -1,7 +1,9 @@
 """API behaviour: auth/CSRF, stops (hub API + fallback, forged targets), users import, stats, sessions.
 
-The hub here is the FAKE hub of tests/fakes.py (error cases, recorded calls); the same OAuth login and
-hub-API stop against a REAL JupyterHub process are in tests/integration/test_hub_oauth_real.py.
+Kubernetes is the real control plane (kube.py): the pods are real, the portal acts as its own
+ServiceAccount with the portal role's RBAC. The hub here is the FAKE hub of tests/fakes.py (error
+cases, recorded calls); the same OAuth login and hub-API stop against a REAL JupyterHub process are
+in tests/integration/test_hub_oauth_real.py.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import select, text
 
-from testlib import AUTH, running_app
-from fakes import make_pod
+from testlib import AUTH, running_app, wait_for
+from kube import singleuser_pod
 from labhub_portal.auth import CSRF_COOKIE, SESSION_COOKIE
 from labhub_portal.config import Settings
 from labhub_portal.db.models import AuditLog, ContainerSession, Department, User
@@ -30,7 +32,7 @@ def _mutating_routes(app):
                 yield method.upper(), path.replace("{name}", "physics")
 
 
-async def test_every_mutating_route_refuses_without_auth(kube, settings_factory, tx_sessionmaker):
+async def test_every_mutating_route_refuses_without_auth(settings_factory, tx_sessionmaker):
     async with running_app(settings_factory(), sessionmaker=tx_sessionmaker) as (app, client):
         routes = list(_mutating_routes(app))
         assert {("POST", "/api/pods/stop"), ("POST", "/api/pod-report-sync"), ("POST", "/api/users/import"),
@@ -47,7 +49,8 @@ async def test_every_mutating_route_refuses_without_auth(kube, settings_factory,
 
 
 async def test_stop_goes_through_hub_api_and_is_audited(kube, hub, settings_factory, tx_sessionmaker):
-    kube.pods = [make_pod("jupyter-alice", "alice"), make_pod("jupyter-bob--big", "bob", server_name="big")]
+    pods = kube.start(singleuser_pod("alice"), singleuser_pod("bob", "big"))
+    assert set(pods) == {"jupyter-alice", "jupyter-bob--big"}
     settings = settings_factory(hub_api_url=hub.api_url, hub_api_token=hub.API_TOKEN)
     async with running_app(settings, sessionmaker=tx_sessionmaker) as (app, client):
         resp = await client.post("/api/pods/stop", json={"pods": ["jupyter-alice", "jupyter-bob--big"]}, headers=AUTH)
@@ -57,41 +60,57 @@ async def test_stop_goes_through_hub_api_and_is_audited(kube, hub, settings_fact
         assert [r["method"] for r in body["results"]] == ["hub", "hub"]
         assert [d["path"] for d in hub.deletes] == ["/hub/api/users/alice/server", "/hub/api/users/bob/servers/big"]
         assert all(d["authorization"] == f"token {hub.API_TOKEN}" for d in hub.deletes)
-        assert kube.deleted == []  # the hub stopped them; no direct pod deletion
+        # the hub stops them (202: later); the portal deleted no pod: both still there, not terminating
+        for name, pod in pods.items():
+            now = kube.pod(name)
+            assert now is not None and now["metadata"]["uid"] == pod["metadata"]["uid"]
+            assert "deletionTimestamp" not in now["metadata"]
         async with tx_sessionmaker() as s:
             audit = (await s.execute(select(AuditLog).order_by(AuditLog.id))).scalars().all()
         assert [(a.actor, a.action, a.target, a.result) for a in audit] == [
-            ("token:token", "stop_server", "jhub/jupyter-alice", "stopping"),
-            ("token:token", "stop_server", "jhub/jupyter-bob--big", "stopping")]
+            ("token:token", "stop_server", f"{kube.name}/jupyter-alice", "stopping"),
+            ("token:token", "stop_server", f"{kube.name}/jupyter-bob--big", "stopping")]
 
 
 async def test_stop_falls_back_to_pod_deletion(kube, hub, settings_factory, tx_sessionmaker):
-    kube.pods = [make_pod("jupyter-carol", "carol")]
+    """The hub fails: the portal deletes the pod itself, as its ServiceAccount (the role's Role grants it)."""
+    carol = kube.start(singleuser_pod("carol"))["jupyter-carol"]
     hub.delete_status = 500
     settings = settings_factory(hub_api_url=hub.api_url, hub_api_token=hub.API_TOKEN)
     async with running_app(settings, sessionmaker=tx_sessionmaker) as (app, client):
         resp = await client.post("/api/pods/stop", json={"pods": ["jupyter-carol"]}, headers=AUTH)
         result = resp.json()["results"][0]
-        assert result["result"] == "deleted" and result["method"] == "pod-delete"
+        assert result["result"] == "deleted" and result["method"] == "pod-delete", result
         assert "hub API failed" in result["detail"]
-        assert len(hub.deletes) == 1 and kube.deleted == [("jhub", "jupyter-carol")]
+        assert len(hub.deletes) == 1
+        after = kube.pod("jupyter-carol")  # gone, or terminating (graceful deletion) until KWOK finishes it
+        assert after is None or (after["metadata"]["uid"] == carol["metadata"]["uid"]
+                                 and after["metadata"].get("deletionTimestamp")), after
+        assert wait_for(lambda: kube.pod("jupyter-carol") is None, timeout=30)
+        # once it is gone, a second stop finds no such single-user pod
+        resp = await client.post("/api/pods/stop", json={"pods": ["jupyter-carol"]}, headers=AUTH)
+        assert resp.json()["results"][0]["result"] == "refused"
 
 
 async def test_forged_stop_targets_are_refused(kube, settings_factory, tx_sessionmaker):
-    kube.pods = [
-        make_pod("jupyter-alice", "alice"),
-        make_pod("hub-5f7c8d9b4-abcde", "hub", component="hub"),
-        make_pod("proxy-7b9d8c6f5-xyz12", "proxy", component="proxy"),
-        make_pod("jupyter-mallory", "mallory", namespace="kube-system"),
-        make_pod("jupyter-other", "other", namespace="jhub-staging"),
-    ]
+    other = kube.other_namespace("staging")
+    hub_pod = singleuser_pod("hub", component="hub")
+    hub_pod["metadata"]["name"] = "hub-5f7c8d9b4-abcde"
+    proxy_pod = singleuser_pod("proxy", component="proxy")
+    proxy_pod["metadata"]["name"] = "proxy-7b9d8c6f5-xyz12"
+    kube.start(singleuser_pod("alice"), hub_pod, proxy_pod)
+    mallory = kube.create_pod(singleuser_pod("mallory"), namespace="kube-system")
+    kube.create_pod(singleuser_pod("other"), namespace=other)
     async with running_app(settings_factory(), sessionmaker=tx_sessionmaker) as (app, client):
-        targets = ["hub-5f7c8d9b4-abcde", "proxy-7b9d8c6f5-xyz12", "jupyter-mallory", "jupyter-other",
-                   "jupyter-nobody"]
+        targets = ["hub-5f7c8d9b4-abcde", "proxy-7b9d8c6f5-xyz12", mallory, "jupyter-other", "jupyter-nobody"]
         resp = await client.post("/api/pods/stop", json={"pods": targets}, headers=AUTH)
         assert resp.status_code == 200
         assert [r["result"] for r in resp.json()["results"]] == ["refused"] * 5
-        assert kube.deleted == []
+        # nothing was deleted anywhere
+        for name, namespace in (("hub-5f7c8d9b4-abcde", None), ("proxy-7b9d8c6f5-xyz12", None),
+                                (mallory, "kube-system"), ("jupyter-other", other), ("jupyter-alice", None)):
+            pod = kube.pod(name, namespace)
+            assert pod is not None and "deletionTimestamp" not in pod["metadata"], (namespace, name)
         # names that could escape the path are rejected by validation (422, field named)
         for bad in ["../hub", "kube-system/jupyter-x", "JUPYTER", "", "a" * 254]:
             resp = await client.post("/api/pods/stop", json={"pods": [bad]}, headers=AUTH)
@@ -104,7 +123,7 @@ async def test_forged_stop_targets_are_refused(kube, settings_factory, tx_sessio
 async def test_oauth_login_cookie_session_and_csrf(kube, hub, settings_factory, tx_sessionmaker):
     hub.users = {"admin1": {"admin": True, "groups": []}, "staff": {"admin": False, "groups": ["billing"]},
                  "student": {"admin": False, "groups": ["students"]}}
-    kube.pods = [make_pod("jupyter-student", "student")]
+    kube.start(singleuser_pod("student"))
     settings = settings_factory(hub_api_url=hub.api_url, hub_api_token=hub.API_TOKEN, admin_group="billing",
                                 base_url="http://portal.test")
     async with running_app(settings, sessionmaker=tx_sessionmaker) as (app, client):
@@ -148,7 +167,7 @@ async def test_oauth_login_cookie_session_and_csrf(kube, hub, settings_factory, 
         assert (await client.get("/api/usage")).status_code == 401
 
 
-async def test_users_import_all_or_nothing(settings_factory, tx_sessionmaker, kube):
+async def test_users_import_all_or_nothing(settings_factory, tx_sessionmaker):
     async with running_app(settings_factory(), sessionmaker=tx_sessionmaker) as (app, client):
         bad = "username,department,display_name\nalice,Physics,Alice\n,Physics,\nbob,,Bob\nalice,Chem,dup\n"
         resp = await client.post("/api/users/import", files={"file": ("users.csv", bad, "text/csv")}, headers=AUTH)
@@ -217,7 +236,7 @@ async def test_stats_sql_matches_reference_arithmetic(group_by, pg_server, setti
         assert g["sessions"] == e["sessions"]
 
 
-async def test_stats_and_usage_api(kube, settings_factory, tx_sessionmaker):
+async def test_stats_and_usage_api(settings_factory, tx_sessionmaker):
     settings = settings_factory(record_interval=30)
     now = dt.datetime.now(UTC).replace(microsecond=0)
     await _seed_sessions(tx_sessionmaker, now)
@@ -248,7 +267,7 @@ async def test_stats_and_usage_api(kube, settings_factory, tx_sessionmaker):
         assert usage["now"].endswith("+08:00")
 
 
-async def test_sessions_filters_pagination_and_csv(kube, settings_factory, tx_sessionmaker):
+async def test_sessions_filters_pagination_and_csv(settings_factory, tx_sessionmaker):
     now = dt.datetime.now(UTC).replace(microsecond=0)
     await _seed_sessions(tx_sessionmaker, now)
     async with running_app(settings_factory(), sessionmaker=tx_sessionmaker) as (app, client):
@@ -340,7 +359,7 @@ async def test_migrations_from_empty(pg_server):
     assert left == {"alembic_version"}
 
 
-async def test_loopback_without_auth_still_needs_csrf_for_writes(kube, settings_factory, tx_sessionmaker):
+async def test_loopback_without_auth_still_needs_csrf_for_writes(settings_factory, tx_sessionmaker):
     settings = settings_factory(token=None, cookie_secret=None, bind_host="127.0.0.1")
     assert not settings.auth_configured
     async with running_app(settings, sessionmaker=tx_sessionmaker) as (app, client):

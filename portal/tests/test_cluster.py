@@ -1,13 +1,15 @@
-"""Pure translation of Pod JSON (real-shaped, from the kubernetes client models) into observations."""
+"""Translation of Pod JSON into observations, on pods a real API server stored, scheduled and ran
+(KubeSpawner-shaped single-user pods, a hub pod, a finished pod, other namespaces)."""
 
 from __future__ import annotations
 
+import copy
 from decimal import Decimal
 
 import pytest
 
-from fakes import make_node, make_pod
-from labhub_portal.cluster import parse_quantity, pods_to_observations
+from kube import A100, singleuser_pod
+from labhub_portal.cluster import parse_quantity, parse_time, pods_to_observations
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -19,30 +21,60 @@ def test_parse_quantity(raw, expected):
     assert parse_quantity(raw) == expected
 
 
-def test_observations_from_pod_json():
-    gpu = make_pod("jupyter-ann", "ann@example.org", node="gpu-1", gpu=2, cpu="1500m", memory="3Gi",
-                   server_name="train", profile="a100")
-    gpu["metadata"]["labels"]["hub.jupyter.org/username"] = "ann-40example-2eorg"  # escaped label
-    limits_only = make_pod("jupyter-lim", "lim")
+def test_observations_from_pods_of_the_real_api(kube, kube_cluster):
+    gpu = singleuser_pod("ann@example.org", "train", gpus=2, gpu_product=A100, cpu_guarantee="1500m", cpu_limit="2",
+                         mem_guarantee="3Gi", mem_limit="3Gi", profile="a100")
+    limits_only = singleuser_pod("lim", gpus=1)
     limits_only["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/gpu": "1", "cpu": "2"}}
-    sidecar = make_pod("jupyter-side", "side", cpu="1")
-    sidecar["spec"]["containers"].insert(0, {"name": "sidecar", "image": "busybox",
+    sidecar = singleuser_pod("side", cpu_guarantee="1")
+    sidecar["spec"]["containers"].insert(0, {"name": "sidecar", "image": "busybox:1.36",
                                              "resources": {"requests": {"cpu": "250m"}}})
-    finished = make_pod("jupyter-done", "done", phase="Succeeded")
-    no_user = make_pod("jupyter-anon", "x")
+    no_user = singleuser_pod("anon")
     del no_user["metadata"]["annotations"]["hub.jupyter.org/username"]
     del no_user["metadata"]["labels"]["hub.jupyter.org/username"]
-    hub = make_pod("hub-1", "hub", component="hub")
-    other_ns = make_pod("jupyter-o", "o", namespace="elsewhere")
-    pods = [gpu, limits_only, sidecar, finished, no_user, hub, other_ns, gpu]  # duplicate uid once
-    obs = {o.pod_name: o for o in pods_to_observations(pods, {"gpu-1": make_node("gpu-1", "A100")["metadata"]["labels"]},
-                                                         "jhub")}
-    assert set(obs) == {"jupyter-ann", "jupyter-lim", "jupyter-side"}
-    ann = obs["jupyter-ann"]
+    hub = singleuser_pod("hub", component="hub")
+    hub["metadata"]["name"] = "hub-7d9f8c6b5-x2x4z"
+    pending = singleuser_pod("carol", gpus=1, gpu_product="NVIDIA-B200")  # no such GPU here: never scheduled
+    names = [kube.create_pod(p) for p in (gpu, limits_only, sidecar, no_user, hub)]
+    kube.create_pod(pending)
+    other = kube.other_namespace()
+    kube.create_pod(singleuser_pod("eve"), namespace=other)
+    # a finished pod: KWOK completes pods of a Job, as a kubelet would once the process exits 0
+    job_pod = singleuser_pod("done")
+    job = {"metadata": {"name": "done"}, "spec": {"backoffLimit": 0, "template": {
+        "metadata": {"labels": job_pod["metadata"]["labels"], "annotations": job_pod["metadata"]["annotations"]},
+        "spec": dict(job_pod["spec"], restartPolicy="Never")}}}
+    kube.admin.must("POST", f"/apis/batch/v1/namespaces/{kube.name}/jobs", job, what=f"create Job '{kube.name}/done'")
+    running = kube.wait_running(*names)
+    kube.wait_count(1, phase="Succeeded", timeout=60)
+
+    pods = kube.pods() + kube.admin.must("GET", f"/api/v1/namespaces/{other}/pods", what="list pods")["items"]
+    pods.append(copy.deepcopy(running[names[0]]))  # the same pod twice (uid): one observation
+    assert {p["status"]["phase"] for p in pods} == {"Running", "Pending", "Succeeded"}
+    obs = {o.pod_name: o for o in pods_to_observations(pods, kube_cluster.node_labels(), kube.name)}
+
+    ann_name, lim_name, side_name = names[:3]
+    assert set(obs) == {ann_name, lim_name, side_name}  # not: no user, hub, pending, finished, other namespace
+    ann = obs[ann_name]
+    assert ann_name.startswith("jupyter-ann-example-org---") and ann_name.endswith("--train")  # KubeSpawner's slug
+    assert gpu["metadata"]["labels"]["hub.jupyter.org/username"] != "ann@example.org"  # escaped label
     assert (ann.username, ann.server_name, ann.profile) == ("ann@example.org", "train", "a100")
-    assert (ann.cpu_request, ann.memory_request, ann.gpu_request, ann.gpu_model) == (1.5, 3 * 2**30, 2, "A100")
-    assert ann.image.startswith("quay.io/jupyter/") and ann.ready and ann.started_at.tzinfo is not None
-    assert obs["jupyter-lim"].gpu_request == 1 and obs["jupyter-lim"].cpu_request is None
-    assert obs["jupyter-lim"].gpu_model is None  # unknown node, no nodeSelector
-    side = obs["jupyter-side"]
+    assert (ann.cpu_request, ann.memory_request, ann.gpu_request, ann.gpu_limit) == (1.5, 3 * 2**30, 2, 2)
+    # node and GPU model from the real scheduling and the node's GPU Feature Discovery label
+    assert ann.node == "gpu-a100-0" == running[ann_name]["spec"]["nodeName"] and ann.gpu_model == A100
+    assert ann.image.startswith("quay.io/jupyter/") and ann.ready and ann.phase == "Running"
+    assert ann.started_at == parse_time(running[ann_name]["status"]["startTime"])
+    assert ann.pod_uid == running[ann_name]["metadata"]["uid"]
+
+    lim = obs[lim_name]
+    # The API server defaults requests from limits: the fake this replaced returned no CPU request here.
+    assert (lim.gpu_request, lim.gpu_limit, lim.cpu_request, lim.cpu_limit) == (1, 1, 2.0, 2.0)
+    assert lim.node in ("gpu-a100-0", "gpu-h100-0")  # tolerates the GPU taint, no node selector
+    assert lim.gpu_model == kube_cluster.node_labels()[lim.node]["nvidia.com/gpu.product"]
+    side = obs[side_name]
     assert side.cpu_request == 1.25 and side.image.startswith("quay.io/")  # the notebook container's image
+    assert side.node == "cpu-0" and side.gpu_model is None  # no GPU toleration: the CPU node
+
+    # without node labels (no node reader): the GPU model comes from the pod's nodeSelector, else none
+    blind = {o.pod_name: o for o in pods_to_observations(pods, {}, kube.name)}
+    assert blind[ann_name].gpu_model == A100 and blind[lim_name].gpu_model is None

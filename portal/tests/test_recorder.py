@@ -1,4 +1,6 @@
-"""Recorder against real PostgreSQL and the fake Kubernetes API (test fake)."""
+"""Recorder against real PostgreSQL and the real Kubernetes control plane (kube.py): real pods,
+scheduled onto KWOK nodes, read as the portal's ServiceAccount; API failures and hangs come from the
+test fault injector in front of the real API server."""
 
 from __future__ import annotations
 
@@ -8,8 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from testlib import AUTH, running_app
-from fakes import make_node, make_pod
+from kube import A100, H100, singleuser_pod
 from labhub_portal.billing import billable_seconds
+from labhub_portal.cluster import parse_time
 from labhub_portal.db.models import ContainerSession
 
 UTC = dt.timezone.utc
@@ -31,18 +34,24 @@ async def _sessions(maker) -> dict[str, ContainerSession]:
         return {cs.pod_name: cs for cs in (await s.execute(select(ContainerSession))).scalars()}
 
 
+def _started(pod: dict) -> dt.datetime:
+    """The pod's status.startTime as KWOK (the kubelet's stand-in) set it."""
+    started = parse_time(pod["status"]["startTime"])
+    assert started is not None
+    return started
+
+
 async def test_sessions_open_and_close_across_cycles(kube, settings_factory, tx_sessionmaker):
+    hub_pod = singleuser_pod("nobody", component="hub")
+    hub_pod["metadata"]["name"] = "hub-7d9f"
+    running = kube.start(
+        singleuser_pod("alice", gpus=2, gpu_product=A100, cpu_guarantee="4", cpu_limit="8", mem_guarantee="16Gi",
+                       mem_limit="16Gi"),
+        singleuser_pod("bob", "gpu", cpu_guarantee="500m", mem_guarantee="1Gi", profile="cpu-small"),
+        hub_pod)                                                                  # not a user pod
+    kube.create_pod(singleuser_pod("eve"), namespace=kube.other_namespace())      # other namespace
+    kube.create_pod(singleuser_pod("carol", gpus=1, gpu_product="NVIDIA-B200"))  # unschedulable: no startTime
     t0 = dt.datetime.now(UTC).replace(microsecond=0)
-    kube.nodes = [make_node("gpu-1", "NVIDIA-A100-SXM4-80GB"), make_node("cpu-1")]
-    kube.pods = [
-        make_pod("jupyter-alice", "alice", node="gpu-1", gpu=2, cpu="4", memory="16Gi", started=t0 - dt.timedelta(seconds=20)),
-        make_pod("jupyter-bob--gpu", "bob", server_name="gpu", node="cpu-1", cpu="500m", memory="1Gi",
-                 started=t0 - dt.timedelta(seconds=10), profile="cpu-small"),
-        make_pod("hub-7d9f", "nobody", component="hub"),                      # not a user pod
-        make_pod("jupyter-eve", "eve", namespace="other"),                    # other namespace
-        make_pod("jupyter-pending", "carol", phase="Pending", started=None),  # startTime set by maker; see below
-    ]
-    kube.pods[-1]["status"].pop("startTime")  # a pod not started yet has no startTime
     clock = Clock(t0)
     async with running_app(settings_factory(), sessionmaker=tx_sessionmaker) as (app, client):
         app.state.recorder.clock = clock
@@ -51,16 +60,18 @@ async def test_sessions_open_and_close_across_cycles(kube, settings_factory, tx_
         rows = await _sessions(tx_sessionmaker)
         assert set(rows) == {"jupyter-alice", "jupyter-bob--gpu"}
         alice, bob = rows["jupyter-alice"], rows["jupyter-bob--gpu"]
-        assert alice.gpu_request == 2 and alice.gpu_model == "NVIDIA-A100-SXM4-80GB"
+        assert alice.pod_uid == running["jupyter-alice"]["metadata"]["uid"] and alice.namespace == kube.name
+        # placed by the scheduler on the A100 node; the model from that node's GPU Feature Discovery label
+        assert alice.node == "gpu-a100-0" and alice.gpu_request == 2 and alice.gpu_model == A100
         assert alice.cpu_request == 4.0 and alice.memory_request == 16 * 2**30
-        assert alice.started_at == t0 - dt.timedelta(seconds=20) and alice.ended_at is None
+        assert alice.started_at == _started(running["jupyter-alice"]) and alice.ended_at is None
         assert bob.server_name == "gpu" and bob.profile == "cpu-small" and bob.cpu_request == 0.5
-        assert bob.gpu_model is None and bob.gpu_request == 0
+        assert bob.node == "cpu-0" and bob.gpu_model is None and bob.gpu_request == 0
         first_seq = alice.change_seq
 
-        # next cycle: bob's pod is gone -> ended at its last observation
+        # next cycle: bob's server was stopped (pod deleted) -> ended at its last observation
+        kube.stop_server("jupyter-bob--gpu")
         clock.advance(30)
-        kube.pods = [p for p in kube.pods if p["metadata"]["name"] != "jupyter-bob--gpu"]
         status = await app.state.recorder.run_once()
         assert status["closed_sessions"] == 1 and status["open_sessions"] == 1
         rows = await _sessions(tx_sessionmaker)
@@ -75,46 +86,58 @@ async def test_sessions_open_and_close_across_cycles(kube, settings_factory, tx_
         items = resp.json()["items"]
         assert [i["pod_name"] for i in items] == ["jupyter-alice"]
         assert items[0]["started_at"].endswith("+08:00")
-        local = dt.datetime.fromisoformat(items[0]["started_at"])
-        assert local == t0 - dt.timedelta(seconds=20)
+        assert dt.datetime.fromisoformat(items[0]["started_at"]) == _started(running["jupyter-alice"])
+        # the live pods as the API lists them, node and GPU model included
+        live = (await client.get("/api/pods", headers=AUTH)).json()
+        assert live["namespace"] == kube.name
+        assert [(p["pod_name"], p["node"], p["gpu_model"]) for p in live["pods"]] == [
+            ("jupyter-alice", "gpu-a100-0", A100)]
 
 
 async def test_one_statement_for_many_pods(kube, settings_factory, pg_server, clean_db):
-    """2,000 pods are written with a constant number of statements (not one per pod)."""
+    """Many real pods are written with a constant number of statements (not one per pod)."""
     from sqlalchemy import event
 
-    kube.pods = [make_pod(f"jupyter-u{i}", f"u{i}") for i in range(2000)]
+    n, gone = 80, 20
+    names = kube.create_pods([singleuser_pod(f"u{i}", cpu_guarantee="100m", mem_guarantee="256Mi")
+                              for i in range(n)])
+    kube.wait_count(n)
     async with running_app(settings_factory()) as (app, _client):
         statements: list[str] = []
         event.listen(app.state.engine.sync_engine, "before_cursor_execute",
                      lambda *a: statements.append(a[2]))
         status = await app.state.recorder.run_once()
-        assert status["state"] == "ok" and status["open_sessions"] == 2000
+        assert status["state"] == "ok" and status["open_sessions"] == n
         first = len(statements)
-        kube.pods = kube.pods[:1500]
+        kube.stop_servers(names[:gone])
         statements.clear()
         status = await app.state.recorder.run_once()
-        assert status["closed_sessions"] == 500
+        assert status["closed_sessions"] == gone and status["open_sessions"] == n - gone
         assert first <= 5 and len(statements) <= 5, statements
 
 
-async def test_api_errors_and_timeouts_back_off_and_recover(kube, settings_factory, tx_sessionmaker):
+async def test_api_errors_and_timeouts_back_off_and_recover(kube, kube_faults, settings_factory, tx_sessionmaker):
+    """500s and hangs come from the test fault injector in front of the real API server."""
+    kube.start(singleuser_pod("alice"))
     t0 = dt.datetime.now(UTC).replace(microsecond=0)
-    kube.pods = [make_pod("jupyter-alice", "alice", started=t0)]
     clock = Clock(t0)
-    async with running_app(settings_factory(kube_timeout=0.5), sessionmaker=tx_sessionmaker) as (app, client):
+    async with running_app(settings_factory(kube_timeout=1.0), sessionmaker=tx_sessionmaker) as (app, client):
         recorder = app.state.recorder
         recorder.clock = clock
         assert (await recorder.run_once())["state"] == "ok"
+        # the answer was the real API server's, through the proxy
+        assert ("ok", "GET", f"/api/v1/namespaces/{kube.name}/pods?labelSelector=component%3Dsingleuser-server") \
+            in kube_faults.requests
 
-        kube.mode = "error"
+        kube_faults.mode = "error"
         clock.advance(30)
         status = await recorder.run_once()
-        assert status["state"] == "error" and "HTTP 500" in status["last_error"]
+        assert status["state"] == "error" and "HTTP 500" in status["last_error"], status
+        assert f"Failed to list pods of namespace '{kube.name}'" in status["last_error"]
         assert status["consecutive_errors"] == 1
         first_delay = recorder.next_delay()
 
-        kube.mode = "hang"
+        kube_faults.mode = "hang"
         clock.advance(30)
         status = await recorder.run_once()
         assert status["state"] == "error" and status["consecutive_errors"] == 2
@@ -134,8 +157,11 @@ async def test_api_errors_and_timeouts_back_off_and_recover(kube, settings_facto
         assert 'portal_recorder_cycles_total{result="error"}' in metrics
         readyz = await client.get("/readyz")
         assert readyz.status_code == 503 and readyz.json()["checks"]["database"] == "ok"
+        pods = await client.get("/api/pods", headers=AUTH)  # a hang is a clear 503, not a 500
+        assert pods.status_code == 503 and "no answer within 1 s" in pods.json()["detail"], pods.text
+        assert pods.json()["detail"].startswith("cluster unavailable: Failed to ")
 
-        kube.mode = "ok"
+        kube_faults.mode = "ok"
         clock.advance(30)
         status = await recorder.run_once()
         assert status["state"] == "ok" and status["consecutive_errors"] == 0
@@ -144,62 +170,62 @@ async def test_api_errors_and_timeouts_back_off_and_recover(kube, settings_facto
         assert rows["jupyter-alice"].unobserved_seconds == 0  # 60 s without observation < W = 90 s: billed
 
 
-async def test_gap_rule_outage_and_restart(kube, settings_factory, tx_sessionmaker):
+async def test_gap_rule_outage_and_restart(kube, kube_faults, settings_factory, tx_sessionmaker):
     """Unobserved stretches longer than W = 3 x 30 s are never billed (README: gap rule)."""
-    t0 = dt.datetime.now(UTC).replace(microsecond=0) - dt.timedelta(hours=3)
-    kube.pods = [make_pod("jupyter-alice", "alice", started=t0, uid="uid-alice"),
-                 make_pod("jupyter-bob", "bob", started=t0, uid="uid-bob")]
-    clock = Clock(t0 + dt.timedelta(seconds=10))
+    running = kube.start(singleuser_pod("alice"), singleuser_pod("bob"))
+    started_a, started_b = _started(running["jupyter-alice"]), _started(running["jupyter-bob"])
+    first = max(started_a, started_b) + dt.timedelta(seconds=10)  # the portal's first look
+    clock = Clock(first)
     settings = settings_factory()
     async with running_app(settings, sessionmaker=tx_sessionmaker) as (app, _):
         app.state.recorder.clock = clock
         await app.state.recorder.run_once()
         # the cluster API fails for 5 minutes: sessions fall out of the window and end at last observation
-        kube.mode = "error"
+        kube_faults.mode = "error"
         for _ in range(10):
             clock.advance(30)
             await app.state.recorder.run_once()
         rows = await _sessions(tx_sessionmaker)
         assert rows["jupyter-alice"].end_reason == "unobserved"
-        assert rows["jupyter-alice"].ended_at == t0 + dt.timedelta(seconds=10)
-    # the portal is down for an hour; alice's pod is still there, bob's is gone
-    kube.mode = "ok"
-    kube.pods = kube.pods[:1]
+        assert rows["jupyter-alice"].ended_at == first
+    # the portal is down for an hour; alice's pod is still there, bob's server was stopped
+    kube_faults.mode = "ok"
+    kube.stop_server("jupyter-bob")
     clock.advance(3600)
     async with running_app(settings, sessionmaker=tx_sessionmaker) as (app, _):
         app.state.recorder.clock = clock
         await app.state.recorder.run_once()
         rows = await _sessions(tx_sessionmaker)
         alice, bob = rows["jupyter-alice"], rows["jupyter-bob"]
-        gap = (clock.now - (t0 + dt.timedelta(seconds=10))).total_seconds()
+        gap = (clock.now - first).total_seconds()
         assert alice.ended_at is None and alice.unobserved_seconds == pytest.approx(gap)
-        assert bob.ended_at == t0 + dt.timedelta(seconds=10)  # not billed beyond the last observation
-        # billed: 10 s before the first observation + nothing of the gap
-        assert billable_seconds(alice, clock.now, settings.gap_seconds) == pytest.approx(10)
-        assert billable_seconds(bob, clock.now, settings.gap_seconds) == pytest.approx(10)
+        assert bob.ended_at == first  # not billed beyond the last observation
+        # billed: the time before the first observation + nothing of the gap
+        before_a, before_b = (first - started_a).total_seconds(), (first - started_b).total_seconds()
+        assert billable_seconds(alice, clock.now, settings.gap_seconds) == pytest.approx(before_a)
+        assert billable_seconds(bob, clock.now, settings.gap_seconds) == pytest.approx(before_b)
         clock.advance(30)
         await app.state.recorder.run_once()
         alice = (await _sessions(tx_sessionmaker))["jupyter-alice"]
-        assert billable_seconds(alice, clock.now, settings.gap_seconds) == pytest.approx(40)
+        assert billable_seconds(alice, clock.now, settings.gap_seconds) == pytest.approx(before_a + 30)
 
 
 async def test_pod_started_while_portal_was_down_is_billed_from_first_observation(kube, settings_factory,
                                                                                   tx_sessionmaker):
-    now = dt.datetime.now(UTC).replace(microsecond=0)
-    started = now - dt.timedelta(hours=2)
-    kube.pods = [make_pod("jupyter-late", "dave", started=started)]
+    started = _started(kube.start(singleuser_pod("dave"))["jupyter-dave"])
+    now = started + dt.timedelta(hours=2)  # the portal looks for the first time two hours later
     settings = settings_factory()
     async with running_app(settings, sessionmaker=tx_sessionmaker) as (app, _):
         app.state.recorder.clock = lambda: now
         await app.state.recorder.run_once()
-        row = (await _sessions(tx_sessionmaker))["jupyter-late"]
+        row = (await _sessions(tx_sessionmaker))["jupyter-dave"]
         assert row.started_at == started  # the pod's status.startTime is kept as a fact
         assert row.unobserved_seconds == pytest.approx(7200)
         assert billable_seconds(row, now, settings.gap_seconds) == pytest.approx(0)
 
 
 async def test_postgres_restart_mid_run(kube, settings_factory, clean_db, pg_server):
-    kube.pods = [make_pod("jupyter-alice", "alice")]
+    kube.start(singleuser_pod("alice"))
     async with running_app(settings_factory()) as (app, client):
         assert (await app.state.recorder.run_once())["state"] == "ok"
         pg_server.stop()
@@ -210,20 +236,24 @@ async def test_postgres_restart_mid_run(kube, settings_factory, clean_db, pg_ser
             assert (await client.get("/healthz")).status_code == 200
         finally:
             pg_server.start()
-        kube.pods.append(make_pod("jupyter-bob", "bob"))
+        kube.start(singleuser_pod("bob"))
         status = await app.state.recorder.run_once()
         assert status["state"] == "ok" and status["open_sessions"] == 2
         assert (await client.get("/readyz")).status_code == 200
 
 
-async def test_nodes_forbidden_falls_back_to_node_selector(kube, settings_factory, tx_sessionmaker):
-    kube.nodes_forbidden = True
-    pod = make_pod("jupyter-gpu", "gina", gpu=1)
-    pod["spec"]["nodeSelector"] = {"nvidia.com/gpu.product": "Tesla-T4"}
-    kube.pods = [pod]
+async def test_nodes_forbidden_falls_back_to_node_selector(kube, kube_cluster, settings_factory, tx_sessionmaker):
+    """The role with portal_kube_node_access: false (no node reader): listing nodes is a real 403."""
+    identity = kube.own_identity()
+    status, body = kube_cluster.client_for(identity).request("GET", "/api/v1/nodes")
+    assert status == 403 and body["reason"] == "Forbidden", body
+    running = kube.start(singleuser_pod("gina", gpus=1, gpu_product=H100))
+    assert running["jupyter-gina"]["spec"]["nodeName"] == "gpu-h100-0"
     async with running_app(settings_factory(), sessionmaker=tx_sessionmaker) as (app, _):
+        assert app.state.settings.kubeconfig == str(identity.kubeconfig)
         assert (await app.state.recorder.run_once())["state"] == "ok"
-        assert (await _sessions(tx_sessionmaker))["jupyter-gpu"].gpu_model == "Tesla-T4"
+        assert app.state.recorder.node_labels == {}
+        assert (await _sessions(tx_sessionmaker))["jupyter-gina"].gpu_model == H100
 
 
 async def test_lifespan_runs_and_stops_the_background_services(kube, settings_factory, clean_db, mysql_clean):
@@ -233,7 +263,7 @@ async def test_lifespan_runs_and_stops_the_background_services(kube, settings_fa
     from testlib import async_wait_for
     from labhub_portal.app import create_app
 
-    kube.pods = [make_pod("jupyter-alice", "alice")]
+    kube.start(singleuser_pod("alice"))
     settings = settings_factory(record_interval=0.2, report_sync_interval=0.3, mysql_url=mysql_clean.url)
     app = create_app(settings, start_services=True)
     async with app.router.lifespan_context(app):

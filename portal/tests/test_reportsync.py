@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from testlib import AUTH, running_app, wait_for
-from fakes import make_pod
+from kube import A100, singleuser_pod
 
 UTC = dt.timezone.utc
 
@@ -53,7 +53,8 @@ async def _watermark(pg_server) -> int:
 
 async def test_sync_creates_table_upserts_and_only_sends_changes(kube, settings_factory, clean_db, mysql_clean,
                                                                   pg_server):
-    kube.pods = [make_pod("jupyter-alice", "alice", gpu=1, uid="uid-a"), make_pod("jupyter-bob", "bob", uid="uid-b")]
+    running = kube.start(singleuser_pod("alice", gpus=1, gpu_product=A100), singleuser_pod("bob"))
+    uid_a, uid_b = (running[name]["metadata"]["uid"] for name in ("jupyter-alice", "jupyter-bob"))
     settings = settings_factory(mysql_url=mysql_clean.url)
     async with running_app(settings) as (app, client):
         await client.post("/api/users/import", files={"file": ("u.csv", b"username,department\nalice,Physics\n")},
@@ -62,17 +63,17 @@ async def test_sync_creates_table_upserts_and_only_sends_changes(kube, settings_
         resp = await client.post("/api/pod-report-sync", headers=AUTH)
         assert resp.status_code == 200 and resp.json()["rows"] == 2
         report = _report(mysql_clean)
-        assert set(report) == {"uid-a", "uid-b"} and report["uid-a"]["department"] == "Physics"
-        assert report["uid-a"]["ended_at"] is None
+        assert set(report) == {uid_a, uid_b} and report[uid_a]["department"] == "Physics"
+        assert report[uid_a]["ended_at"] is None
         # nothing changed -> nothing sent
         assert (await client.post("/api/pod-report-sync", headers=AUTH)).json()["rows"] == 0
         # bob's pod goes away: only the changed rows are sent (alice refreshed, bob ended)
-        kube.pods = kube.pods[:1]
+        kube.stop_server("jupyter-bob")
         await app.state.recorder.run_once()
         body = (await client.post("/api/pod-report-sync", headers=AUTH)).json()
         assert body["rows"] == 2 and body["status"]["state"] == "ok"
         report = _report(mysql_clean)
-        assert len(report) == 2 and report["uid-b"]["end_reason"] == "pod_gone"
+        assert len(report) == 2 and report[uid_b]["end_reason"] == "pod_gone"
         pg = await _pg_rows(pg_server)
         assert {uid: r["source_change_seq"] for uid, r in report.items()} == pg
         assert await _watermark(pg_server) == max(pg.values())
@@ -80,7 +81,7 @@ async def test_sync_creates_table_upserts_and_only_sends_changes(kube, settings_
         assert "portal_report_sync_rows_total 4.0" in metrics or "portal_report_sync_rows_total" in metrics
 
 
-async def test_sync_off_without_mysql(kube, settings_factory, tx_sessionmaker):
+async def test_sync_off_without_mysql(settings_factory, tx_sessionmaker):
     async with running_app(settings_factory(), sessionmaker=tx_sessionmaker) as (app, client):
         assert app.state.report_sync is None
         resp = await client.post("/api/pod-report-sync", headers=AUTH)
@@ -89,7 +90,7 @@ async def test_sync_off_without_mysql(kube, settings_factory, tx_sessionmaker):
 
 
 async def test_mysql_down_then_back_loses_nothing(kube, settings_factory, clean_db, mysql_clean, pg_server):
-    kube.pods = [make_pod(f"jupyter-u{i}", f"u{i}", uid=f"uid-{i}") for i in range(5)]
+    kube.start(*(singleuser_pod(f"u{i}") for i in range(5)))
     settings = settings_factory(mysql_url=mysql_clean.url)
     async with running_app(settings) as (app, client):
         await app.state.recorder.run_once()
@@ -101,7 +102,7 @@ async def test_mysql_down_then_back_loses_nothing(kube, settings_factory, clean_
             assert status["state"] == "error" and status["last_error"]
             assert await _watermark(pg_server) == 0
             # the service keeps recording while MySQL is down
-            kube.pods = kube.pods[:3]
+            kube.stop_servers(["jupyter-u3", "jupyter-u4"])
             assert (await app.state.recorder.run_once())["state"] == "ok"
         finally:
             mysql_clean.start()

@@ -38,8 +38,8 @@ _UNSET = object()
 
 def create_app(settings: Settings | None = None, *, cluster: ClusterClient | None | object = _UNSET,
                start_services: bool = True) -> FastAPI:
-    """Build the app.  ``cluster`` overrides the cluster from settings (the demo passes its simulator,
-    tests pass a client of the fake API); ``start_services=False`` keeps the recorder and report sync
+    """Build the app.  ``cluster`` overrides the cluster from settings (the demo passes its simulator;
+    the tests use the cluster from settings, a real API server); ``start_services=False`` keeps the recorder and report sync
     from running in the background (they can still be run on demand)."""
     settings = settings or Settings()
 

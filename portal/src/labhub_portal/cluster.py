@@ -1,9 +1,10 @@
 """The cluster access seam.
 
 Everything the portal needs from Kubernetes goes through :class:`ClusterClient`: the production
-implementation is :class:`KubernetesClusterClient` (kubernetes_asyncio); the demo ships a simulator
-and the tests a fake API server, both speaking the same shapes.  Pods are plain Kubernetes Pod JSON
-dicts exactly as the API returns them (camelCase keys), so every implementation is interchangeable.
+implementation is :class:`KubernetesClusterClient` (kubernetes_asyncio), which the tests run against
+a real control plane; the demo ships a simulator speaking the same shapes.  Pods are plain
+Kubernetes Pod JSON dicts exactly as the API returns them (camelCase keys), so every implementation
+is interchangeable.
 
 :func:`pods_to_observations` is the pure translation from Pod JSON to :class:`PodObservation` rows
 used by the recorder (and by ``/api/pods``).
@@ -11,6 +12,7 @@ used by the recorder (and by ``/api/pods``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -29,7 +31,11 @@ NOTEBOOK_CONTAINER = "notebook"
 
 
 class ClusterError(Exception):
-    """The cluster could not be reached or answered with an error."""
+    """The cluster could not be reached or answered with an error (``status``: its HTTP status, if any)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class PodNotFound(ClusterError):
@@ -47,11 +53,7 @@ class ClusterClient(Protocol):
         """Node name -> labels (for the GPU model); may be empty when nodes cannot be read."""
 
     async def delete_pod(self, name: str) -> None:
-        status, _ = await self._request("DELETE", f"/api/v1/namespaces/{self.namespace}/pods/{name}")
-        if status == 404:
-            raise PodNotFound(name)
-        if not 200 <= status <= 299:
-            raise ClusterError(f"DELETE pod {name} failed: HTTP {status}")
+        """Delete one pod of the hub namespace; :class:`PodNotFound` when it does not exist."""
 
     async def ping(self) -> None:
         """Raise :class:`ClusterError` unless the cluster API answers."""
@@ -236,6 +238,30 @@ def pods_to_observations(pods: list[dict], node_labels: dict[str, dict[str, str]
 
 
 # ---------------------------------------------------------------------------------------------
+_HINTS = {
+    401: "the API server does not accept the portal's credentials (ServiceAccount token revoked or expired?"
+         " the portal role writes a new kubeconfig)",
+    403: "the portal's ServiceAccount lacks this permission (the portal role's Role/ClusterRole)",
+}
+
+
+def http_error(what: str, status: int, body: bytes) -> ClusterError:
+    """"Failed to <what> due to: HTTP <status> <reason>: <message of the API's Status>" (+ a hint for 401/403)."""
+    reason, message = "", ""
+    try:
+        data = json.loads(body)
+        if isinstance(data, dict):
+            reason, message = str(data.get("reason") or ""), str(data.get("message") or "")
+    except ValueError:
+        message = body[:200].decode(errors="replace")
+    detail = " ".join(part for part in (f"HTTP {status}", reason) if part)
+    if message:
+        detail += f": {message}"
+    if status in _HINTS:
+        detail += f" ({_HINTS[status]})"
+    return ClusterError(f"Failed to {what} due to: {detail}"[:1000], status=status)
+
+
 class KubernetesClusterClient:
     """ClusterClient over kubernetes_asyncio for the hub namespace.
 
@@ -267,7 +293,9 @@ class KubernetesClusterClient:
                     await config.load_kube_config(config_file=self.kubeconfig, context=self.context,
                                                   client_configuration=configuration)
             except Exception as exc:  # bad/missing kubeconfig: report as a cluster error, retried later
-                raise ClusterError(f"cannot load cluster credentials: {exc}") from exc
+                source = "the in-cluster service account" if self.in_cluster else f"kubeconfig '{self.kubeconfig}'"
+                raise ClusterError(f"Failed to load cluster credentials from {source} due to: "
+                                   f"{type(exc).__name__}: {exc}") from exc
             self._api_client = client.ApiClient(configuration)
         return self._api_client
 
@@ -287,32 +315,35 @@ class KubernetesClusterClient:
                 response.release()
         except ClusterError:
             raise
-        except Exception as exc:  # aiohttp/timeout/connection errors
-            raise ClusterError(f"{method} {path} failed: {type(exc).__name__}: {exc}") from exc
+        except asyncio.TimeoutError as exc:
+            raise ClusterError(f"Failed to {method} {path} due to: TimeoutError (no answer within "
+                               f"{self.timeout:g} s)") from exc
+        except Exception as exc:  # aiohttp/connection errors
+            raise ClusterError(f"Failed to {method} {path} due to: {type(exc).__name__}: {exc}") from exc
         return response.status, body
 
-    async def _get_json(self, path: str, query: list[tuple[str, str]] | None = None) -> dict:
+    async def _get_json(self, path: str, what: str, query: list[tuple[str, str]] | None = None) -> dict:
         """GET a path and return the raw JSON body (no model deserialisation: fast and exact)."""
         status, body = await self._request("GET", path, query)
         if not 200 <= status <= 299:
-            raise ClusterError(f"GET {path} failed: HTTP {status}")
+            raise http_error(what, status, body)
         try:
             return json.loads(body)
         except ValueError as exc:
-            raise ClusterError(f"GET {path} returned invalid JSON") from exc
+            raise ClusterError(f"Failed to {what} due to: the answer is not JSON") from exc
 
     async def list_singleuser_pods(self) -> list[dict]:
         data = await self._get_json(f"/api/v1/namespaces/{self.namespace}/pods",
-                                    [("labelSelector", self.selector)])
+                                    f"list pods of namespace '{self.namespace}'", [("labelSelector", self.selector)])
         return [pod for pod in data.get("items") or [] if is_singleuser_pod(pod, self.namespace)]
 
     async def node_labels(self) -> dict[str, dict[str, str]]:
         if self._nodes_forbidden:
             return {}
         try:
-            data = await self._get_json("/api/v1/nodes")
+            data = await self._get_json("/api/v1/nodes", "list nodes")
         except ClusterError as exc:
-            if "HTTP 403" in str(exc):
+            if exc.status == 403:
                 self._nodes_forbidden = True  # RBAC does not grant nodes: use the pods' nodeSelector
                 return {}
             raise
@@ -320,14 +351,15 @@ class KubernetesClusterClient:
                 for item in data.get("items") or []}
 
     async def delete_pod(self, name: str) -> None:
-        status, _ = await self._request("DELETE", f"/api/v1/namespaces/{self.namespace}/pods/{name}")
+        status, body = await self._request("DELETE", f"/api/v1/namespaces/{self.namespace}/pods/{name}")
         if status == 404:
             raise PodNotFound(name)
         if not 200 <= status <= 299:
-            raise ClusterError(f"DELETE pod {name} failed: HTTP {status}")
+            raise http_error(f"delete pod '{self.namespace}/{name}'", status, body)
 
     async def ping(self) -> None:
-        await self._get_json(f"/api/v1/namespaces/{self.namespace}/pods", [("limit", "1")])
+        await self._get_json(f"/api/v1/namespaces/{self.namespace}/pods",
+                             f"list pods of namespace '{self.namespace}'", [("limit", "1")])
 
     async def close(self) -> None:
         if self._api_client is not None:

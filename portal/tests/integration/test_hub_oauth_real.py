@@ -13,9 +13,13 @@ is real:
   an emulation of z2jh's own translation of hub.services / hub.loadRoles (the chart's
   jupyterhub_config.py is not in this repository).
 
-Test doubles (labelled): the Kubernetes API is tests/fakes.py's FakeKubernetes (the portal checks
-stop targets against the live pod list); the hub's spawner is LocalHTTPSpawner below (one
-``python -m http.server`` per user instead of KubeSpawner).
+* Kubernetes is the real control plane of tests/kube.py: the portal process runs on the kubeconfig
+  the portal role renders (its own ServiceAccount and RBAC) and checks stop targets against the
+  real pods of its hub namespace.
+
+Test double (labelled): the hub's spawner is LocalHTTPSpawner below (one ``python -m http.server``
+per user instead of KubeSpawner), so the hub's server and the Kubernetes pod of a user are separate
+things here: the pod is created in the API by the test, KubeSpawner-shaped.
 
 Browser side: an httpx client with a cookie jar that follows redirects, doing what a browser does.
 Skipped (with the reason) only when the hub environment is missing: ``make -C portal test`` builds it.
@@ -36,7 +40,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from fakes import FakeKubernetes, free_port, make_pod
+from kube import Namespace, singleuser_pod
+from servers import free_port
 from labhub_portal.db.migrate import upgrade
 
 HERE = Path(__file__).resolve().parent
@@ -158,9 +163,9 @@ def _stop(proc: subprocess.Popen | None) -> None:
 
 
 class World:
-    """A real hub (+ proxy), the real portal process, the fake Kubernetes API."""
+    """A real hub (+ proxy), the real portal process, the real Kubernetes API."""
 
-    def __init__(self, tmp: Path, pg_url: str, kube: FakeKubernetes) -> None:
+    def __init__(self, tmp: Path, pg_url: str, kube: Namespace) -> None:
         self.tmp = tmp
         self.kube = kube
         self.hub_port, self.hub_api_port, self.proxy_api_port = free_port(), free_port(), free_port()
@@ -190,7 +195,7 @@ class World:
         client_id = values["services"][SERVICE_KEY]["oauth_client_id"]
         self.portal_env = {
             "PORTAL_BIND_HOST": "127.0.0.1", "PORTAL_BIND_PORT": str(self.portal_port),
-            "PORTAL_DATABASE_URL": pg_url, "PORTAL_KUBECONFIG": kube.kubeconfig, "PORTAL_HUB_NAMESPACE": "jhub",
+            "PORTAL_DATABASE_URL": pg_url, "PORTAL_KUBECONFIG": kube.kubeconfig, "PORTAL_HUB_NAMESPACE": kube.name,
             "PORTAL_HUB_API_URL": f"{self.hub_url}/hub/api",  # through the proxy, like the role's default
             "PORTAL_HUB_PUBLIC_URL": self.hub_url, "PORTAL_HUB_API_TOKEN": self.service_token,
             "PORTAL_OAUTH_CLIENT_ID": client_id, "PORTAL_ADMIN_GROUP": ADMIN_GROUP,
@@ -256,18 +261,17 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(pg_server, tmp_path_factory):
+def world(pg_server, kube_cluster, tmp_path_factory):
     pg_server.createdb("hubreal")
     upgrade(pg_server.url("hubreal"))
-    kube = FakeKubernetes().start()
+    kube = kube_cluster.namespace()
     tmp = tmp_path_factory.mktemp("hub-oauth-real")
-    kube.kubeconfig = kube.write_kubeconfig(tmp / "kubeconfig")
     world = World(tmp, pg_server.url("hubreal"), kube)
     try:
         yield world.start()
     finally:
         world.stop()
-        kube.stop()
+        kube.cleanup()
 
 
 def test_real_hub_admin_logs_in_through_oauth_and_reaches_the_ui(world):
@@ -348,8 +352,7 @@ def test_real_hub_stop_from_the_portal_stops_the_server_on_the_hub(world):
     _wait(lambda: world.hub_api("GET", "/users/carol").json().get("server"), 30, "carol's server", world.hub_log)
     pid = int(world.pids.read_text().split()[-1])
     os.kill(pid, 0)  # the spawned server process runs
-    world.kube.reset()
-    world.kube.pods = [make_pod("jupyter-carol", "carol")]  # what KubeSpawner's pod would look like
+    pod = world.kube.start(singleuser_pod("carol"))["jupyter-carol"]  # what KubeSpawner's pod looks like
     with world.browser() as client:
         assert world.browser_login(client, "alice").status_code == 200
         csrf = client.cookies.get("labhub_portal_csrf")
@@ -361,7 +364,9 @@ def test_real_hub_stop_from_the_portal_stops_the_server_on_the_hub(world):
     assert response.status_code == 200, response.text
     (result,) = response.json()["results"]
     assert result["result"] == "stopping" and result["method"] == "hub", result
-    assert world.kube.deleted == []  # stopped by the hub, not by deleting the pod
+    after = world.kube.pod("jupyter-carol")  # stopped by the hub, not by deleting the pod
+    assert after is not None and after["metadata"]["uid"] == pod["metadata"]["uid"]
+    assert "deletionTimestamp" not in after["metadata"]
     # the real hub's state changed: no server any more, and the spawned process is gone
     _wait(lambda: world.hub_api("GET", "/users/carol").json().get("server") is None, 30, "the stop", world.hub_log)
 

@@ -1,6 +1,7 @@
 """The web pages on the production database: PostgreSQL (the throwaway server of ../conftest.py),
-history written by the portal's recorder observing the SIMULATED cluster, pages fetched with the
-bearer token.  (The browser tests use the demo's SQLite; this covers the SQL statistics path.)"""
+history written by the portal's recorder observing the SIMULATED cluster (the demo's, to replay days
+of history), pages fetched with the bearer token.  (The browser tests use the demo's SQLite; this
+covers the SQL statistics path.)  The Pods page is also checked on the REAL control plane (../kube.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from kube import H100, singleuser_pod
+from testlib import AUTH as TEST_AUTH
+from testlib import running_app
 
 from labhub_portal.app import create_app
 from labhub_portal.config import Settings
@@ -74,3 +79,24 @@ async def test_pages_render_from_postgresql(empty_pg):
             assert sorted(re.findall(r'data-pod="([^"]+)"', pods.text)) == cluster.running_pod_names()
             sync = await client.get("/sync")
             assert sync.status_code == 200 and "Report sync is off" in sync.text
+
+
+async def test_pods_page_on_the_real_cluster(kube, settings_factory, tx_sessionmaker):
+    """The Pods page lists the real pods (node and GPU model as scheduled); a namespace the portal's
+    ServiceAccount may not read is a readable error on the page, not a server error."""
+    kube.start(singleuser_pod("alice", gpus=1, gpu_product=H100, profile="gpu-h100"), singleuser_pod("bob"))
+    async with running_app(settings_factory(), sessionmaker=tx_sessionmaker) as (app, client):
+        assert (await app.state.recorder.run_once())["state"] == "ok"  # node labels for the GPU model
+        page = await client.get("/pods", headers=TEST_AUTH)
+        assert page.status_code == 200
+        assert sorted(re.findall(r'data-pod="([^"]+)"', page.text)) == ["jupyter-alice", "jupyter-bob"]
+        assert f"1 × {H100}" in page.text and "<dd>gpu-h100-0</dd>" in page.text and "<dd>cpu-0</dd>" in page.text
+        assert "<dd>gpu-h100</dd>" in page.text  # the profile annotation
+    other = kube.other_namespace()
+    async with running_app(settings_factory(hub_namespace=other), sessionmaker=tx_sessionmaker) as (_app, client):
+        page = await client.get("/pods", headers=TEST_AUTH)
+        assert page.status_code == 200
+        alert = re.search(r'<p class="status err" role="alert">([^<]*)</p>', page.text)
+        assert alert is not None, page.text[:2000]
+        assert alert.group(1).startswith(f"Cluster unavailable: Failed to list pods of namespace &#39;{other}&#39; "
+                                         "due to: HTTP 403 Forbidden"), alert.group(1)

@@ -39,7 +39,8 @@ async def readyz(request: Request):
             await asyncio.wait_for(state.cluster.ping(), state.settings.kube_timeout)
             checks["cluster"] = "ok"
         except (ClusterError, asyncio.TimeoutError, OSError) as exc:
-            checks["cluster"] = f"error: {type(exc).__name__}"
+            status = getattr(exc, "status", None)  # no API message here: /readyz needs no authentication
+            checks["cluster"] = f"error: {type(exc).__name__}" + (f" (HTTP {status})" if status else "")
             ready = False
     return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks},
                         status_code=200 if ready else 503)

@@ -32,8 +32,13 @@ async def _live_pods(request: Request) -> list[dict]:
     cluster = _cluster(request)
     try:
         return await asyncio.wait_for(cluster.list_singleuser_pods(), request.app.state.settings.kube_timeout)
-    except (ClusterError, asyncio.TimeoutError, OSError) as exc:
-        raise HTTPException(503, detail=f"cluster unavailable: {type(exc).__name__}",
+    except ClusterError as exc:  # the API's own reason (401/403 name the credentials or the missing permission)
+        raise HTTPException(503, detail=f"cluster unavailable: {exc}", headers={"Retry-After": "10"}) from exc
+    except (asyncio.TimeoutError, OSError) as exc:
+        settings = request.app.state.settings
+        raise HTTPException(503, detail=f"cluster unavailable: Failed to list pods of namespace "
+                                        f"'{settings.hub_namespace}' due to: {type(exc).__name__} "
+                                        f"(no answer within {settings.kube_timeout:g} s)",
                             headers={"Retry-After": "10"}) from exc
 
 

@@ -303,8 +303,8 @@ async def _pod_context(request: Request, session, principal: Principal) -> dict:
     try:
         listing = await pods_api.list_pods(request, settings, principal)
         items = listing.pods
-    except HTTPException as exc:
-        cluster_error, items = str(exc.detail), []
+    except HTTPException as exc:  # the page says "Cluster unavailable: <reason>" itself
+        cluster_error, items = str(exc.detail).removeprefix("cluster unavailable: "), []
     uids = [p.pod_uid for p in items]
     names = {p.username for p in items}
     depts = dict((await session.execute(
