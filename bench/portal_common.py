@@ -1,7 +1,8 @@
 """Shared helpers for the portal benchmarks (run with portal/.venv/bin/python bench/portal_<x>.py).
 
-They start the same throwaway PostgreSQL / MariaDB servers and the fake Kubernetes API (a test
-fake) as the portal tests (portal/tests/servers.py, portal/tests/fakes.py)."""
+They start the same throwaway PostgreSQL / MariaDB servers and the same real Kubernetes control plane
+(KWOK nodes, real pods, the portal role's ServiceAccount) as the portal tests (portal/tests/servers.py,
+portal/tests/kube.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "portal" / "tests"))
 sys.path.insert(0, str(REPO / "portal" / "src"))
 
-from fakes import FakeKubernetes, make_node, make_pod  # noqa: E402
+from kube import KubeCluster, Namespace, NodeSpec, singleuser_pod  # noqa: E402
 from servers import MariaDBServer, PostgresServer  # noqa: E402
 
 TOKEN = "bench-portal-token-0123456789abcdef"
@@ -36,13 +37,33 @@ def start_mariadb() -> MariaDBServer:
     return server
 
 
-def start_fake_kube(tmp: Path, pods: int, nodes: int = 20) -> FakeKubernetes:
-    kube = FakeKubernetes().start()
-    kube.kubeconfig = kube.write_kubeconfig(tmp / "kubeconfig")
-    kube.nodes = [make_node(f"node-{n}", "NVIDIA-A100-SXM4-80GB" if n % 2 else None) for n in range(nodes)]
-    kube.pods = [make_pod(f"jupyter-user{i}", f"user{i}", node=f"node-{i % nodes}", gpu=(i % 4 == 0) * 1,
-                          cpu="2", memory="8Gi") for i in range(pods)]
-    return kube
+A100 = "NVIDIA-A100-SXM4-80GB"
+
+
+def bench_nodes(count: int) -> list[NodeSpec]:
+    """``count`` KWOK nodes, every other one with 8 A100s shared 8 ways (device plugin time-slicing,
+    64 schedulable nvidia.com/gpu), big enough for a few hundred 2-core user pods each."""
+    return [NodeSpec(f"node-{n}", cpu="512", memory="4Ti", gpus=8, product=A100, family="ampere",
+                     gpu_memory_mib=81920, compute=(8, 0), replicas=8) if n % 2 else
+            NodeSpec(f"node-{n}", cpu="512", memory="4Ti") for n in range(count)]
+
+
+def start_cluster(tmp: Path, pods: int, nodes: int = 20) -> tuple[KubeCluster, Namespace]:
+    """The real control plane with ``pods`` running single-user pods (every fourth with one GPU) in a
+    hub namespace the portal's ServiceAccount may read; returns the cluster and that namespace."""
+    cluster = KubeCluster(tmp / "kube", nodes=bench_nodes(nodes), pods_per_node=max(110, 2 * pods // nodes))
+    cluster.start()
+    try:
+        ns = cluster.namespace()
+        gpu = [i % 4 == 0 for i in range(pods)]
+        ns.create_pods([singleuser_pod(f"user{i}", gpus=int(gpu[i]), gpu_product=A100 if gpu[i] else None,
+                                       cpu_guarantee="2", cpu_limit="2", mem_guarantee="8Gi", mem_limit="8Gi")
+                        for i in range(pods)], workers=8)
+        ns.wait_count(pods, timeout=900)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster, ns
 
 
 def settings(pg: PostgresServer, **overrides):

@@ -1,10 +1,11 @@
 """Requests/s of /api/pods and /api/stats on loopback: `labhub-portal serve` (uvicorn, one worker)
-in a subprocess on real PostgreSQL with 200 live pods in the fake Kubernetes API (test fake) and
-20,000 recorded sessions; an httpx client with 8 concurrent connections for 10 s per endpoint.
+in a subprocess on real PostgreSQL with 200 live pods in the real Kubernetes control plane of the
+portal tests (portal/tests/kube.py: KWOK nodes, the portal role's ServiceAccount) and 20,000 recorded
+sessions; an httpx client with 8 concurrent connections for 10 s per endpoint.
 Baselines: /healthz on the same server (the framework floor: no database, no cluster) and, for
-/api/pods, the same pod list fetched by the same client straight from the fake API (the ceiling the
-portal cannot pass: it makes that request on every /api/pods). The fake API runs in this bench
-process (a thread), so it shares the GIL with the client. Client and server share the machine's 2 cores."""
+/api/pods, the same pod list fetched by the same client straight from the API server with the
+portal's token (the ceiling the portal cannot pass: it makes that request on every /api/pods).
+Client, server, API server, etcd and PostgreSQL share the machine's 2 cores."""
 
 from __future__ import annotations
 
@@ -16,15 +17,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from portal_common import TOKEN, start_fake_kube, start_postgres
+from portal_common import TOKEN, start_cluster, start_postgres
 
-from fakes import free_port
+from servers import free_port
 
 CONCURRENCY = 8
 SECONDS = 10.0
 
 
-async def load(url: str, path: str, headers: dict | None = None) -> tuple[float, float]:
+async def load(url: str, path: str, headers: dict | None = None, verify: str | bool = True) -> tuple[float, float]:
     import httpx
 
     count = 0
@@ -34,7 +35,7 @@ async def load(url: str, path: str, headers: dict | None = None) -> tuple[float,
     limits = httpx.Limits(max_connections=CONCURRENCY)
     headers = {"Authorization": f"Bearer {TOKEN}"} if headers is None else headers
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits,
-                                 timeout=30) as client:
+                                 timeout=30, verify=verify) as client:
         async def worker():
             nonlocal count, errors
             while time.perf_counter() < deadline:
@@ -60,7 +61,7 @@ async def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-http-"))
     pg = start_postgres()
-    kube = start_fake_kube(tmp, 200)
+    cluster, kube = start_cluster(tmp, 200)
     proc = None
     try:
         engine = make_engine(pg.url())
@@ -78,7 +79,7 @@ FROM generate_series(1, 20000) g"""))
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
         env.update(PORTAL_DATABASE_URL=pg.url(), PORTAL_TOKEN=TOKEN, PORTAL_KUBECONFIG=kube.kubeconfig,
-                   PORTAL_HUB_NAMESPACE="jhub", PORTAL_ENV_FILE="/nonexistent", PORTAL_LOG_LEVEL="warning",
+                   PORTAL_HUB_NAMESPACE=kube.name, PORTAL_ENV_FILE="/nonexistent", PORTAL_LOG_LEVEL="warning",
                    PORTAL_RECORD_INTERVAL="30")
         proc = subprocess.Popen([sys.executable, "-m", "labhub_portal.cli", "serve", "--port", str(port)], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -96,19 +97,21 @@ FROM generate_series(1, 20000) g"""))
         results = {}
         for path in ("/healthz", "/api/pods", "/api/stats?group_by=user", "/api/stats?group_by=day"):
             results[path] = await load(url, path)
-        raw_path = "/api/v1/namespaces/jhub/pods?labelSelector=component%3Dsingleuser-server"
-        raw_rps, raw_p50 = await load(kube.url, raw_path, headers={"Authorization": f"Bearer {kube.TOKEN}"})
+        raw_path = f"/api/v1/namespaces/{kube.name}/pods?labelSelector=component%3Dsingleuser-server"
+        raw_rps, raw_p50 = await load(cluster.plane.server, raw_path,
+                                      headers={"Authorization": f"Bearer {kube.identity.token}"},
+                                      verify=str(cluster.plane.pki / "ca.crt"))
         base = results["/healthz"][0]
         for path, (rps, p50) in results.items():
             print(f"{path}: {rps:,.0f} req/s (median latency {p50:.1f} ms, {CONCURRENCY} concurrent) "
                   f"= {rps / base:.2f} of /healthz")
-        print(f"raw pod list from the fake API: {raw_rps:,.0f} req/s (median latency {raw_p50:.1f} ms); "
+        print(f"raw pod list from the API server: {raw_rps:,.0f} req/s (median latency {raw_p50:.1f} ms); "
               f"/api/pods = {results['/api/pods'][0] / raw_rps:.2f} of it")
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait(20)
-        kube.stop()
+        cluster.stop()
         pg.destroy()
 
 

@@ -13,7 +13,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from portal_common import settings, start_fake_kube, start_postgres
+from portal_common import settings, start_cluster, start_postgres
 
 PODS = 2000
 CYCLES = 10
@@ -29,9 +29,9 @@ async def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-recorder-"))
     pg = start_postgres()
-    kube = start_fake_kube(tmp, PODS)
+    cluster, kube = start_cluster(tmp, PODS)
     try:
-        app = create_app(settings(pg, kubeconfig=kube.kubeconfig), start_services=False)
+        app = create_app(settings(pg, kubeconfig=kube.kubeconfig, hub_namespace=kube.name), start_services=False)
         async with app.router.lifespan_context(app):
             recorder = app.state.recorder
             counts = {"statements": 0, "commits": 0, "begins": 0}
@@ -59,7 +59,7 @@ async def main() -> None:
                 per_cycle.append(dict(counts))
             assert status["state"] == "ok"
             # 10 % of the pods go away in one cycle
-            kube.pods = kube.pods[: PODS * 9 // 10]
+            kube.stop_servers([f"jupyter-user{i}" for i in range(PODS * 9 // 10, PODS)])
             for key in counts:
                 counts[key] = 0
             t = time.perf_counter()
@@ -68,7 +68,8 @@ async def main() -> None:
             churn_rt = dict(counts)
 
             # portal DB-only time for one cycle's writes (observations prepared in advance)
-            observations = pods_to_observations(kube.pods, await recorder.cluster.node_labels(), "jhub")
+            observations = pods_to_observations(await recorder.cluster.list_singleuser_pods(),
+                                                await recorder.cluster.node_labels(), kube.name)
             db_ms = []
             for _ in range(CYCLES):
                 t = time.perf_counter()
@@ -77,7 +78,7 @@ async def main() -> None:
                         await repository.lock_changes(session)
                         now = datetime.now(timezone.utc)
                         await repository.upsert_observations(session, observations, now, 90.0)
-                        await repository.close_gone(session, "jhub", now)
+                        await repository.close_gone(session, kube.name, now)
                 db_ms.append((time.perf_counter() - t) * 1000)
 
         # raw baselines on the same database
@@ -115,14 +116,14 @@ async def main() -> None:
             naive_ms.append((time.perf_counter() - t) * 1000)
         await conn.close()
     finally:
-        kube.stop()
+        cluster.stop()
         pg.destroy()
 
     med = statistics.median
     print(f"pods: {PODS}, cycles: {CYCLES}")
     print(f"first cycle (2,000 inserts): {first_ms:.0f} ms, round trips: {first_rt}")
     print(f"steady cycle: median {med(cycle_ms):.0f} ms (min {min(cycle_ms):.0f}, max {max(cycle_ms):.0f}); "
-          f"of which pod listing over HTTP+JSON ~{med(list_ms):.0f} ms")
+          f"of which pod listing from the API server (HTTPS + JSON) ~{med(list_ms):.0f} ms")
     print(f"round trips per steady cycle: {per_cycle[-1]} (constant: {len({str(p) for p in per_cycle}) == 1})")
     print(f"cycle with 200 pods gone: {churn_ms:.0f} ms, round trips: {churn_rt}")
     print(f"portal DB part (lock + upsert + close, 1 transaction): median {med(db_ms):.1f} ms")
