@@ -1,0 +1,128 @@
+"""inventories/example on a real control plane: 3 control-plane nodes and 2 CPU workers
+(hardware fixture cpu-vm), 4 DGX H100 nodes on InfiniBand (dgx-h100; gpu04 with its MIG profile
+and its reserved taint). The roles' values (rendered through the roles, tests/kube/sites.py) are
+installed with real Helm from the real chart archives in site.yml's order; the operators' own
+controllers are SIMULATED (tests/harness/kube/operators.py)."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from checks import (assert_second_run_changes_nothing, check_gpu_release, check_hub, gpu_resources, object_when,
+                    rdma_resource, rerun, run_smoke_job, wait_gpu_converged, wait_network_converged)
+from cluster import SiteCluster
+from deploy import site_cluster
+
+pytestmark = pytest.mark.kube
+
+GPU_HOSTS = ["gpu01", "gpu02", "gpu03", "gpu04"]
+
+
+@pytest.fixture(scope="module")
+def example(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiteCluster]:
+    yield from site_cluster("example", request, tmp_path_factory)
+
+
+def test_a_gpu_pod_waits_until_the_device_plugin_advertises_gpus(example: SiteCluster) -> None:
+    before = example.notes["record"]["gpu_pod_before_operator"]
+    assert before["phase"] == "Pending" and before["reason"] == "Unschedulable"
+    assert "Insufficient nvidia.com/gpu" in before["message"], before
+    pod = object_when(example, "/api/v1/namespaces/default/pods/gpu-early",
+                      lambda p: p["status"].get("phase") == "Running", "the early GPU pod Running")
+    node = pod["spec"]["nodeName"]
+    assert node in GPU_HOSTS
+    assert int(gpu_resources(example, node)["nvidia.com/gpu"]) >= 1
+
+
+def test_gpu_operator_release_carries_the_role_values(example: SiteCluster) -> None:
+    found = check_gpu_release(example)
+    assert found["policy"]["spec"]["driver"]["enabled"] is False  # driver mode host
+    assert found["policy"]["spec"]["mig"]["strategy"] == "single"  # gpu04 has a MIG profile
+    # gpu04's reserved taint (host_vars/gpu04, role nodes) is tolerated by the operands and NFD.
+    reserved = {"key": "labhub.io/reserved", "operator": "Equal", "value": "hpc101", "effect": "NoSchedule"}
+    assert reserved in found["policy"]["spec"]["daemonsets"]["tolerations"]
+    assert reserved in found["worker"]["spec"]["template"]["spec"]["tolerations"]
+    assert found["worker"]["status"]["desiredNumberScheduled"] == len(example.site.node_names)
+
+
+def test_every_gpu_node_gets_operands_gpus_and_gfd_labels(example: SiteCluster) -> None:
+    wait_gpu_converged(example)
+    policy = object_when(example, "/apis/nvidia.com/v1/clusterpolicies/cluster-policy",
+                         lambda p: p.get("status", {}).get("state") == "ready", "ClusterPolicy ready")
+    conditions = {c["type"]: c for c in policy["status"]["conditions"]}
+    assert conditions["Ready"]["status"] == "True" and conditions["Ready"]["reason"] == "Reconciled"
+    assert conditions["Error"]["status"] == "False"
+    assert policy["status"]["namespace"] == example.site.gpu_role["namespace"]
+    expected = {"gpu01": "8", "gpu02": "8", "gpu03": "8", "gpu04": "56"}  # gpu04: all-1g.10gb = 7 per H100
+    got = {}
+    for host in GPU_HOSTS:
+        try:
+            example.wait(f"nvidia.com/gpu on {host}", lambda host=host: gpu_resources(example, host).get(
+                "nvidia.com/gpu") == expected[host], timeout=20)
+        except AssertionError:
+            pass
+        got[host] = gpu_resources(example, host).get("nvidia.com/gpu")
+    assert got == expected, f"GPUs advertised per node {got}; taints: {example.site.node_taints}"
+    labels = example.node("gpu01")["metadata"]["labels"]
+    assert labels["nvidia.com/gpu.product"] == labels["labhub.io/gpu.product"] == "NVIDIA-H100-80GB-HBM3"
+    assert labels["nvidia.com/gpu.count"] == "8" and labels["nvidia.com/gpu.memory"] == "81559"
+    assert labels["nvidia.com/mig.strategy"] == "single" and labels["nvidia.com/gpu.present"] == "true"
+    assert labels["nvidia.com/gpu.deploy.driver"] == "false"  # the role's label is honoured
+    cpu = example.node("cpu01")["metadata"]["labels"]
+    assert "nvidia.com/gpu.present" not in cpu and not gpu_resources(example, "cpu01")
+
+
+def test_the_role_smoke_test_job_runs_on_a_gpu(example: SiteCluster) -> None:
+    wait_gpu_converged(example)
+    result = run_smoke_job(example)
+    assert result["status"].get("succeeded") == 1, result
+    assert result["nodes"][0] in GPU_HOSTS
+
+
+def test_network_operator_release_policy_and_rdma_resources(example: SiteCluster) -> None:
+    net = example.site.network
+    ns = net["namespace"]
+    operator = example.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{net['release']}")
+    env = {e["name"] for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "OFED_INIT_CONTAINER_IMAGE" not in env  # operator.ofedDriver.initContainer.enable: false
+    assert example.get("/apis/nfd.k8s-sigs.io/v1alpha1/nodefeaturerules/nvidia-nics-rules")  # nfd.deployNodeFeatureRules
+    assert example.plane.request("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/sriov-network-operator")[0] == 404
+    wait_network_converged(example)
+    policy = object_when(example, "/apis/mellanox.com/v1alpha1/nicclusterpolicies/nic-cluster-policy",
+                         lambda p: p.get("status", {}).get("state") == "ready", "NicClusterPolicy ready")
+    states = {s["name"]: s["state"] for s in policy["status"]["appliedStates"]}
+    assert states.pop("state-RDMA-device-plugin") == "ready" and set(states.values()) == {"ignore"}
+    resource, count = rdma_resource(example)
+    assert resource == "rdma/hca_shared_devices_ib" and count == "63"
+    for host in GPU_HOSTS:
+        assert example.node(host)["status"]["allocatable"].get(resource) == count, host
+    assert resource not in example.node("cpu01")["status"]["allocatable"]
+    assert {"key": "labhub.io/reserved", "operator": "Equal", "value": "hpc101", "effect": "NoSchedule"} in \
+        policy["spec"]["tolerations"]
+    ds = example.get(f"/apis/apps/v1/namespaces/{ns}/daemonsets/rdma-shared-dp-ds")
+    assert ds["spec"]["template"]["spec"]["containers"][0]["image"] in {
+        "nvcr.io/nvidia/mellanox/k8s-rdma-shared-dev-plugin:network-operator-v25.7.0"}
+
+
+def test_hub_on_the_example_site(example: SiteCluster) -> None:
+    placed = check_hub(example)
+    assert placed["hub"] != "gpu04" and placed["proxy"] != "gpu04"  # reserved: labhub.io/reserved taint
+
+
+def test_a_second_run_with_the_same_values_changes_nothing(example: SiteCluster) -> None:
+    record: dict[str, Any] = example.notes["record"]
+    policy_gen = example.get("/apis/nvidia.com/v1/clusterpolicies/cluster-policy")["metadata"]["generation"]
+    nic_gen = example.get("/apis/mellanox.com/v1alpha1/nicclusterpolicies/nic-cluster-policy")["metadata"]["generation"]
+    report = {}
+    for chart, release, ns in (("gpu-operator", example.site.gpu_role["release"], example.site.gpu_role["namespace"]),
+                               ("network-operator", example.site.network["release"], example.site.network["namespace"]),
+                               ("jupyterhub", record["hub_release"], example.site.hub_namespace)):
+        # one plain upgrade for the operators; two for z2jh (its first upgrade rolls hub and proxy once)
+        upgrades = 2 if chart == "jupyterhub" else 1
+        report[chart] = assert_second_run_changes_nothing(
+            rerun(example, chart, release, ns, record["helm"][chart], upgrades), chart)
+    assert example.get("/apis/nvidia.com/v1/clusterpolicies/cluster-policy")["metadata"]["generation"] == policy_gen
+    assert example.get("/apis/mellanox.com/v1alpha1/nicclusterpolicies/nic-cluster-policy")["metadata"]["generation"] == nic_gen
+    example.notes["rerun"] = report
