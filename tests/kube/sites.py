@@ -258,8 +258,8 @@ def start_render(name: str, root: Path, inventory: Path, trees: dict[str, str],
     key = _digest([REPO / d for d in ("roles", "plugins", "playbooks", "files")]
                   + [inventory, Path(__file__), Path(hardware_trees.__file__)]
                   + [Path(hardware_trees.FIXTURES) / t for t in sorted(set(trees.values()))],
-                  {"trees": trees, "host_vars": host_vars, "vars": {k: v for k, v in variables.items()
-                                                                     if not str(v).startswith(str(root))},
+                  {"trees": trees, "host_vars": host_vars,
+                   "vars": {k: v for k, v in variables.items() if not str(v).startswith(str(root))},
                    "ansible": ansible_version})
     cached = CACHE / f"{name}-{key}"
     state = {"name": name, "root": root, "trees": {h: materialised[t] for h, t in trees.items()}, "log": None,

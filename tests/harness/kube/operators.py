@@ -798,12 +798,12 @@ class OperatorSimulator:
             }
             if spec.get("nodeAffinity"):
                 pod_spec["affinity"] = {"nodeAffinity": spec["nodeAffinity"]}
-            self._req("POST", f"/apis/apps/v1/namespaces/{namespace}/daemonsets", {
+            daemonset = {
                 "apiVersion": "apps/v1", "kind": "DaemonSet",
                 "metadata": {"name": "rdma-shared-dp-ds", "namespace": namespace, "ownerReferences": [owner]},
                 "spec": {"selector": {"matchLabels": {"app": "rdma-shared-dp"}},
-                         "template": {"metadata": {"labels": {"app": "rdma-shared-dp"}}, "spec": pod_spec}}},
-                ok=(201, 409))
+                         "template": {"metadata": {"labels": {"app": "rdma-shared-dp"}}, "spec": pod_spec}}}
+            self._req("POST", f"/apis/apps/v1/namespaces/{namespace}/daemonsets", daemonset, ok=(201, 409))
             self.log.append("network-operator: DaemonSet rdma-shared-dp-ds")
             return "notReady"
         st = existing.get("status") or {}
