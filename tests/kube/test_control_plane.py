@@ -83,8 +83,8 @@ def test_service_account_is_denied_outside_its_role(control_plane: ControlPlane)
     assert control_plane.request("POST", f"{api}/serviceaccounts", {"metadata": {"name": "reader"}})[0] == 201
     role = {"metadata": {"name": "pods-read"},
             "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]}
-    binding = {"metadata": {"name": "reader"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
-                                                          "kind": "Role", "name": "pods-read"},
+    binding = {"metadata": {"name": "reader"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pods-read"},
                "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}]}
     rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
     assert control_plane.request("POST", f"{rbac}/roles", role)[0] == 201

@@ -23,6 +23,7 @@ import argparse
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -63,14 +64,14 @@ def openssl(*args: str, cwd: Path) -> None:
 
 
 def write_cert(pki: Path, name: str, subject: str, *, sans: list[str] | None = None, client: bool = True) -> None:
-    """A key and a certificate signed by pki/ca.crt (RSA 2048, one year)."""
+    """A key and a certificate signed by pki/ca.crt (ECDSA P-256: fast to make, one year)."""
     ext = pki / f"{name}.ext"
     lines = ["basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment"]
     lines.append("extendedKeyUsage=" + ("clientAuth" if client else "serverAuth,clientAuth"))
     if sans:
         lines.append("subjectAltName=" + ",".join(sans))
     ext.write_text("\n".join(lines) + "\n")
-    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", f"{name}.key",
             "-subj", subject, "-out", f"{name}.csr", cwd=pki)
     openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
             "-CAcreateserial", "-days", "365", "-extfile", ext.name, "-out", f"{name}.crt", cwd=pki)
@@ -104,6 +105,9 @@ class ControlPlane:
     #: Extra names/addresses for the API server certificate (e.g. the podman gateway).
     addresses: list[str] = field(default_factory=list)
     bind: str = "127.0.0.1"
+    #: Serve the API server certificate from this directory's serving.crt/serving.key (the MicroK8s
+    #: simulator re-issues it there with its nodes' names; kube-apiserver reloads it by itself).
+    serving_dir: Path | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     port: int = 0
     server: str = ""
@@ -130,7 +134,8 @@ class ControlPlane:
             return
         pki.mkdir(parents=True, exist_ok=True)
         os.chmod(pki, 0o700)
-        openssl("req", "-x509", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+        openssl("req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", "ca.key",
                 "-subj", "/CN=labhub-test-ca", "-days", "365", "-out", "ca.crt", cwd=pki)
         sans = ["DNS:kubernetes", "DNS:kubernetes.default", "DNS:kubernetes.default.svc",
                 "DNS:kubernetes.default.svc.cluster", "DNS:kubernetes.default.svc.cluster.local",
@@ -141,8 +146,8 @@ class ControlPlane:
         write_cert(pki, "controller-manager", "/CN=system:kube-controller-manager")
         write_cert(pki, "scheduler", "/CN=system:kube-scheduler")
         write_cert(pki, "kwok", "/O=system:masters/CN=kwok")
-        openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
-        openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+        openssl("ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", "sa.key", cwd=pki)
+        openssl("ec", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
 
     # -- processes ---------------------------------------------------------------------------
     def spawn(self, name: str, argv: list[str]) -> None:
@@ -152,7 +157,9 @@ class ControlPlane:
             start_new_session=True,
         )
 
-    def start(self) -> None:
+    def start(self, wait_controllers: bool = True) -> None:
+        """Start everything; return once the API server is ready and (``wait_controllers``) the
+        controllers made the 'default' ServiceAccount (pods can be created in new namespaces)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         cache = build()
         bin_dir = cache / "bin"
@@ -166,12 +173,20 @@ class ControlPlane:
                             f"--listen-client-url=http://127.0.0.1:{etcd_port}",
                             f"--listen-peer-url=http://127.0.0.1:{peer_port}"])
         wait_port(etcd_port, "etcd", self)
+        cert, key = pki / "apiserver.crt", pki / "apiserver.key"
+        if self.serving_dir is not None:
+            self.serving_dir.mkdir(parents=True, exist_ok=True)
+            for src, name in ((cert, "serving.crt"), (key, "serving.key")):
+                if not (self.serving_dir / name).exists():
+                    shutil.copyfile(src, self.serving_dir / name)
+            os.chmod(self.serving_dir / "serving.key", 0o600)
+            cert, key = self.serving_dir / "serving.crt", self.serving_dir / "serving.key"
         self.spawn("kube-apiserver", [
             str(bin_dir / "kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{etcd_port}",
             f"--bind-address={self.bind}", f"--secure-port={self.port}",
             "--advertise-address=127.0.0.1",
-            f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--tls-cert-file={cert}", f"--tls-private-key-file={key}",
             f"--client-ca-file={pki / 'ca.crt'}",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
@@ -213,7 +228,8 @@ class ControlPlane:
             f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
             "--cidr=10.1.0.0/16", "--node-ip=10.0.0.1", "--node-lease-duration-seconds=40",
         ])
-        self.wait_service_accounts()
+        if wait_controllers:
+            self.wait_service_accounts()
         (self.workdir / "state.json").write_text(json.dumps({
             "server": self.server, "port": self.port, "bin": str(bin_dir),
             "pids": {n: p.pid for n, p in self.procs.items()},
@@ -286,7 +302,7 @@ class ControlPlane:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
-            status, _ = self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")
+            status = self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")[0]
             if status == 200:
                 return
             time.sleep(0.5)
@@ -310,6 +326,29 @@ class ControlPlane:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+    def publish(self, cluster_dir: Path, upstream: str) -> Path:
+        """Hand this control plane to the MicroK8s simulator (tests/simulator/labhub_sim_kube.py):
+        ``<cluster_dir>/kube/`` gets the CA, the admin client certificate, kubectl and helm, and
+        control-plane.json with ``upstream`` (host:port the simulated nodes reach the API at).
+        Start with ``serving_dir=<cluster_dir>/kube`` so the simulator's certificates are served."""
+        kube = cluster_dir / "kube"
+        (kube / "bin").mkdir(parents=True, exist_ok=True)
+        os.chmod(kube, 0o700)
+        for name in ("ca.crt", "ca.key", "admin.crt", "admin.key"):
+            shutil.copyfile(self.pki / name, kube / name)
+            os.chmod(kube / name, 0o600 if name.endswith(".key") else 0o644)
+        bin_dir = build() / "bin"
+        for name in ("kubectl", "helm"):
+            target = kube / "bin" / name
+            if target.exists():
+                target.unlink()
+            try:
+                os.link(bin_dir / name, target)
+            except OSError:
+                shutil.copy2(bin_dir / name, target)
+        (kube / "control-plane.json").write_text(json.dumps({"upstream": upstream, "bound": None}, indent=1))
+        return kube
 
     # -- nodes -------------------------------------------------------------------------------
     def add_node(self, name: str, *, cpu: str = "8", memory: str = "32Gi", labels: dict[str, str] | None = None,
@@ -363,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("dir", type=Path)
     up.add_argument("--address", action="append", default=[], help="extra certificate name/address")
     up.add_argument("--bind", default="127.0.0.1")
+    up.add_argument("--cluster-dir", type=Path, help="publish to the MicroK8s simulator's cluster directory")
+    up.add_argument("--upstream-host", default="127.0.0.1",
+                    help="address the simulated nodes reach the API server at (with --cluster-dir)")
     down = sub.add_parser("down", help="stop the control plane in DIR")
     down.add_argument("dir", type=Path)
     sub.add_parser("build", help="build (or reuse) the binaries; print their directory")
@@ -371,9 +413,12 @@ def main(argv: list[str] | None = None) -> int:
         print(build())
         return 0
     if args.cmd == "up":
-        plane = ControlPlane(args.dir.resolve(), addresses=args.address, bind=args.bind)
+        serving = args.cluster_dir / "kube" if args.cluster_dir else None
+        plane = ControlPlane(args.dir.resolve(), addresses=args.address, bind=args.bind, serving_dir=serving)
         try:
             plane.start()
+            if args.cluster_dir:
+                plane.publish(args.cluster_dir, f"{args.upstream_host}:{plane.port}")
         except Exception:
             plane.stop()
             raise
