@@ -252,30 +252,37 @@ def differences(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tupl
     return {k: (before.get(k), after.get(k)) for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)}
 
 
-def rerun(cluster: SiteCluster, chart: str, release: str, namespace: str, first: dict[str, Any],
-          upgrades: int) -> dict[str, Any]:
-    """Run the role's helm step again with the same values: kubernetes.core.helm (what the role
-    does), then `upgrades` times the helm command that module ran the first time (what a plain
-    `helm upgrade` with the same values does). Snapshots after each."""
-    snaps = [snapshot(cluster, namespace)]
-    revisions = [h["revision"] for h in cluster.history(release, namespace)]
-    command = shlex.split(first["command"])
-    again = cluster.helm_module(name=release, chart_ref=str(CHART_FILES[chart]), release_namespace=namespace,
-                                values_files=[str(cluster.site.values_file(chart))], wait=True,
-                                atomic="--atomic" in command, timeout="10m",
-                                create_namespace="--create-namespace" in command)
-    after_module = [h["revision"] for h in cluster.history(release, namespace)]
-    snaps.append(snapshot(cluster, namespace))
-    for _upgrade in range(upgrades):
-        # kubernetes.core.helm gives the namespace to helm through HELM_NAMESPACE; here it is a flag.
-        cluster.helm(*command[1:], "--namespace", namespace)
-        # a rolled Deployment's old pod lingers a moment after helm --wait returns
-        cluster.wait("old pods gone", lambda: all(not p["metadata"].get("deletionTimestamp") for p in cluster.pods(namespace)),
-                     timeout=60)
-        snaps.append(snapshot(cluster, namespace))
-    return {"module_changed": again.get("changed"), "module_failed": again.get("failed"),
-            "revisions_before": revisions, "revisions_after_module": after_module,
-            "history": cluster.history(release, namespace), "snapshots": snaps}
+def rerun(cluster: SiteCluster, releases: list[tuple[str, str, str]], upgrades: dict[str, int]) -> dict[str, Any]:
+    """Run the roles' helm steps again with the same values: kubernetes.core.helm for every
+    (chart, release, namespace) in one ansible run (what the roles do), then, per chart,
+    `upgrades[chart]` times the helm command that module ran the first time (what a plain
+    `helm upgrade` with the same values does). Snapshots of the namespace after each step."""
+    record = cluster.notes["record"]["helm"]
+    out: dict[str, Any] = {}
+    for chart, release, namespace in releases:
+        out[chart] = {"snapshots": [snapshot(cluster, namespace)],
+                      "revisions_before": [h["revision"] for h in cluster.history(release, namespace)]}
+    calls = []
+    for chart, release, namespace in releases:
+        command = shlex.split(record[chart]["command"])
+        calls.append({"name": release, "chart_ref": str(CHART_FILES[chart]), "release_namespace": namespace,
+                      "values_files": [str(cluster.site.values_file(chart))], "wait": True,
+                      "atomic": "--atomic" in command, "timeout": "10m",
+                      "create_namespace": "--create-namespace" in command})
+    for (chart, release, namespace), again in zip(releases, cluster.helm_modules(calls)):
+        result = out[chart]
+        result.update(module_changed=again.get("changed"), module_failed=again.get("failed"),
+                      revisions_after_module=[h["revision"] for h in cluster.history(release, namespace)])
+        result["snapshots"].append(snapshot(cluster, namespace))
+        for _upgrade in range(upgrades.get(chart, 0)):
+            # kubernetes.core.helm gives helm the namespace through HELM_NAMESPACE; here it is a flag.
+            cluster.helm(*shlex.split(record[chart]["command"])[1:], "--namespace", namespace)
+            # a rolled Deployment's old pod lingers a moment after helm --wait returns
+            cluster.wait("old pods gone", lambda ns=namespace: all(
+                not p["metadata"].get("deletionTimestamp") for p in cluster.pods(ns)), timeout=60)
+            result["snapshots"].append(snapshot(cluster, namespace))
+        result["history"] = cluster.history(release, namespace)
+    return out
 
 
 def assert_second_run_changes_nothing(result: dict[str, Any], chart: str) -> dict[str, Any]:

@@ -64,11 +64,15 @@ class SiteCluster:
     def helm_module(self, **params: Any) -> dict[str, Any]:
         """kubernetes.core.helm as the roles call it (binary_path, kubeconfig, chart_ref, values_files,
         wait/atomic/timeout), run by ansible-playbook on the controller."""
-        params = {"binary_path": str(BIN / "helm"), "kubeconfig": str(self.plane.admin_kubeconfig),
-                  "release_state": "present", **params}
-        play = self.home / f"helm-{params['name']}-{time.monotonic_ns()}.yml"
-        play.write_text(yaml.safe_dump([{"name": "helm", "hosts": "localhost", "gather_facts": False,
-                                         "tasks": [{"name": "helm", "kubernetes.core.helm": params}]}]))
+        return self.helm_modules([params])[0]
+
+    def helm_modules(self, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Several kubernetes.core.helm tasks, in order, in one ansible-playbook run."""
+        tasks = [{"name": f"helm {i}", "kubernetes.core.helm": {
+            "binary_path": str(BIN / "helm"), "kubeconfig": str(self.plane.admin_kubeconfig),
+            "release_state": "present", **params}, "ignore_errors": True} for i, params in enumerate(calls)]
+        play = self.home / f"helm-{time.monotonic_ns()}.yml"
+        play.write_text(yaml.safe_dump([{"name": "helm", "hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
         env = {**ansible_env(), **{k: v for k, v in helm_env(self.home, self.plane).items() if k.startswith("HELM_")},
                "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"}
         proc = subprocess.run([str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", "-c", "local",
@@ -76,10 +80,11 @@ class SiteCluster:
                               env=env, capture_output=True, text=True, timeout=900, check=False)
         try:
             report = json.loads(proc.stdout[proc.stdout.find("{"):])
-            result = report["plays"][0]["tasks"][0]["hosts"]["localhost"]
+            results = [task["hosts"]["localhost"] for task in report["plays"][0]["tasks"]]
         except (ValueError, KeyError, IndexError) as err:
             raise AssertionError(f"kubernetes.core.helm gave no result:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}") from err
-        return result
+        assert len(results) == len(calls), results
+        return results
 
     def get(self, path: str) -> dict[str, Any]:
         status, body = self.plane.request("GET", path)

@@ -12,7 +12,6 @@ import pytest
 import yaml
 
 from cluster import SiteCluster
-from controlplane import ControlPlane
 from sites import finish_render
 
 #: A pod asking for one GPU, created before any operator runs (what a user's GPU server is).
@@ -78,20 +77,22 @@ TIMINGS: dict[str, dict[str, float]] = {}
 
 def site_cluster(name: str, request: pytest.FixtureRequest,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiteCluster]:
-    """A module's site: its render, its own control plane, nodes, and the deployed charts."""
+    """A module's site: its render, its control plane (started by the session, conftest.py),
+    nodes and the deployed charts; the control plane stops when the module ends."""
     renders = request.getfixturevalue("site_renders")
-    workdir = tmp_path_factory.mktemp(f"kube-{name}")
-    plane = ControlPlane(workdir / "plane")
+    plane, thread, errors = request.getfixturevalue("site_planes")[name]
     cluster = None
     times = TIMINGS.setdefault(name, {})
     try:
         start = time.monotonic()
-        plane.start()
-        times["control plane start"] = time.monotonic() - start
+        thread.join()
+        if errors:
+            raise errors[0]
+        times["control plane start (wait)"] = time.monotonic() - start
         start = time.monotonic()
         site = finish_render(*renders[name])
         times["render (wait)" + (" [cached]" if site.cached else "")] = time.monotonic() - start
-        cluster = SiteCluster(plane, site, workdir / "home")
+        cluster = SiteCluster(plane, site, tmp_path_factory.mktemp(f"home-{name}"))
         cluster.notes["record"] = deploy(cluster)
         times.update({"nodes + storage": cluster.notes["record"]["nodes_s"], **cluster.timings,
                       "deploy total": cluster.notes["record"]["deploy_s"]})

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -296,7 +297,7 @@ def finish_render(proc: subprocess.Popen[str] | None, state: dict[str, Any], tim
         shutil.rmtree(cached, ignore_errors=True)
         tmp.rename(cached)
         for old in CACHE.glob(f"{state['name']}-*"):
-            if old != cached:
+            if old != cached and re.fullmatch(r"[0-9a-f]{16}(\.tmp)?", old.name[len(state["name"]) + 1:]):
                 shutil.rmtree(old, ignore_errors=True)
     hardware = json.loads((out / "hardware.json").read_text())
     nodes = json.loads((out / "nodes.json").read_text())  # host -> [name, labels, taints]
@@ -368,7 +369,7 @@ def features_inventory(dest: Path) -> Path:
         "labhub_gpu_nodes": {"hosts": {"gpu01": None, "gpu04": None}},
         "labhub_ib_nodes": {"hosts": {"gpu01": None, "gpu04": None}}}}}, sort_keys=False))
     # One test certificate, kept with the render cache so the inventory (and its digest) is stable.
-    tls_cache = CACHE / "features-tls"
+    tls_cache = CACHE / "tls-for-features"
     if not (tls_cache / "hub.crt").exists():
         tls_cache.mkdir(parents=True, exist_ok=True)
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj",

@@ -106,6 +106,27 @@ def test_network_operator_release_policy_and_rdma_resources(example: SiteCluster
         "nvcr.io/nvidia/mellanox/k8s-rdma-shared-dev-plugin:network-operator-v25.7.0"}
 
 
+def test_a_second_policy_is_left_alone_as_upstream_does(example: SiteCluster) -> None:
+    """gpu-operator clusterpolicy_controller.go: a second ClusterPolicy is ignored and its status
+    never written; network-operator nicclusterpolicy_controller.go handleUnsupportedInstance: a
+    NicClusterPolicy not named nic-cluster-policy gets state "ignore" and a reason."""
+    spec = example.get("/apis/nvidia.com/v1/clusterpolicies/cluster-policy")["spec"]
+    status, body = example.plane.request("POST", "/apis/nvidia.com/v1/clusterpolicies", {
+        "apiVersion": "nvidia.com/v1", "kind": "ClusterPolicy", "metadata": {"name": "second"}, "spec": spec})
+    assert status == 201, body
+    policy = dict(example.site.network["policy"], metadata={"name": "second"})
+    status, body = example.plane.request("POST", "/apis/mellanox.com/v1alpha1/nicclusterpolicies", policy)
+    assert status == 201, body
+    nic = object_when(example, "/apis/mellanox.com/v1alpha1/nicclusterpolicies/second",
+                      lambda p: p.get("status", {}).get("state") == "ignore", "the second NicClusterPolicy ignored")
+    assert nic["status"]["reason"] == ("Unsupported NicClusterPolicy instance second. Only instance with name "
+                                       "nic-cluster-policy is supported")
+    assert "status" not in example.get("/apis/nvidia.com/v1/clusterpolicies/second")
+    assert example.get("/apis/nvidia.com/v1/clusterpolicies/cluster-policy")["status"]["state"] == "ready"
+    for path in ("/apis/nvidia.com/v1/clusterpolicies/second", "/apis/mellanox.com/v1alpha1/nicclusterpolicies/second"):
+        assert example.plane.request("DELETE", path)[0] == 200
+
+
 def test_hub_on_the_example_site(example: SiteCluster) -> None:
     placed = check_hub(example)
     assert placed["hub"] != "gpu04" and placed["proxy"] != "gpu04"  # reserved: labhub.io/reserved taint
@@ -115,14 +136,12 @@ def test_a_second_run_with_the_same_values_changes_nothing(example: SiteCluster)
     record: dict[str, Any] = example.notes["record"]
     policy_gen = example.get("/apis/nvidia.com/v1/clusterpolicies/cluster-policy")["metadata"]["generation"]
     nic_gen = example.get("/apis/mellanox.com/v1alpha1/nicclusterpolicies/nic-cluster-policy")["metadata"]["generation"]
-    report = {}
-    for chart, release, ns in (("gpu-operator", example.site.gpu_role["release"], example.site.gpu_role["namespace"]),
-                               ("network-operator", example.site.network["release"], example.site.network["namespace"]),
-                               ("jupyterhub", record["hub_release"], example.site.hub_namespace)):
-        # one plain upgrade for the operators; two for z2jh (its first upgrade rolls hub and proxy once)
-        upgrades = 2 if chart == "jupyterhub" else 1
-        report[chart] = assert_second_run_changes_nothing(
-            rerun(example, chart, release, ns, record["helm"][chart], upgrades), chart)
+    releases = [("gpu-operator", example.site.gpu_role["release"], example.site.gpu_role["namespace"]),
+                ("network-operator", example.site.network["release"], example.site.network["namespace"]),
+                ("jupyterhub", record["hub_release"], example.site.hub_namespace)]
+    # one plain upgrade for the operators; two for z2jh (its first upgrade rolls hub and proxy once)
+    results = rerun(example, releases, {"gpu-operator": 1, "network-operator": 1, "jupyterhub": 2})
+    report = {chart: assert_second_run_changes_nothing(results[chart], chart) for chart in results}
     assert example.get("/apis/nvidia.com/v1/clusterpolicies/cluster-policy")["metadata"]["generation"] == policy_gen
     assert example.get("/apis/mellanox.com/v1alpha1/nicclusterpolicies/nic-cluster-policy")["metadata"]["generation"] == nic_gen
     example.notes["rerun"] = report

@@ -71,8 +71,10 @@ def test_hub_nodeport_with_tls_and_no_prepuller(features: SiteCluster) -> None:
 
 
 def test_a_second_run_with_the_same_values_changes_nothing(features: SiteCluster) -> None:
-    record = features.notes["record"]
-    for chart, release, ns in (("gpu-operator", features.site.gpu_role["release"], features.site.gpu_role["namespace"]),
-                               ("network-operator", features.site.network["release"], features.site.network["namespace"])):
-        # the role's own second run only (plain `helm upgrade` revisions: test_site_example.py)
-        assert_second_run_changes_nothing(rerun(features, chart, release, ns, record["helm"][chart], upgrades=0), chart)
+    releases = [("gpu-operator", features.site.gpu_role["release"], features.site.gpu_role["namespace"]),
+                ("network-operator", features.site.network["release"], features.site.network["namespace"]),
+                ("jupyterhub", features.notes["record"]["hub_release"], features.site.hub_namespace)]
+    # the roles' own second run only (plain `helm upgrade` revisions: test_site_example.py)
+    results = rerun(features, releases, {})
+    for chart, result in results.items():
+        assert_second_run_changes_nothing(result, chart)

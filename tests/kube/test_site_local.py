@@ -71,7 +71,6 @@ def test_a_value_the_chart_schema_refuses_is_refused_by_helm(local: SiteCluster,
 
 def test_a_second_run_with_the_same_values_changes_nothing(local: SiteCluster) -> None:
     record = local.notes["record"]
-    result = rerun(local, "jupyterhub", record["hub_release"], local.site.hub_namespace, record["helm"]["jupyterhub"],
-                   upgrades=2)
-    report = assert_second_run_changes_nothing(result, "jupyterhub")
+    result = rerun(local, [("jupyterhub", record["hub_release"], local.site.hub_namespace)], {"jupyterhub": 2})
+    report = assert_second_run_changes_nothing(result["jupyterhub"], "jupyterhub")
     assert "deployments/hub" in report["first_upgrade"]  # z2jh's one-time roll after the install (see the helper)

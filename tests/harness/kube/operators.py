@@ -396,12 +396,10 @@ class OperatorSimulator:
         if not operators:
             return
         namespace = operators[0]["metadata"]["namespace"]
-        policy, others = policies[0], policies[1:]
-        # controllers/clusterpolicy_controller.go Reconcile: a second ClusterPolicy is "ignored".
-        for other in others:
-            if (other.get("status") or {}).get("state") != "ignored":
-                self._merge(f"/apis/nvidia.com/v1/clusterpolicies/{other['metadata']['name']}/status",
-                            {"status": {"state": "ignored", "namespace": namespace}})
+        # controllers/clusterpolicy_controller.go Reconcile: only the first ClusterPolicy is
+        # reconciled; another one gets SetStatus(Ignored) in memory, never written to the API
+        # (no Status().Update on that path), so it keeps no status at all.
+        policy = policies[0]
         spec = policy.get("spec") or {}
 
         def enabled(key: str) -> bool:
