@@ -60,7 +60,7 @@ def test_every_gpu_node_gets_operands_gpus_and_gfd_labels(example: SiteCluster) 
     for host in GPU_HOSTS:
         try:
             example.wait(f"nvidia.com/gpu on {host}", lambda host=host: gpu_resources(example, host).get(
-                "nvidia.com/gpu") == expected[host], timeout=20)
+                "nvidia.com/gpu") == expected[host], timeout=60)
         except AssertionError:
             pass
         got[host] = gpu_resources(example, host).get("nvidia.com/gpu")
