@@ -98,7 +98,7 @@ async def test_one_statement_for_many_pods(kube, settings_factory, pg_server, cl
     """Many real pods are written with a constant number of statements (not one per pod)."""
     from sqlalchemy import event
 
-    n, gone = 80, 20
+    n, gone = 48, 12
     names = kube.create_pods([singleuser_pod(f"u{i}", cpu_guarantee="100m", mem_guarantee="256Mi")
                               for i in range(n)])
     kube.wait_count(n)
