@@ -16,12 +16,13 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help host-deps venv base-image collection-link build lint yamllint ansible-lint role-docs docs sanity unit hub-env molecule portal-test hub-test test demo render constraints clean
+.PHONY: help host-deps venv venvs kube base-image collection-link build lint yamllint ansible-lint role-docs docs sanity unit hub-env molecule portal-test hub-test test demo render constraints clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
-host-deps: ## install missing Debian packages the tests use (says which)
+host-deps: ## check Go (>= 1.26, for the test control plane) first, then install missing Debian packages (says which)
+	tests/harness/go-check.sh
 	tests/harness/host-packages.sh
 
 $(STAMP): tests/requirements.in tests/constraints.txt
@@ -31,6 +32,12 @@ $(STAMP): tests/requirements.in tests/constraints.txt
 	rm -f $(VENV)/.stamp-*; touch $@
 
 venv: $(STAMP) collection-link ## controller venv with pinned ansible, collections, molecule, lint, pytest
+
+venvs: venv hub-env ## every environment the suites use: .venv, files/hub (.venv, node_modules), portal/.venv
+	$(MAKE) -C portal venv
+
+kube: ## build (or reuse, cached by go.sum) the test Kubernetes control plane from Go modules
+	tests/harness/kube/build.sh >/dev/null
 
 # Ansible finds this checkout as labhub.platform through a symlinked collections path
 # (other collections come from the PyPI `ansible` package inside the venv).
@@ -61,7 +68,7 @@ lint: yamllint ansible-lint role-docs ## yamllint + ansible-lint (production pro
 sanity: venv ## ansible-test sanity from an ansible_collections/labhub/platform copy
 	tests/harness/sanity.sh
 
-unit: venv hub-env ## pytest: module unit tests, schema and manifest tests, containerd integration
+unit: venv hub-env kube ## pytest: module unit tests, schema and manifest tests, containerd integration
 	pytest -q tests
 
 # The jupyterhub role's tests start a rendered deployment as a real JupyterHub from the hub
@@ -69,7 +76,7 @@ unit: venv hub-env ## pytest: module unit tests, schema and manifest tests, cont
 hub-env:
 	$(MAKE) -C files/hub venv proxy
 
-molecule: venv base-image ## every Molecule scenario except the delegated 'real' one
+molecule: venv base-image kube ## every Molecule scenario except the delegated 'real' one
 	tests/harness/molecule-all.sh
 
 portal-test: ## the portal's own suite (its own venv), when present
@@ -79,7 +86,7 @@ hub-test: ## the hub extensions' real-JupyterHub suite, when present
 	if [ -f files/hub/Makefile ]; then $(MAKE) -C files/hub test; else echo "hub extensions: no suite yet"; fi
 
 test: ## the whole suite; ends with a table of minutes per stage
-	tests/harness/stages.sh host-deps venv lint sanity unit molecule portal-test hub-test
+	tests/harness/stages.sh host-deps venvs kube lint sanity unit base-image molecule portal-test hub-test
 	@echo "labhub: all suites passed"
 
 render: venv ## render the local single-node deployment (values + manifests) without a cluster
