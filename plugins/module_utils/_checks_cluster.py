@@ -145,6 +145,13 @@ def _file(path):
 # microk8s
 # --------------------------------------------------------------------------------------
 RECLAIM_POLICIES = ("Delete", "Retain")
+# The MicroK8s track Labhub supports: the newest stable track whose Kubernetes minor is in upstream
+# support (canonical/microk8s tag v1.36). Its snap channel in the bundle manifest is checked.
+MICROK8S_TRACK = "1.36"
+MICROK8S_CHANNEL = MICROK8S_TRACK + "/stable"
+INGRESS_REFUSED = ("MicroK8s %s's ingress addon installs Traefik from https://traefik.github.io/charts and the "
+                   "Gateway API CRDs from github.com when it is enabled (microk8s-core-addons addons/ingress/enable), "
+                   "which an air-gapped site cannot reach" % MICROK8S_TRACK)
 
 
 def _ip(value):
@@ -196,6 +203,27 @@ def check_microk8s(site, report):
                    "%s in the play, or microk8s_first_control_plane set to one that is" % cp[0], value=first)
     for host in cluster_scope(site):
         _microk8s_host(site, report, host)
+    if site.get(hub, "microk8s_ingress_enabled", False) is True:
+        report.add(hub, "microk8s_ingress_enabled", "is refused: " + INGRESS_REFUSED,
+                   "false (bring an ingress controller of your own from the bundle instead)", value=True)
+    _microk8s_channel(site, report, hub)
+
+
+def _microk8s_channel(site, report, host):
+    """The manifest's MicroK8s snap follows the supported track (MICROK8S_CHANNEL)."""
+    path = site.get(host, "microk8s_manifest_file")
+    if not is_str(path):
+        return
+    data, error = manifest(path)
+    if error:
+        return  # reported by check_microk8s_bundle
+    name = site.get(host, "microk8s_snap_name", "microk8s")
+    snaps = [s for s in data.get("snaps") or [] if isinstance(s, dict) and s.get("name") == name]
+    if len(snaps) == 1 and snaps[0].get("channel") != MICROK8S_CHANNEL:
+        report.add(host, "microk8s_manifest_file", "pins snap %s to channel %s; Labhub supports MicroK8s %s (Kubernetes "
+                   "%s, in upstream support)" % (name, snaps[0].get("channel"), MICROK8S_CHANNEL, MICROK8S_TRACK),
+                   "a manifest whose %s snap has channel %s and a revision of it" % (name, MICROK8S_CHANNEL),
+                   value=path)
 
 
 def _microk8s_host(site, report, host):
@@ -244,6 +272,10 @@ def _microk8s_host(site, report, host):
         add("microk8s_api_address", "is not a string", "an IP address or DNS name, or '' (the node's own address)")
     elif api and not _ip(api) and not HOSTNAME_RE.match(api):
         add("microk8s_api_address", "is neither an IP address nor a host name", "an IP address or DNS name, or ''")
+    cluster_address = site.get(host, "microk8s_cluster_address", "")
+    if not is_str(cluster_address) or (cluster_address and not _ip(cluster_address)):
+        add("microk8s_cluster_address", "is not an IP address (the address add-node's join URL must use)",
+            "the node's IP address on the cluster network, or '' (its ansible_host when an IP address)")
     name = site.get(host, "microk8s_node_name", "")
     if not is_str(name):
         add("microk8s_node_name", "is not a string", "a Kubernetes node name, or '' (the node's host name)")

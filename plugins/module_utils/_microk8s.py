@@ -6,13 +6,14 @@
 # change without notice; other collections must not import it.
 """The MicroK8s and snap command lines, driven through _cmd_runner.
 
-Parsers follow the output formats of MicroK8s' scripts/wrappers/status.py (``--format yaml``),
-add_token.py (``add-node --format json``) and snapd's ``snap list``.
+Parsers follow the output formats of MicroK8s' scripts/wrappers/status.py (``--format yaml``
+and its exit codes), add_token.py (``add-node --format short``) and snapd's ``snap list``.
 """
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import ipaddress
 import json
 import os
 import re
@@ -22,6 +23,8 @@ from ansible_collections.labhub.platform.plugins.module_utils._cmd_runner import
 SNAP_DATA = "/var/snap/microk8s/current"
 WORKER_LOCK = SNAP_DATA + "/var/lock/clustered.lock"
 WORKER_MESSAGE = "acting as a node in a cluster"
+# common/utils.py exit_if_stopped: what `microk8s status` prints (exit 0) after `microk8s stop`.
+STOPPED_MESSAGE = "microk8s is not running, try microk8s start"
 
 MICROK8S_COMMON_ARGS = dict(
     microk8s_path=dict(type="path", default="microk8s"),
@@ -168,6 +171,90 @@ def parse_nodes_json(text):
     return nodes
 
 
+def norm_san(kind, value):
+    if kind == "IP":
+        try:
+            return ipaddress.ip_address(value.strip()).compressed
+        except ValueError:
+            return value.strip()
+    return value.strip().lower().rstrip(".")
+
+
+def san_kind(name):
+    """IP for an IP address, DNS for anything else (a host name)."""
+    try:
+        ipaddress.ip_address(str(name).strip())
+        return "IP"
+    except ValueError:
+        return "DNS"
+
+
+def csr_alt_names(text):
+    """[(kind, index, value)] of the ``[ alt_names ]`` section of MicroK8s' certs/csr.conf(.template)."""
+    section, found = None, []
+    for line in (text or "").splitlines():
+        stripped = line.strip()
+        header = re.match(r"^\[\s*([^\]]+?)\s*\]$", stripped)
+        if header:
+            section = header.group(1)
+            continue
+        entry = re.match(r"^(DNS|IP)\.(\d+)\s*=\s*(\S+)", stripped)
+        if section == "alt_names" and entry:
+            found.append((entry.group(1), int(entry.group(2)), entry.group(3)))
+    return found
+
+
+def add_csr_alt_names(text, names):
+    """``(text, added lines)``: the template with a ``DNS.<n> = name`` / ``IP.<n> = address`` line for
+    each name it lacks, numbered after its own entries and placed before ``#MOREIPS`` (where
+    render_csr_conf puts the node's addresses, numbering them after every IP.<n> of the template)."""
+    existing = csr_alt_names(text)
+    have = set((kind, norm_san(kind, value)) for kind, _i, value in existing)
+    nxt = {}
+    for kind in ("DNS", "IP"):
+        nxt[kind] = max([i for k, i, _v in existing if k == kind] + [0]) + 1
+    lines = []
+    for name in names:
+        kind = san_kind(name)
+        key = (kind, norm_san(kind, name))
+        if key in have:
+            continue
+        have.add(key)
+        lines.append("%s.%d = %s" % (kind, nxt[kind], str(name).strip()))
+        nxt[kind] += 1
+    if not lines:
+        return text, []
+    block = "\n".join(lines)
+    if re.search(r"(?m)^#MOREIPS", text):
+        return re.sub(r"(?m)^#MOREIPS", lambda m: block + "\n#MOREIPS", text, count=1), lines
+    out, section, done = [], None, False
+    rows = text.splitlines()
+    last = max([i for i, row in enumerate(rows) if re.match(r"^\s*(DNS|IP)\.\d+\s*=", row)] + [-1])
+    for i, row in enumerate(rows):
+        out.append(row)
+        if i == last and not done:
+            out.extend(lines)
+            done = True
+    if not done:
+        raise Microk8sError("csr.conf.template has no [ alt_names ] entries")
+    return "\n".join(out) + ("\n" if text.endswith("\n") else ""), lines
+
+
+def parse_cert_sans(text):
+    """``openssl x509 -noout -ext subjectAltName`` -> set of ``(kind, normalised value)``."""
+    sans = set()
+    for line in (text or "").splitlines():
+        if "Subject Alternative Name" in line:
+            continue
+        for item in line.split(","):
+            item = item.strip()
+            if item.startswith("DNS:"):
+                sans.add(("DNS", norm_san("DNS", item[4:])))
+            elif item.startswith("IP Address:"):
+                sans.add(("IP", norm_san("IP", item[len("IP Address:"):])))
+    return sans
+
+
 def parse_join_url(url):
     """``<host>:<port>/<token>[/<hash>]`` -> dict; raises Microk8sError when malformed."""
     match = re.match(r"^(?P<host>[^/\s]+):(?P<port>\d+)/(?P<token>[^/\s]+)(?:/(?P<check>[^/\s]+))?$", url or "")
@@ -200,17 +287,27 @@ class Microk8s:
         return CmdRunner(self.module, [self.binary] + list(sub), self.formats)
 
     def status(self, wait_ready=False, timeout=None):
+        """``microk8s status --format yaml``, read from its exit code and output (status.py): exit 0
+        with ``running: True`` when ready; the same report with ``running: False`` and exit 1 while
+        the cluster is not ready; exit 0 with STOPPED_MESSAGE after ``microk8s stop``; exit 1 with
+        the worker message on a worker node."""
         result = self.runner("status").run(
             check=False, format="yaml", wait_ready=wait_ready or None, timeout=timeout if wait_ready else None)
-        if result.rc != 0:
-            if WORKER_MESSAGE in (result.stdout + result.stderr):
-                return {"running": None, "worker": True, "ha_enabled": False, "ha_nodes": [], "voters": [],
-                        "addons": {}, "message": result.stdout.strip()}
-            detail = (result.stderr or result.stdout).strip()
-            raise Microk8sError("'%s' exited %s: %s" % (" ".join(result.argv), result.rc, detail))
-        status = parse_status_yaml(result.stdout)
-        status["worker"] = False
-        return status
+        text = result.stdout.strip()
+        empty = {"ha_enabled": False, "ha_nodes": [], "voters": [], "addons": {}}
+        if result.rc == 1 and WORKER_MESSAGE in (result.stdout + result.stderr):
+            return dict(empty, running=None, worker=True, stopped=False, message=text)
+        if result.rc == 0 and text == STOPPED_MESSAGE:
+            return dict(empty, running=False, worker=False, stopped=True, message=text)
+        if result.rc in (0, 1) and text.startswith("microk8s:"):
+            status = parse_status_yaml(result.stdout)
+            if status["running"] != (result.rc == 0):
+                raise Microk8sError("'%s' exited %s but reports running: %s"
+                                    % (" ".join(result.argv), result.rc, status["running"]))
+            status.update(worker=False, stopped=False)
+            return status
+        detail = (result.stderr or result.stdout).strip()
+        raise Microk8sError("'%s' exited %s: %s" % (" ".join(result.argv), result.rc, detail))
 
     def enable(self, name, args=None, flags=None):
         spec = name + (":" + ",".join(args) if args else "")
@@ -220,11 +317,15 @@ class Microk8s:
         return self.runner("disable").run([name])
 
     def add_node(self, token, ttl):
-        result = self.runner("add-node").run(token=token, token_ttl=ttl, format="json")
-        try:
-            return json.loads(result.stdout)
-        except ValueError:
-            raise Microk8sError("cannot parse 'microk8s add-node --format json' output: %s" % result.stdout[:200])
+        """Register ``token``; the join URLs ``add-node --format short`` prints: the default-route
+        interface's address first, then every other address of ``hostname -I`` in its order."""
+        result = self.runner("add-node").run(token=token, token_ttl=ttl, format="short")
+        urls = [line.split()[2] for line in result.stdout.splitlines()
+                if line.startswith("microk8s join ") and len(line.split()) >= 3]
+        if not urls:
+            raise Microk8sError("cannot parse 'microk8s add-node --format short' output: %s"
+                                % result.stdout.replace(token, "<token>")[:200])
+        return urls
 
     def join(self, url, worker):
         return self.runner("join").run([url], check=False, worker=worker)
@@ -234,6 +335,11 @@ class Microk8s:
 
     def remove_node(self, name, force):
         return self.runner("remove-node").run([name], check=False, force=force)
+
+    def refresh_server_cert(self):
+        """``microk8s refresh-certs --cert server.crt`` (refresh_certs.py): csr.conf re-rendered from
+        csr.conf.template, server.crt re-issued, kubelite and the cluster agent restarted."""
+        return self.runner("refresh-certs").run(["--cert", "server.crt"])
 
     def nodes(self):
         result = self.runner("kubectl", "get", "nodes").run(["-o", "json"])

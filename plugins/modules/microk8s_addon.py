@@ -18,8 +18,11 @@ description:
   - Addon arguments are passed the way MicroK8s documents them, e.g. V(dns) with
     O(args=[1.1.1.1, 8.8.8.8]) runs C(microk8s enable dns:1.1.1.1,8.8.8.8), and V(hostpath-storage)
     with O(flags=[--reclaim-policy=Retain]) runs C(microk8s enable hostpath-storage --reclaim-policy=Retain).
-  - MicroK8s does not report the arguments an addon was enabled with, so O(args) and O(flags) only
-    take effect when the addon is enabled by this call; an addon already enabled is left alone.
+  - MicroK8s does not report the arguments an addon was enabled with, and C(microk8s enable) skips an
+    addon that is already enabled before its script runs, so O(args) and O(flags) only take effect
+    when the addon is enabled by this call; an addon already enabled is left alone. MicroK8s enables
+    V(dns) at install (its default launch configuration), so upstream servers given as O(args) do
+    not reach it; the microk8s role writes them into the CoreDNS ConfigMap instead.
   - Must run on a control-plane node; MicroK8s refuses addon changes on worker nodes.
 author:
   - Labhub engineers (@labhub)

@@ -15,11 +15,17 @@ description:
   - Runs C(microk8s status --format yaml) (optionally with C(--wait-ready --timeout)) and
     parses it into whether MicroK8s runs, the dqlite members with their roles and every addon
     with its status.
+  - "Whether MicroK8s runs comes from the exit code and the report together, as MicroK8s'
+    C(status.py) gives them: exit 0 with C(running: True) when the cluster is ready, the same
+    report with C(running: False) and exit 1 while it is not (then RV(running=false), not a
+    failure), and exit 0 with C(microk8s is not running, try microk8s start) after
+    C(microk8s stop) (then RV(running=false) and RV(stopped=true)). An exit code that contradicts
+    the report fails."
   - With O(nodes=true), also reads C(microk8s kubectl get nodes -o json) and returns each node's
     Ready condition, labels, taints and whether it is a control-plane node.
   - On a worker node MicroK8s refuses C(status); the module then returns RV(worker=true) and no
     cluster data instead of failing.
-  - With O(fail_not_ready=true), fails when MicroK8s is not running after the wait.
+  - With O(fail_not_ready=true), fails when MicroK8s is not running (or is stopped) after the wait.
 author:
   - Labhub engineers (@labhub)
 extends_documentation_fragment:
@@ -65,7 +71,14 @@ EXAMPLES = r"""
 
 RETURN = r"""
 running:
-  description: Whether MicroK8s reports itself running (null on a worker node).
+  description:
+    - "Whether MicroK8s reports itself running (null on a worker node): true when C(status) exits 0
+      with C(running: True), false when it exits 1 with C(running: False) (not ready) or when
+      MicroK8s is stopped."
+  returned: always
+  type: bool
+stopped:
+  description: Whether MicroK8s was stopped with C(microk8s stop) (C(status) says C(try microk8s start)).
   returned: always
   type: bool
 worker:
@@ -98,12 +111,12 @@ enabled_addons:
   type: list
   elements: str
 message:
-  description: The message MicroK8s prints when it is not running.
+  description: The message MicroK8s prints when it is not running or stopped.
   returned: always
   type: str
 nodes:
   description: Kubernetes nodes (name, ready, control_plane, labels, taints, address, unschedulable).
-  returned: when O(nodes=true) and the node is not a worker
+  returned: when O(nodes=true) and the node is neither a worker nor stopped
   type: list
   elements: dict
 """
@@ -137,7 +150,7 @@ def main():
                              % (module.params["microk8s_path"],
                                 " after waiting %ss" % p["timeout"] if p["wait_ready"] else "",
                                 status.get("message") or "no message"), **result)
-        if p["nodes"] and not status["worker"]:
+        if p["nodes"] and not status["worker"] and not status["stopped"]:
             result["nodes"] = mk.nodes()
     except (CmdError, Microk8sError) as exc:
         module.fail_json(msg="Failed to read MicroK8s status '%s' due to: %s" % (p["microk8s_path"], exc))

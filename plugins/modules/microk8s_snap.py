@@ -18,12 +18,14 @@ description:
   - With O(hold=true), C(snap refresh --hold <name>) keeps snapd from refreshing the snap (only when
     C(snap list) does not already mark it C(held)).
   - C(changed) is exact; check mode runs nothing but C(snap list).
-  - Used by the microk8s role for the base snap (core20) and for MicroK8s itself.
+  - Used by the microk8s role for the base snap (core22) and for MicroK8s itself.
+  - With O(version_prefix), an installed snap whose version does not start with it fails (a
+    pinned revision of another track, e.g. a MicroK8s v1.35.x where the manifest pins 1.36/stable).
 author:
   - Labhub engineers (@labhub)
 options:
   name:
-    description: Snap name (V(microk8s), V(core20)).
+    description: Snap name (V(microk8s), V(core22)).
     type: str
     required: true
   src:
@@ -50,6 +52,11 @@ options:
     description: The C(snap) command.
     type: path
     default: snap
+  version_prefix:
+    description:
+      - The version the snap must have, as a prefix (V(v1.36.) for the MicroK8s 1.36 track); checked on
+        the snap already installed (also in check mode) and after installing.
+    type: str
 attributes:
   check_mode:
     support: full
@@ -74,7 +81,7 @@ before:
   description: What C(snap list) showed before (null when not installed).
   returned: always
   type: dict
-  sample: {"revision": "6782", "version": "v1.30.0", "held": false}
+  sample: {"revision": "9310", "version": "v1.36.3", "held": false}
 installed:
   description: Whether the snap was (or in check mode would be) installed by this call.
   returned: success
@@ -109,6 +116,7 @@ def main():
             classic=dict(type="bool", default=False),
             hold=dict(type="bool", default=True),
             snap_path=dict(type="path", default="snap"),
+            version_prefix=dict(type="str"),
         ),
         supports_check_mode=True,
     )
@@ -118,9 +126,17 @@ def main():
     def fail(reason, **kwargs):
         module.fail_json(msg="Failed to install snap '%s' due to: %s" % (name, reason), **kwargs)
 
+    def check_version(info, when):
+        prefix = p["version_prefix"]
+        if prefix and info is not None and not str(info["version"]).startswith(prefix):
+            fail("%s %s has version %s, not %s* (revision %s is not a revision of the pinned track)"
+                 % (when, name, info["version"], prefix, info["revision"]), before=before)
+
     snap = Snap(module, p["snap_path"])
     before = snap.list(name)
     install = before is None or str(before["revision"]) != str(p["revision"])
+    if not install:
+        check_version(before, "the installed")
     # In check mode the files may still be waiting to be copied by an earlier (predicted) task.
     if install and not module.check_mode:
         for path in (p["src"], p["assertion"]):
@@ -141,6 +157,7 @@ def main():
             if now is None or str(now["revision"]) != str(p["revision"]):
                 fail("after installing %s, snap list shows revision %s instead of %s"
                      % (p["src"], now and now["revision"], p["revision"]), before=before)
+            check_version(now, "the newly installed")
         if hold:
             snap.hold(name)
     except CmdError as exc:

@@ -12,9 +12,14 @@ module: microk8s_token
 short_description: Register a MicroK8s join token on a control-plane node
 version_added: 0.1.0
 description:
-  - Runs C(microk8s add-node --token <token> --token-ttl <ttl> --format json) on a control-plane
+  - Runs C(microk8s add-node --token <token> --token-ttl <ttl> --format short) on a control-plane
     node, which registers O(token) with the cluster agent so another node can join with it.
-  - Returns the cluster agent addresses and the certificate check that make up the join URL
+  - MicroK8s prints one join URL per address of the node (C(hostname -I)), the default-route
+    interface's first. On a node with several networks (GPU nodes with InfiniBand or storage
+    networks) only some of them reach the other nodes, so O(address) names the node's address on
+    the cluster network and the module returns the URL on that address, failing when MicroK8s
+    printed none.
+  - Returns the chosen cluster agent address and the certificate check that make up the join URL
     C(<address>/<token>/<check>). The token itself is never returned (it is the caller's secret).
   - Registering a token always changes the cluster, so the module always reports a change;
     callers issue tokens only for nodes that still have to join. Check mode runs nothing.
@@ -32,6 +37,12 @@ options:
       - Seconds the token stays valid. V(-1) makes a single-use token without expiry (MicroK8s' default).
     type: int
     default: 600
+  address:
+    description:
+      - The IP address of this node on the cluster network; the join URL on that address is returned.
+      - Empty - the first URL MicroK8s prints (the default-route interface's address).
+    type: str
+    default: ""
 attributes:
   check_mode:
     support: full
@@ -49,17 +60,22 @@ EXAMPLES = r"""
 
 - name: The join URL
   ansible.builtin.set_fact:
-    join_url: "{{ issued.addresses[0] }}/{{ join_token }}/{{ issued.check }}"
+    join_url: "{{ issued.address }}/{{ join_token }}/{{ issued.check }}"
   no_log: true
 """
 
 RETURN = r"""
+address:
+  description: The cluster agent endpoint (C(address:port)) to join through (on O(address) when given).
+  returned: success and not check mode
+  type: str
+  sample: 10.20.0.11:25000
 addresses:
-  description: Cluster agent endpoints (C(address:port)) of the node that registered the token.
+  description: Every cluster agent endpoint MicroK8s printed, in its order (default-route interface first).
   returned: success and not check mode
   type: list
   elements: str
-  sample: ["10.20.0.11:25000"]
+  sample: ["10.20.0.11:25000", "192.168.100.11:25000"]
 check:
   description: The cluster certificate check that follows the token in the join URL.
   returned: success and not check mode
@@ -79,6 +95,7 @@ def main():
         argument_spec=dict(
             token=dict(type="str", required=True, no_log=True),
             ttl=dict(type="int", default=600),
+            address=dict(type="str", default=""),
             **MICROK8S_COMMON_ARGS
         ),
         supports_check_mode=True,
@@ -96,19 +113,26 @@ def main():
         module.exit_json(changed=True)
     mk = Microk8s(module, p["microk8s_path"])
     try:
-        info = mk.add_node(p["token"], p["ttl"])
-        addresses, checks = [], set()
-        for url in info.get("urls", []):
+        hosts, addresses, checks = [], [], set()
+        for url in mk.add_node(p["token"], p["ttl"]):
             parts = parse_join_url(url)
+            hosts.append(parts["host"])
             addresses.append("%s:%s" % (parts["host"], parts["port"]))
             checks.add(parts["check"])
     except CmdError as exc:
-        fail("%s %s" % (exc, exc.stdout.strip()[-300:]))
+        fail("%s %s" % (exc, exc.stdout.replace(p["token"], "<token>").strip()[-300:]))
     except Microk8sError as exc:
         fail(str(exc))
     if not addresses or len(checks) != 1:
         fail("add-node returned no usable join URL")
-    module.exit_json(changed=True, addresses=addresses, check=checks.pop())
+    chosen = addresses[0]
+    if p["address"]:
+        matching = [a for h, a in zip(hosts, addresses) if h == p["address"]]
+        if not matching:
+            fail("add-node printed no join address on %s, the node's address on the cluster network; it printed "
+                 "%s (the node's addresses, `hostname -I`)" % (p["address"], ", ".join(addresses)))
+        chosen = matching[0]
+    module.exit_json(changed=True, address=chosen, addresses=addresses, check=checks.pop())
 
 
 if __name__ == "__main__":

@@ -28,7 +28,11 @@ Environment:
   LABHUB_SIM_TIME_SCALE   multiply sleeps by this (default 1; tests may speed up)
 Fault knobs: <root>/var/lib/labhub-sim/faults.json, read when the node installs MicroK8s or
 joins a cluster: {"never_ready": true} (the node is never Ready), {"never_ready_after_join": true}
-(Ready alone, never Ready once joined), {"ready_delay": 5} (Ready 5 s after install or join).
+(Ready alone, never Ready once joined), {"ready_delay": 5} (Ready 5 s after install or join),
+{"restart_downtime": 3} (a restarted kubelite's API answers again 3 s later).
+Node networks: <root>/var/lib/labhub-sim/network.json {"addresses": [...], "default": ...}
+(`hostname -I` and the default-route address; LABHUB_SIM_ADDRESSES also sets the addresses).
+Conformance with MicroK8s 1.36, row by row with its sources: README.md next to this file.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ import secrets
 import shlex
 import shutil
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -56,54 +61,69 @@ SIM_DIR = os.path.dirname(os.path.realpath(__file__))
 sys.modules.setdefault("labhub_sim", sys.modules[__name__])
 if SIM_DIR not in sys.path:
     sys.path.insert(0, SIM_DIR)
-MICROK8S_VERSION_FALLBACK = "v1.30.0"
+# The MicroK8s track Labhub pins (files/bundle-manifest.yml: channel 1.36/stable) and the
+# Kubernetes release the simulated snap reports (the harness' real control plane runs the same).
+MICROK8S_TRACK = "1.36"
+MICROK8S_VERSION = "v1.36.3"
+MICROK8S_VERSION_FALLBACK = MICROK8S_VERSION
+# build-scripts/components/containerd/version.sh at v1.36
+CONTAINERD_VERSION = "v2.2.3"
 
 # What the simulator knows about snaps it can install from a file: what snapd would read from
 # meta/snap.yaml inside the squashfs (which the simulator cannot open).
 SNAP_CATALOG = {
-    "microk8s": {"version": "v1.30.0", "confinement": "classic", "type": "app",
+    # snap/snapcraft.yaml at v1.36: confinement classic, base core22
+    "microk8s": {"version": MICROK8S_VERSION, "confinement": "classic", "type": "app",
                  "summary": "Kubernetes for workstations and appliances",
-                 "publisher": "canonical", "license": "Apache-2.0", "base": "core20"},
+                 "publisher": "canonical", "license": "Apache-2.0", "base": "core22"},
     "core20": {"version": "20240227", "confinement": "strict", "type": "base",
                "summary": "Runtime environment based on Ubuntu 20.04",
                "publisher": "canonical", "license": "unset", "base": None},
-    "core22": {"version": "20240408", "confinement": "strict", "type": "base",
+    "core22": {"version": "20260225", "confinement": "strict", "type": "base",
                "summary": "Runtime environment based on Ubuntu 22.04",
                "publisher": "canonical", "license": "unset", "base": None},
 }
 
-# MicroK8s 1.30 core addons Labhub uses (name, description, version as printed by status).
+# The core addons of the 1.36 track as `microk8s status` lists them: canonical/microk8s-core-addons
+# addons.yaml (name, description, version) at the commit the v1.36 snap was built from (the
+# snap clones the repository's main branch: build-scripts/addons/repositories.sh), sorted by
+# repository then name like get_available_addons (scripts/wrappers/common/utils.py).
 ADDONS = [
-    ("cert-manager", "Cloud native certificate management", "1.8.0"),
+    ("cert-manager", "Cloud native certificate management", "1.19.1"),
     ("cis-hardening", "Apply CIS K8s hardening", "1.0.0"),
-    ("community", "The community addons repository", "1.0.0"),
-    ("dashboard", "The Kubernetes dashboard", "2.7.0"),
-    ("dns", "CoreDNS", "1.10.1"),
-    ("gpu", "Alias to nvidia add-on", "1.0.0"),
-    ("ha-cluster", "Configure high availability on the current node", "1.0.0"),
-    ("helm", "Helm - the package manager for Kubernetes", "3.9.1"),
-    ("helm3", "Helm 3 - the package manager for Kubernetes", "3.9.1"),
+    ("community", "The community addons repository", ""),
+    ("dns", "CoreDNS", "1.13.1"),
+    ("gpu", "Alias to nvidia add-on", "25.10.0"),
+    ("ha-cluster", "Configure high availability on the current node", "0.1.0"),
+    ("helm", "Helm - the package manager for Kubernetes", "3.18.6"),
+    ("helm3", "Helm 3 - the package manager for Kubernetes", "3.18.6"),
     ("host-access", "Allow Pods connecting to Host services smoothly", "1.0.0"),
-    ("hostpath-storage", "Storage class; allocates storage from host directory", "1.0.0"),
-    ("ingress", "Ingress controller for external access", "1.8.0"),
-    ("kube-ovn", "An advanced network fabric for Kubernetes", "1.10.4"),
-    ("mayastor", "OpenEBS MayaStor", "2.0.0"),
-    ("metallb", "Loadbalancer for your Kubernetes cluster", "0.13.3"),
-    ("metrics-server", "K8s Metrics Server for API access to service metrics", "0.6.3"),
-    ("minio", "MinIO object storage", "4.5.1"),
-    ("nvidia", "NVIDIA hardware (GPU and network) support", "1.0.0"),
-    ("observability", "A lightweight observability stack for logs, traces and metrics", "0.1.0"),
-    ("prometheus", "Prometheus operator for monitoring and logging", "0.1.0"),
-    ("rbac", "Role-Based Access Control for authorisation", "1.0.0"),
-    ("registry", "Private image registry exposed on localhost:32000", "2.8.1"),
-    ("rook-ceph", "Distributed Ceph storage using Rook", "1.10.9"),
-    ("storage", "Alias to hostpath-storage add-on, deprecated", "1.0.0"),
+    ("hostpath-storage", "Storage class; allocates storage from host directory", "1.5.0"),
+    ("ingress", "Ingress controller for external access", "3.6.2"),
+    ("kube-ovn", "An advanced network fabric for Kubernetes", "1.13.8"),
+    ("mayastor", "OpenEBS MayaStor", "2.0.0-microk8s-1"),
+    ("metallb", "Loadbalancer for your Kubernetes cluster", "0.15.2"),
+    ("metrics-server", "K8s Metrics Server for API access to service metrics", "0.8.0"),
+    ("minio", "MinIO object storage (DEPRECATED). This addon is deprecated and will be completely removed "
+              "in the upcoming versions", "v7.1.1"),
+    ("nvidia", "NVIDIA hardware (GPU and network) support", "gpu=25.10.0/network=25.7.0/microk8s-1"),
+    ("observability", "A lightweight observability stack for logs, traces and metrics", "77.6.2"),
+    ("prometheus", "Prometheus operator for monitoring and logging", "v0.8.0"),
+    ("rbac", "Role-Based Access Control for authorisation", ""),
+    ("registry", "Private image registry exposed on localhost:32000", "2.8.3"),
+    ("rook-ceph", "Distributed Ceph storage using Rook", "1.18.7"),
+    ("storage", "Alias to hostpath-storage add-on, deprecated", "1.5.0"),
 ]
 ADDON_NAMES = [a[0] for a in ADDONS]
-DEFAULT_ENABLED = ["ha-cluster", "helm", "helm3"]
+ADDON_REPOSITORY = "core"
+# Enabled right after `snap install`: dns by the default launch configuration
+# (microk8s-resources/microk8s.default.yaml), ha-cluster by its lock file, helm/helm3 because
+# their check_status is the helm binary the snap ships.
+DEFAULT_ENABLED = ["dns", "ha-cluster", "helm", "helm3"]
 NOT_RUNNING = "microk8s is not running. Use microk8s inspect for a deeper inspection."
+STOPPED_MSG = "microk8s is not running, try microk8s start"
 WORKER_MSG = ("This MicroK8s deployment is acting as a node in a cluster.\n"
-              "Please use the control plane node.")
+              "Please use the master node.")
 MAX_VOTERS = 3
 MAX_STANDBY = 2
 CLUSTER_AGENT_PORT = 25000
@@ -149,6 +169,50 @@ def address():
     except OSError:
         pass
     return "127.0.0.1"
+
+
+def network_config():
+    """Knob <root>/var/lib/labhub-sim/network.json: {"addresses": ["192.168.100.1/24", "10.77.0.1/24"],
+    "default": "10.77.0.1"}: the node's `hostname -I` (in that order, optional prefix length) and
+    the address of its default-route interface."""
+    return _load(os.path.join(node_dir(), "network.json"), {})
+
+
+def _with_prefix(item):
+    text = str(item)
+    if "/" in text:
+        return text
+    return text + ("/64" if ":" in text else "/24")
+
+
+def host_networks():
+    """Every address of the node as ip/prefix, in `hostname -I` order: network.json "addresses",
+    else LABHUB_SIM_ADDRESSES (space separated), else the node's address (prefix /24 when none)."""
+    raw = network_config().get("addresses") or os.environ.get("LABHUB_SIM_ADDRESSES", "").split() or [address()]
+    return [_with_prefix(a) for a in raw]
+
+
+def host_ips():
+    """get_ips (microk8s-resources/actions/common/utils.sh): `hostname -I` without link-local."""
+    return [n.split("/")[0] for n in host_networks() if not n.startswith("169.254.")]
+
+
+def default_ip():
+    """get_default_ip (actions/common/utils.sh): the default-route interface's address."""
+    return network_config().get("default") or address()
+
+
+def reachable(networks, target):
+    """Whether a node with these ip/prefix networks can reach `target` (an address on one of them)."""
+    try:
+        ip = ipaddress.ip_address(target)
+    except ValueError:
+        return False
+    for net in networks:
+        with contextlib.suppress(ValueError):
+            if ip in ipaddress.ip_network(net, strict=False):
+                return True
+    return False
 
 
 def sleep(seconds):
@@ -534,10 +598,27 @@ def snap_restart(argv):
         if snap == "microk8s" and svc != "microk8s" and svc not in MICROK8S_SERVICES:
             raise SimExit(1, 'error: snap "microk8s" has no service "%s"' % svc.split(".", 1)[1])
     for svc in args.services:
-        state["restarts"][svc] = state["restarts"].get(svc, 0) + 1
+        record_restart(state, svc)
     save_node_state(state)
     out("Restarted.")
     return 0
+
+
+def record_restart(state, svc):
+    """Count a service restart and log it with its time in node.json ("restart_log"). A restart of
+    kubelite (the API server on a control-plane node) makes this node's API unavailable for
+    faults.json "restart_downtime" seconds (default 0), so callers must wait for it."""
+    state["restarts"][svc] = state["restarts"].get(svc, 0) + 1
+    state.setdefault("restart_log", []).append({"service": svc, "time": time.time()})
+    downtime = float(faults().get("restart_downtime", 0))
+    m = state.get("microk8s")
+    if downtime > 0 and m and svc in ("microk8s", "microk8s.daemon-kubelite"):
+        with locked(cluster_dir()):
+            cluster = load_cluster(m["cluster_id"])
+            me = _me(cluster) if cluster else None
+            if me is not None:
+                me["api_down_until"] = time.time() + downtime
+                save_cluster(cluster)
 
 
 MICROK8S_SERVICES = ["microk8s.daemon-apiserver-kicker", "microk8s.daemon-apiserver-proxy",
@@ -585,7 +666,7 @@ DEFAULT_ARGS = {
         "[plugins.\"io.containerd.grpc.v1.cri\"]\n\n"
         "  stream_server_address = \"127.0.0.1\"\n  stream_server_port = \"0\"\n"
         "  enable_selinux = false\n"
-        "  sandbox_image = \"registry.k8s.io/pause:3.7\"\n"
+        "  sandbox_image = \"registry.k8s.io/pause:3.10\"\n"
         "  stats_collect_period = 10\n  enable_tls_streaming = false\n  max_container_log_line_size = 16384\n\n"
         "  [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n"
         "    snapshotter = \"${SNAPSHOTTER}\"\n    no_pivot = false\n"
@@ -593,7 +674,10 @@ DEFAULT_ARGS = {
         "  [plugins.\"io.containerd.grpc.v1.cri\".registry]\n"
         "    config_path = \"${SNAP_DATA}/args/certs.d\"\n"),
     "kube-apiserver": ("--cert-dir=${SNAP_DATA}/certs\n--service-cluster-ip-range=10.152.183.0/24\n"
-                       "--authorization-mode=RBAC,Node\n--secure-port=16443\n"),
+                       "--authorization-mode=AlwaysAllow\n"
+                       "--client-ca-file=${SNAP_DATA}/certs/ca.crt\n"
+                       "--tls-cert-file=${SNAP_DATA}/certs/server.crt\n"
+                       "--tls-private-key-file=${SNAP_DATA}/certs/server.key\n--secure-port=16443\n"),
     "kube-proxy": "--kubeconfig=${SNAP_DATA}/credentials/proxy.config\n--cluster-cidr=10.1.0.0/16\n",
     "certs.d/docker.io/hosts.toml": ("server = \"https://docker.io\"\n\n[host.\"https://registry-1.docker.io\"]\n"
                                      "  capabilities = [\"pull\", \"resolve\"]\n"),
@@ -608,6 +692,170 @@ def snap_data():
 
 def lock_file(name):
     return os.path.join(snap_data(), "var", "lock", name)
+
+
+# -- certificates (microk8s-resources/actions/common/utils.sh, certs/csr.conf.template) -------
+# MicroK8s' certs/csr.conf.template at the 1.36 track: the API server certificate names
+# kubernetes.* and 127.0.0.1/10.152.183.1; render_csr_conf replaces #MOREIPS with the node's
+# addresses (IP.3, IP.4, ... skipping ids the template already uses).
+CSR_CONF_TEMPLATE = """[ req ]
+default_bits = 2048
+prompt = no
+default_md = sha256
+req_extensions = req_ext
+distinguished_name = dn
+
+[ dn ]
+C = GB
+ST = Canonical
+L = Canonical
+O = Canonical
+OU = Canonical
+CN = 127.0.0.1
+
+[ req_ext ]
+subjectAltName = @alt_names
+
+[ alt_names ]
+DNS.1 = kubernetes
+DNS.2 = kubernetes.default
+DNS.3 = kubernetes.default.svc
+DNS.4 = kubernetes.default.svc.cluster
+DNS.5 = kubernetes.default.svc.cluster.local
+IP.1 = 127.0.0.1
+IP.2 = 10.152.183.1
+#MOREIPS
+
+[ v3_ext ]
+authorityKeyIdentifier=keyid,issuer:always
+basicConstraints=CA:FALSE
+keyUsage=keyEncipherment,dataEncipherment,digitalSignature
+extendedKeyUsage=serverAuth,clientAuth
+subjectAltName=@alt_names
+"""
+
+
+def certs_dir():
+    return os.path.join(snap_data(), "certs")
+
+
+def openssl(*args):
+    """Run the real openssl (MicroK8s runs $SNAP/openssl.wrapper); stdout as bytes."""
+    binary = shutil.which("openssl")
+    if not binary:
+        raise SimExit(1, "simulator: the simulated MicroK8s needs the openssl command on this node")
+    proc = subprocess.run([binary] + list(args), capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise SimExit(1, "simulator: openssl %s failed: %s" % (args[0], proc.stderr.decode(errors="replace").strip()))
+    return proc.stdout
+
+
+def _read(path, default=None):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return default
+
+
+def _write(path, text, mode=0o644):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = "%s.%s.tmp" % (path, os.getpid())
+    with open(tmp, "w") as handle:
+        handle.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def render_csr_conf():
+    """render_csr_conf: csr.conf.template with #MOREIPS replaced by one IP.<n> line per address."""
+    template = _read(os.path.join(certs_dir(), "csr.conf.template"), CSR_CONF_TEMPLATE)
+    ips = host_ips()
+    if not ips or ips == ["127.0.0.1"]:
+        return template.replace("#MOREIPS", "")
+    used = set(re.findall(r"(?m)^IP\.(\d+)", template))
+    lines, i = [], 3
+    for ip in ips:
+        while str(i) in used:
+            i += 1
+        lines.append("IP.%d = %s" % (i, ip))
+        i += 1
+    return template.replace("#MOREIPS", "\n".join(lines))
+
+
+def gen_server_cert():
+    """gen_server_cert: server.crt from server.key and csr.conf (req_ext/v3_ext names), signed by
+    ca.crt/ca.key, 365 days."""
+    d = certs_dir()
+    path = lambda name: os.path.join(d, name)  # noqa: E731
+    openssl("req", "-new", "-sha256", "-key", path("server.key"), "-out", path("server.csr"),
+            "-config", path("csr.conf"))
+    openssl("x509", "-req", "-sha256", "-in", path("server.csr"), "-CA", path("ca.crt"), "-CAkey", path("ca.key"),
+            "-CAcreateserial", "-out", path("server.crt"), "-days", "365", "-extensions", "v3_ext",
+            "-extfile", path("csr.conf"))
+
+
+def server_cert_check():
+    """server_cert_check: the first 12 hex digits of the SHA-256 of server.crt in DER (the join
+    URL's fingerprint)."""
+    der = openssl("x509", "-in", os.path.join(certs_dir(), "server.crt"), "-outform", "der")
+    return hashlib.sha256(der).hexdigest()[:12]
+
+
+def _cluster_ca():
+    """The CA of the harness' real control plane when one serves the simulated clusters."""
+    try:
+        import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return None
+    if kube.info() is None:
+        return None
+    return kube.kpath("ca.crt"), kube.kpath("ca.key")
+
+
+def produce_certs():
+    """produce_certs at install: keys, the CA (the real control plane's when the harness runs one,
+    else a new self-signed one like MicroK8s), csr.conf rendered from the template and server.crt
+    whenever csr.conf changes."""
+    d = certs_dir()
+    os.makedirs(d, exist_ok=True)
+    if not os.path.exists(os.path.join(d, "csr.conf.template")):
+        _write(os.path.join(d, "csr.conf.template"), CSR_CONF_TEMPLATE)
+    ca = _cluster_ca()
+    if ca is not None and not os.path.exists(os.path.join(d, "ca.crt")):
+        for src, name in zip(ca, ("ca.crt", "ca.key")):
+            _write(os.path.join(d, name), _read(src), 0o600 if name.endswith(".key") else 0o644)
+    for key in ("ca.key", "server.key"):
+        if not os.path.exists(os.path.join(d, key)):
+            openssl("genrsa", "-out", os.path.join(d, key), "2048")
+    if not os.path.exists(os.path.join(d, "ca.crt")):
+        openssl("req", "-x509", "-new", "-sha256", "-nodes", "-days", "3650", "-key", os.path.join(d, "ca.key"),
+                "-subj", "/CN=10.152.183.1", "-out", os.path.join(d, "ca.crt"))
+    rendered = render_csr_conf()
+    _write(os.path.join(d, "csr.conf.rendered"), rendered)
+    if _read(os.path.join(d, "csr.conf")) != rendered or not os.path.exists(os.path.join(d, "server.crt")):
+        _write(os.path.join(d, "csr.conf"), rendered)
+        gen_server_cert()
+
+
+def ensure_server_ca():
+    """ensure_server_ca (the apiserver-kicker on joined nodes): re-issue server.crt from csr.conf
+    when it is not signed by the current ca.crt."""
+    d = certs_dir()
+    proc = subprocess.run([shutil.which("openssl") or "openssl", "verify", "-no-CAfile", "-no-CApath", "-partial_chain",
+                           "-trusted", os.path.join(d, "ca.crt"), os.path.join(d, "server.crt")],
+                          capture_output=True, check=False)
+    if proc.returncode != 0:
+        gen_server_cert()
+        return True
+    return False
+
+
+def _store_cert_check(cluster):
+    me = _me(cluster) if cluster else None
+    if me is not None and os.path.exists(os.path.join(certs_dir(), "server.crt")):
+        me["cert_check"] = server_cert_check()
+    return me
 
 
 def m_install(info, prev):
@@ -630,7 +878,8 @@ def m_install(info, prev):
     os.symlink(rev, current)
     for cmd in ["microk8s"] + ["microk8s.%s" % c for c in
                                ("kubectl", "status", "enable", "disable", "add-node", "join", "leave",
-                                "remove-node", "config", "ctr", "helm3", "helm", "start", "stop", "inspect")]:
+                                "remove-node", "config", "ctr", "helm3", "helm", "start", "stop", "inspect",
+                                "refresh-certs", "version")]:
         target = [os.path.join(SIM_DIR, "microk8s")]
         if cmd != "microk8s":
             target.append(cmd.split(".", 1)[1])
@@ -641,6 +890,7 @@ def m_install(info, prev):
         os.makedirs(os.path.dirname(cni), exist_ok=True)
         with open(cni, "w") as handle:
             handle.write(builtin.cni_yaml())
+    produce_certs()
     if prev is None:
         with locked(cluster_dir()):
             _new_standalone_cluster()
@@ -648,8 +898,12 @@ def m_install(info, prev):
 
 
 def m_uninstall():
-    import labhub_kube  # pylint: disable=import-outside-toplevel
-    labhub_kube.stop()
+    import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
+    if kube.info() is not None:
+        kube.forward_down()
+    else:
+        import labhub_kube  # pylint: disable=import-outside-toplevel
+        labhub_kube.stop()
     with locked(cluster_dir()):
         state = node_state()
         m = state.get("microk8s")
@@ -679,9 +933,16 @@ def _new_node_entry(control_plane, joining=False):
         labels["node.kubernetes.io/microk8s-controlplane"] = "microk8s-controlplane"
     else:
         labels["node.kubernetes.io/microk8s-worker"] = "microk8s-worker"
-    return {"name": hostname(), "address": address(), "control_plane": control_plane, "ready_at": ready_at,
-            "joined_at": now, "dqlite": control_plane, "labels": labels, "taints": [],
-            "unschedulable": False, "uid": str(uuid.uuid4())}
+    entry = {"name": hostname(), "address": address(), "control_plane": control_plane, "ready_at": ready_at,
+             "joined_at": now, "dqlite": control_plane, "labels": labels, "taints": [],
+             "unschedulable": False, "uid": str(uuid.uuid4()),
+             # every address of the node (`hostname -I`) with its network, for joins and reachability
+             "addresses": host_ips(), "networks": host_networks()}
+    if os.path.exists(os.path.join(certs_dir(), "server.crt")):
+        entry["cert_check"] = server_cert_check()
+        entry["ca"] = {"crt": _read(os.path.join(certs_dir(), "ca.crt")),
+                       "key": _read(os.path.join(certs_dir(), "ca.key"))}
+    return entry
 
 
 def _new_standalone_cluster():
@@ -701,6 +962,10 @@ def _new_standalone_cluster():
 # -- the FAKE Kubernetes API (labhub_kube.py) ------------------------------------------------
 def _kube_bootstrap(cluster):
     """The objects a fresh MicroK8s holds (sim_charts/microk8s_builtin.py) and its enabled addons."""
+    import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
+    if kube.info() is not None:
+        _real_bootstrap(cluster)
+        return
     import labhub_kube  # pylint: disable=import-outside-toplevel
     import sim_charts.microk8s_builtin as builtin  # pylint: disable=import-outside-toplevel
     store = labhub_kube.Store(cluster)
@@ -713,7 +978,34 @@ def _kube_bootstrap(cluster):
     labhub_kube.Reconciler(store).run()
 
 
+def _real_bootstrap(cluster, joining=False):
+    """Serve ``cluster`` from the REAL control plane if it takes it (labhub_sim_kube.bind): Node
+    objects for its members, MicroK8s' own objects and its enabled addons applied."""
+    import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
+    import sim_charts.microk8s_builtin as builtin  # pylint: disable=import-outside-toplevel
+    if not kube.bind(cluster, joining=joining):
+        return
+    me = next((n for n in cluster["nodes"] if n["name"] == hostname()), None)
+    if me is not None and me.get("control_plane") and not me.get("left"):
+        kube.publish_node_cert()
+        kube.write_client_config(kube.forward_up())
+    kube.sync_nodes(cluster)
+    existing = {"Namespace", "ServiceAccount"}
+    objs = [o for o in builtin.install_objects()
+            if o["kind"] not in existing and not (o["kind"] == "Service" and o["metadata"]["name"] == "kubernetes")]
+    for name, entry in sorted(cluster["addons"].items()):
+        if entry.get("enabled"):
+            objs += builtin.addon_objects(name, entry.get("args"))
+    kube.apply_objects(objs)
+
+
 def _kube_addon(cluster, name, args, enable):
+    import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
+    if kube.info() is not None:
+        if kube.bound_to(cluster["id"]):
+            import sim_charts.microk8s_builtin as builtin  # pylint: disable=import-outside-toplevel
+            kube.apply_objects(builtin.addon_objects(name, args), delete=not enable)
+        return
     import labhub_kube  # pylint: disable=import-outside-toplevel
     import sim_charts.microk8s_builtin as builtin  # pylint: disable=import-outside-toplevel
     store = labhub_kube.Store(cluster)
@@ -726,7 +1018,16 @@ def _kube_addon(cluster, name, args, enable):
 
 
 def _api_server_up():
-    """Like kubelite on a control-plane node: the (fake) API server runs while MicroK8s does."""
+    """Like kubelite on a control-plane node: the API server runs while MicroK8s does."""
+    import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
+    if kube.info() is not None:
+        m = node_state().get("microk8s") or {}
+        if m.get("role") == "worker" or not kube.bound_to(m.get("cluster_id")):
+            return None
+        kube.publish_node_cert()
+        info = kube.forward_up()
+        kube.write_client_config(info)
+        return info
     import labhub_kube  # pylint: disable=import-outside-toplevel
     info = labhub_kube.ensure_running()
     if info is None:
@@ -846,8 +1147,20 @@ def _me(cluster):
     return None
 
 
-def _exit_if_worker(m):
+# What each command's wrapper prints on a worker (clustered.lock), and its exit code
+# (microk8s-resources/wrappers/microk8s-<command>.wrapper); status, enable and disable use
+# common/utils.py is_cluster_locked (WORKER_MSG, exit 1).
+WORKER_WRAPPERS = {"add-node": ("Please use the microk8s add-node on the master.", 1),
+                   "config": ("Please use the microk8s config on the master.", 0),
+                   "kubectl": ("Please use the microk8s kubectl on the master.", 0),
+                   "remove-node": ("Please use microk8s leave.", 1)}
+
+
+def _exit_if_worker(m, command=None):
     if m["role"] == "worker":
+        if command in WORKER_WRAPPERS:
+            text, rc = WORKER_WRAPPERS[command]
+            raise SimExit(rc, "This MicroK8s deployment is acting as a node in a cluster. " + text)
         raise SimExit(1, WORKER_MSG)
 
 
@@ -859,7 +1172,8 @@ def microk8s_main(argv):
     cmd, rest = argv[0], argv[1:]
     handlers = {"status": m_status, "enable": m_enable, "disable": m_disable, "add-node": m_add_node,
                 "join": m_join, "leave": m_leave, "remove-node": m_remove_node, "config": m_config,
-                "kubectl": m_kubectl, "ctr": m_ctr, "version": m_version, "helm3": m_helm3, "helm": m_helm3}
+                "kubectl": m_kubectl, "ctr": m_ctr, "version": m_version, "helm3": m_helm3, "helm": m_helm3,
+                "refresh-certs": m_refresh_certs, "stop": m_stop, "start": m_start}
     if cmd not in handlers:
         raise SimExit(1, "'%s' is not a valid MicroK8s subcommand.\nAvailable subcommands are:\n\t%s"
                       % (cmd, "\n\t".join(sorted(handlers))))
@@ -868,8 +1182,14 @@ def microk8s_main(argv):
 
 def m_helm3(argv):
     """`microk8s helm3`: the SIMULATED helm (labhub_helm.py) against this cluster's fake API state."""
-    _state, m, _cluster = _current()
+    _state, m, cluster = _current()
     _exit_if_worker(m)
+    import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
+    if kube.info() is not None:
+        if not kube.bound_to(cluster["id"]):
+            raise SimExit(1, "Error: Kubernetes cluster unreachable: Get \"https://127.0.0.1:16443/version\": "
+                          "dial tcp 127.0.0.1:16443: connect: connection refused")
+        kube.exec_helm(argv)
     import labhub_helm  # pylint: disable=import-outside-toplevel
     return labhub_helm.main(argv)
 
@@ -883,12 +1203,38 @@ def m_version(argv):
     return 0
 
 
+def _stopped():
+    """microk8s stop leaves $SNAP_DATA/var/lock/stopped.lock (microk8s-stop.wrapper)."""
+    return os.path.exists(lock_file("stopped.lock"))
+
+
+def _api_down(node):
+    return float(node.get("api_down_until") or 0) > time.time()
+
+
 def _is_ready(cluster):
+    """is_cluster_ready (scripts/wrappers/common/utils.py): this node's API server answers
+    (`kubectl get all` lists service/kubernetes) and some node of the cluster is Ready."""
     me = _me(cluster)
-    return bool(me and node_ready(me))
+    if me is None or me.get("left") or _stopped() or _api_down(me):
+        return False
+    return any(node_ready(n) for n in cluster["nodes"])
+
+
+def _addon_status(cluster, ready, only=None):
+    """get_status: (enabled, disabled) addons, both empty while the cluster is not ready."""
+    if not ready:
+        return [], []
+    selected = ADDONS
+    if only is not None:  # get_addon_by_name: NAME or REPOSITORY/NAME
+        repo, _sep, name = only.rpartition("/")
+        selected = [a for a in ADDONS if a[0] == name and repo in ("", ADDON_REPOSITORY)]
+    enabled = [a for a in selected if cluster["addons"].get(a[0], {}).get("enabled")]
+    return enabled, [a for a in selected if a not in enabled]
 
 
 def m_status(argv):
+    """scripts/wrappers/status.py: the report, then exit 1 while the cluster is not ready."""
     parser = MArgParser(prog="microk8s status", description="Microk8s cluster status check.")
     parser.add_argument("--format", default="pretty", choices=["pretty", "yaml", "short"])
     parser.add_argument("-w", "--wait-ready", action="store_true")
@@ -897,6 +1243,9 @@ def m_status(argv):
     parser.add_argument("--yaml", action="store_true")
     args = parser.parse_args(argv)
     state, m, cluster = _current()
+    if _stopped():
+        out(STOPPED_MSG)
+        return 0
     _exit_if_worker(m)
     ready = _is_ready(cluster)
     if args.wait_ready and not ready:
@@ -909,13 +1258,12 @@ def m_status(argv):
             if args.timeout > 0 and time.time() - start >= args.timeout:
                 break
             sleep(1)
-    if args.addon != "all" and args.addon not in ADDON_NAMES:
-        raise SimExit(1, "Addon %s was not found in any repository" % args.addon)
-    enabled = [a for a in ADDONS if ready and cluster["addons"].get(a[0], {}).get("enabled")]
-    disabled = [a for a in ADDONS if ready and not cluster["addons"].get(a[0], {}).get("enabled")]
+    rc = 0 if ready else 1
     if args.addon != "all":
-        out("enabled" if any(a[0] == args.addon for a in enabled) else "disabled")
-        return 0
+        enabled, _disabled = _addon_status(cluster, ready, args.addon)
+        out("enabled" if enabled else "disabled")
+        return rc
+    enabled, disabled = _addon_status(cluster, ready)
     ha_enabled = bool(cluster["addons"].get("ha-cluster", {}).get("enabled"))
     roles = dqlite_roles(cluster)
     if args.format == "yaml":
@@ -933,45 +1281,53 @@ def m_status(argv):
             for group, status in ((enabled, "enabled"), (disabled, "disabled")):
                 for name, desc, version in group:
                     out("  - name: %s" % name)
-                    out("    repository: core")
+                    out("    repository: %s" % ADDON_REPOSITORY)
                     out("    description: %s" % desc)
                     out("    version: %s" % version)
                     out("    status: %s" % status)
         else:
             out("  message: %s" % NOT_RUNNING)
-    elif args.format == "short" or args.yaml:
-        if args.yaml:
-            out("microk8s:\n  running: %s" % ready)
+    elif args.format == "short":
         if not ready:
-            out(("  message: " if args.yaml else "") + NOT_RUNNING)
-            return 0
-        if not args.yaml:
-            out("microk8s is running")
+            out(NOT_RUNNING)
+            return rc
+        out("microk8s is running")
         out("addons:")
-        for name, _d, _v in enabled:
-            out("%s%s: enabled" % ("  " if args.yaml else "", name))
-        for name, _d, _v in disabled:
-            out("%s%s: disabled" % ("  " if args.yaml else "", name))
+        for group, status in ((enabled, "enabled"), (disabled, "disabled")):
+            for name, _d, _v in group:
+                out("%s/%s: %s" % (ADDON_REPOSITORY, name, status))
+    elif args.yaml:
+        out("microk8s:\n  running: %s" % ready)
+        if not ready:
+            out("  message: " + NOT_RUNNING)
+            return rc
+        out("addons:")
+        for group, status in ((enabled, "enabled"), (disabled, "disabled")):
+            for name, _d, _v in group:
+                out("  %s/%s: %s" % (ADDON_REPOSITORY, name, status))
     else:
         if not ready:
             out(NOT_RUNNING)
-            return 0
+            return rc
         out("microk8s is running")
         voters = [a for a, r, _n in roles if r == "voter"]
         standby = [a for a, r, _n in roles if r == "standby"]
-        out("high-availability: %s" % ("yes" if ha_enabled and len(voters) >= 3 else "no"))
-        out("  datastore master nodes: %s" % (" ".join(voters) or "none"))
-        out("  datastore standby nodes: %s" % (" ".join(standby) or "none"))
+        if not ha_enabled:
+            out("high-availability: no")
+        else:
+            out("high-availability: %s" % ("yes" if len(voters) > 2 else "no"))
+            out("  datastore master nodes: %s" % (" ".join(voters) or "none"))
+            out("  datastore standby nodes: %s" % (" ".join(standby) or "none"))
         out("addons:")
         if enabled:
             out("  enabled:")
             for name, desc, _v in enabled:
-                out("    %-20s # (core) %s" % (name, desc))
+                out("    %-20s # (%s) %s" % (name, ADDON_REPOSITORY, desc))
         if disabled:
             out("  disabled:")
             for name, desc, _v in disabled:
-                out("    %-20s # (core) %s" % (name, desc))
-    return 0
+                out("    %-20s # (%s) %s" % (name, ADDON_REPOSITORY, desc))
+    return rc
 
 
 def _parse_addon_specs(args):
@@ -999,16 +1355,16 @@ def _parse_addon_specs(args):
 
 def _validate_addon_args(name, colon_args, flags):
     if name == "dns":
-        if flags:
-            raise SimExit(1, "invalid option -- %s" % flags[0])
-        if colon_args:
-            for server in colon_args.split(","):
-                try:
-                    ipaddress.ip_address(server)
-                except ValueError:
-                    raise SimExit(1, "Invalid nameserver '%s': the dns addon takes comma-separated IP addresses, "
-                                  "e.g. microk8s enable dns:1.1.1.1,8.8.8.8" % server)
-        return (colon_args.split(",") if colon_args else ["8.8.8.8", "8.8.4.4"])
+        # addons/dns/enable: $1 holds the comma-separated nameservers; each must be an address
+        # `ip route get` accepts, else "Your input value (...) is not a valid and reachable IP address".
+        servers = (colon_args or " ".join(flags[:1])).replace(",", " ").split()
+        for server in servers:
+            try:
+                ipaddress.ip_address(server)
+            except ValueError:
+                raise SimExit(1, "Enabling DNS\nYour input value (%s) is not a valid and reachable IP address"
+                              % server)
+        return servers
     if name == "hostpath-storage":
         if colon_args:
             raise SimExit(1, "invalid option -- %s" % colon_args)
@@ -1042,16 +1398,14 @@ def _validate_addon_args(name, colon_args, flags):
 
 
 ENABLE_TEXT = {
-    "dns": lambda a: ("Enabling DNS\nUsing host configuration from /etc/resolv.conf\n"
+    "dns": lambda a: ("Enabling DNS\n%s\n"
                       "Applying manifest\nserviceaccount/coredns created\nconfigmap/coredns created\n"
                       "deployment.apps/coredns created\nservice/kube-dns created\n"
                       "clusterrole.rbac.authorization.k8s.io/coredns created\n"
                       "clusterrolebinding.rbac.authorization.k8s.io/coredns created\n"
-                      "CoreDNS service deployed with IP address 10.152.183.10\n"
-                      "Restarting kubelet\nDNS is enabled" if not a else
-                      "Enabling DNS\nUsing custom upstream nameservers %s\nApplying manifest\n"
-                      "CoreDNS service deployed with IP address 10.152.183.10\nRestarting kubelet\nDNS is enabled"
-                      % " ".join(a)),
+                      "CoreDNS service deployed with IP address 10.152.183.10\nDNS is enabled"
+                      % ("Will use %s as upstream nameservers" % "".join(" " + s for s in a) if a
+                         else "Using host configuration from /etc/resolv.conf")),
     "hostpath-storage": lambda a: ("Enabling default storage class.\n"
                                    "WARNING: Hostpath storage is not suitable for production environments.\n"
                                    "         A hostpath volume can grow beyond the size limit set in the volume "
@@ -1068,41 +1422,48 @@ ENABLE_TEXT = {
 
 
 def m_enable(argv, enable=True):
+    """scripts/wrappers/enable.py / disable.py and xable (common/utils.py)."""
     verb = "enable" if enable else "disable"
     if argv and argv[0] in ("-h", "--help"):
         out("Usage: microk8s %s [OPTIONS] ADDONS...\n\n  %s one or more addons." % (verb, verb.capitalize()))
         return 0
     specs = _parse_addon_specs(argv)
-    for name, _c, _f in specs:
-        if name not in ADDON_NAMES:
-            raise SimExit(1, "Addon %s was not found in any repository" % name)
     with locked(cluster_dir()):
         state, m, cluster = _current()
         _exit_if_worker(m)
+        if _stopped():
+            err(STOPPED_MSG)
+            return 1
         if not _is_ready(cluster):
+            # MicroK8s waits 30 s (wait_for_ready) and runs the addon script anyway
             raise SimExit(1, NOT_RUNNING)
+        for name, _c, _f in specs:
+            if name not in ADDON_NAMES:
+                err("Addon %s was not found in any repository" % name)
+                return 1
+        if len(specs) > 1:
+            out("WARNING: Do not enable or disable multiple addons in one command.\n"
+                "         This form of chained operations on addons will be DEPRECATED in the future.\n"
+                "         Please, %s one addon at a time: 'microk8s %s <addon>'" % (verb, verb))
         for name, colon_args, flags in specs:
             entry = cluster["addons"].setdefault(name, {"enabled": False, "args": []})
+            err("Infer repository %s for addon %s" % (ADDON_REPOSITORY, name))
+            if bool(entry["enabled"]) == enable:
+                # xable skips an addon already in the wanted state before running its script,
+                # so arguments given with it are not applied
+                out("Addon %s/%s is already %sd" % (ADDON_REPOSITORY, name, verb))
+                continue
             if enable:
                 resolved = _validate_addon_args(name, colon_args, flags)
-                if entry["enabled"]:
-                    out("Infer repository core for addon %s" % name)
-                    out("Addon core/%s is already enabled" % name)
-                    continue
-                out("Infer repository core for addon %s" % name)
                 entry.update(enabled=True, args=resolved)
                 if name == "storage":
                     cluster["addons"].setdefault("hostpath-storage", {})["enabled"] = True
                 _kube_addon(cluster, name, resolved, True)
                 text = ENABLE_TEXT.get(name)
-                out(text(resolved if name == "dns" and colon_args else []) if text else "Addon %s is enabled" % name)
+                out(text(resolved if name == "dns" else []) if text else "Addon %s is enabled" % name)
             else:
                 if colon_args or flags:
                     raise SimExit(1, "Addon arguments are not supported when disabling (simulator)")
-                out("Infer repository core for addon %s" % name)
-                if not entry["enabled"]:
-                    out("Addon core/%s is already disabled" % name)
-                    continue
                 if name == "ha-cluster" and len([n for n in cluster["nodes"] if n.get("dqlite")]) > 1:
                     raise SimExit(1, "The node is part of a cluster. Please leave the cluster before disabling "
                                   "ha-cluster.")
@@ -1118,6 +1479,9 @@ def m_disable(argv):
 
 
 def m_add_node(argv):
+    """scripts/wrappers/add_token.py: one join line per address of `hostname -I` (get_ips), the
+    default-route address first in the pretty and short formats; the fingerprint is the start of
+    the SHA-256 of this node's server.crt (server_cert_check)."""
     parser = MArgParser(prog="microk8s add-node",
                         description="Produce a connection string for a node to join the cluster.")
     parser.add_argument("--token-ttl", "-l", type=int, default=-1)
@@ -1131,48 +1495,78 @@ def m_add_node(argv):
         return 1
     with locked(cluster_dir()):
         state, m, cluster = _current()
-        _exit_if_worker(m)
+        _exit_if_worker(m, "add-node")
         expiry = None if args.token_ttl == -1 else int(round(time.time())) + args.token_ttl
         cluster["tokens"].append({"token": token, "expiry": expiry, "used": False})
+        me = _store_cert_check(cluster)
+        if me is not None:
+            me["addresses"], me["networks"] = host_ips(), host_networks()
         save_cluster(cluster)
-    check = cluster["cert_hash"]
-    ips = [address()]
+    check = server_cert_check()
+    ips, default = host_ips(), default_ip()
     port = CLUSTER_AGENT_PORT
-    url = "%s:%d/%s/%s" % (ips[0], port, token, check)
+    line = lambda ip: "microk8s join %s:%d/%s/%s" % (ip, port, token, check)  # noqa: E731
     if args.format == "pretty":
         out("From the node you wish to join to this cluster, run the following:")
-        out("microk8s join %s\n" % url)
+        out(line(default) + "\n")
         out("Use the '--worker' flag to join a node as a worker not running the control plane, eg:")
-        out("microk8s join %s --worker\n" % url)
+        out(line(default) + " --worker\n")
         out("If the node you are adding is not reachable through the default interface you can use one of the "
             "following:")
         for ip in ips:
-            out("microk8s join %s:%d/%s/%s" % (ip, port, token, check))
+            out(line(ip))
     elif args.format == "short":
-        out("microk8s join %s" % url)
+        out(line(default))
+        for ip in ips:
+            if ip != default:
+                out(line(ip))
     elif args.format == "token-check":
         out("%s/%s" % (token, check))
     elif args.format == "token":
         out(token)
     else:
-        info = {"token": "%s/%s" % (token, check),
-                "urls": ["%s:%d/%s/%s" % (ip, port, token, check) for ip in ips]}
+        urls = ["%s:%d/%s/%s" % (ip, port, token, check) for ip in ips]
         if args.format == "json":
-            out(json.dumps(info, indent=2))
+            out(json.dumps({"token": "%s/%s" % (token, check), "urls": urls}, indent=2))
         else:
-            out("token: %s/%s\nurls:\n- %s\n" % (token, check, info["urls"][0]))
+            out("token: %s/%s\nurls:\n%s\n" % (token, check, "".join("- %s\n" % u for u in urls).rstrip("\n")))
     return 0
 
 
-def _find_cluster_by_address(host):
+def _find_node_by_address(host):
+    """(cluster, node) of the control-plane node with address `host` among its addresses."""
     for cluster in all_clusters():
         for node in cluster["nodes"]:
-            if node.get("dqlite") and node["address"] == host and not node.get("left"):
-                return cluster
-    return None
+            if node.get("dqlite") and not node.get("left") and host in (node.get("addresses") or [node["address"]]):
+                return cluster, node
+    return None, None
+
+
+def _connection_parts(connection):
+    """get_valid_connection_parts (scripts/wrappers/common/cluster/utils.py)."""
+    parts = connection.split("/")
+    expected = "Expected format: <master_IP>:<master_PORT>/<token>[/<fingerprint>]"
+    if len(parts) not in (2, 3) or len(parts[0].split(":")) != 2:
+        raise ValueError(expected)
+    host, port = parts[0].split(":")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError("Invalid master IP")
+    if not port.isdigit():
+        raise ValueError("Master PORT not a number")
+    if not 1 <= int(port) <= 65535:
+        raise ValueError("Master PORT not in range 1:65535")
+    if len(parts[1]) < 32:
+        raise ValueError("Cluster token size should be at least 32 bytes")
+    if len(parts) == 3 and len(parts[2]) < 12:
+        raise ValueError("Fingerprint should be at least 12 bytes")
+    return host, port, parts[1], parts[2] if len(parts) == 3 else None
 
 
 def m_join(argv):
+    """scripts/wrappers/join.py (and the cluster agent's POST /v2/join, canonical/microk8s-cluster-agent
+    pkg/api/v2/join.go)."""
     parser = MArgParser(prog="microk8s join", description="Join the node to a cluster")
     parser.add_argument("connection", help="<master>:<port>/<token>/<hash>")
     parser.add_argument("--worker", action="store_true", default=False)
@@ -1180,27 +1574,31 @@ def m_join(argv):
     parser.add_argument("--skip-verify", action="store_true", default=False)
     parser.add_argument("--disable-low-memory-guard", action="store_true", default=False)
     args = parser.parse_args(argv)
-    parts = args.connection.split("/")
-    if len(parts) not in (2, 3) or ":" not in parts[0]:
-        out("Invalid connection string. Use <master>:<port>/<token>/<hash>.")
+    try:
+        host, port, token, check = _connection_parts(args.connection)
+    except ValueError as exc:
+        out("Invalid connection: %s" % exc)
         return 1
-    host, _sep, port = parts[0].rpartition(":")
-    token = parts[1]
-    check = parts[2] if len(parts) == 3 else None
     with locked(cluster_dir()):
         state, m, own = _current()
         if m["role"] == "worker" or len([n for n in own["nodes"] if n.get("dqlite")]) > 1:
             out("The node is already part of a cluster. Use 'microk8s leave' to leave the cluster.")
             return 1
         out("Contacting cluster at %s" % host)
-        target = _find_cluster_by_address(host) if port == str(CLUSTER_AGENT_PORT) else None
+        sys.stdout.flush()
+        if not reachable(host_networks(), host):
+            # http.client's connect() raises; join.py catches only HTTPException and SSLError
+            sleep(1)
+            err("OSError: [Errno 113] No route to host")
+            return 1
+        target, contacted = _find_node_by_address(host) if port == str(CLUSTER_AGENT_PORT) else (None, None)
         if target is None or target["id"] == own["id"]:
-            out("Connection failed. The joining node (%s) is unable to join the cluster (%s)." % (address(), host))
+            err("ConnectionRefusedError: [Errno 111] Connection refused")
             return 1
-        if check is not None and not args.skip_verify and check != target["cert_hash"]:
-            out("Join failed: the certificate of the cluster does not match the hash %s "
-                "(expected the fingerprint of %s:%s)." % (check, host, port))
-            return 1
+        if check is not None and not args.skip_verify and check != contacted.get("cert_check", target.get("cert_hash")):
+            out("Joining cluster failed. Could not verify the identity of %s. Use '--skip-verify' to skip server "
+                "certificate check." % host)
+            return 4
         now = time.time()
         match = None
         for item in target["tokens"]:
@@ -1213,16 +1611,28 @@ def m_join(argv):
             match = item
             break
         if match is None:
-            out("Connection failed. Invalid token (500).")
-            return 1
+            out("Connection failed. invalid token (500).")
+            return 6
         if any(n["name"] == hostname() for n in target["nodes"]):
             out("Connection failed. The hostname (%s) of the joining node is already known to the cluster (500)."
                 % hostname())
-            return 1
+            return 6
         match["used"] = True
+        if not args.worker and contacted.get("ca"):
+            # join_dqlite_master_node stores the cluster's ca.crt/ca.key; the apiserver-kicker then
+            # re-issues server.crt from csr.conf (ensure_server_ca)
+            for name in ("crt", "key"):
+                _write(os.path.join(certs_dir(), "ca." + name), contacted["ca"][name], 0o600 if name == "key" else 0o644)
+            ensure_server_ca()
         entry = _new_node_entry(not args.worker, joining=True)
         target["nodes"].append(entry)
         save_cluster(target)
+        import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
+        real = kube.info() is not None
+        if real and kube.bound_to(own["id"]):
+            kube.forward_down()
+        if real:
+            _real_bootstrap(target, joining=True)
         # the node's own single-node cluster goes away
         _drop_from_cluster(own["id"], hostname())
         state["microk8s"] = {"cluster_id": target["id"], "role": "worker" if args.worker else "control-plane"}
@@ -1230,26 +1640,28 @@ def m_join(argv):
         if args.worker:
             os.makedirs(os.path.dirname(lock_file("clustered.lock")), exist_ok=True)
             open(lock_file("clustered.lock"), "w").close()
-            import labhub_kube  # pylint: disable=import-outside-toplevel
-            labhub_kube.stop()  # a worker runs no API server (its one-node cluster is gone)
-            labhub_kube.record_in_cluster(target, None)
-            save_cluster(target)
+            if real:
+                kube.forward_down()
+            else:
+                import labhub_kube  # pylint: disable=import-outside-toplevel
+                labhub_kube.stop()  # a worker runs no API server (its one-node cluster is gone)
+                labhub_kube.record_in_cluster(target, None)
+                save_cluster(target)
         else:
             for cl in all_clusters():
                 if cl["id"] == target["id"]:
                     _write_backend(cl)
     if args.worker:
-        out("The node has joined the cluster and will appear in the nodes list in a few seconds.\n\n"
+        out("\nThe node has joined the cluster and will appear in the nodes list in a few seconds.\n\n"
             "This worker node gets automatically configured with the API server endpoints.\n"
             "If the API servers are behind a loadbalancer please set the '--refresh-interval' to '0s' in:\n"
             "    /var/snap/microk8s/current/args/apiserver-proxy\n"
             "and replace the API server endpoints with the one provided by the loadbalancer in:\n"
-            "    /var/snap/microk8s/current/args/traefik/provider.yaml")
+            "    /var/snap/microk8s/current/args/traefik/provider.yaml\n")
     else:
-        out("Waiting for this node to finish joining the cluster. .. .. .. .")
+        out("Waiting for this node to finish joining the cluster. .. .. .. .  ")
         sleep(1)
-        if entry["ready_at"] is None:
-            out("Successfully joined the cluster.")
+    out("Successfully joined the cluster.")
     return 0
 
 
@@ -1267,6 +1679,10 @@ def m_leave(argv):
             me["left"] = True
             me["dqlite"] = False
             me["ready_at"] = None
+            import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
+            if kube.info() is not None and kube.bound_to(cluster["id"]):
+                kube.forward_down()
+                kube.kubelet_stopped(me["name"])
         cluster.get("kube", {}).get("apiservers", {}).pop(hostname(), None)
         save_cluster(cluster)
         for cl in all_clusters():
@@ -1281,6 +1697,140 @@ def m_leave(argv):
     return 0
 
 
+REFRESH_CERTS = {"ca.crt": "CA", "server.crt": "server", "front-proxy-client.crt": "front proxy client"}
+REFRESH_USAGE = "Usage: microk8s refresh-certs [OPTIONS] [CA_DIR]\nTry 'microk8s refresh-certs -h' for help.\n\n"
+
+
+def _refresh_args(argv):
+    """click's grammar of refresh-certs: [CA_DIR] -u/--undo -c/--check -e/--cert CHOICE -h."""
+    opts = {"ca_dir": None, "undo": False, "check": False, "cert": None, "help": False}
+    i = 0
+    while i < len(argv):
+        item = argv[i]
+        if item in ("-h", "--help"):
+            opts["help"] = True
+        elif item in ("-u", "--undo"):
+            opts["undo"] = True
+        elif item in ("-c", "--check"):
+            opts["check"] = True
+        elif item in ("-e", "--cert") or item.startswith("--cert="):
+            if "=" in item:
+                value = item.split("=", 1)[1]
+            elif i + 1 < len(argv):
+                value, i = argv[i + 1], i + 1
+            else:
+                raise SimExit(2, REFRESH_USAGE + "Error: Option '%s' requires an argument." % item)
+            if value not in REFRESH_CERTS:
+                raise SimExit(2, REFRESH_USAGE + "Error: Invalid value for '-e' / '--cert': '%s' is not one of %s."
+                              % (value, ", ".join("'%s'" % c for c in REFRESH_CERTS)))
+            opts["cert"] = value
+        elif item.startswith("-"):
+            raise SimExit(2, REFRESH_USAGE + "Error: No such option: %s" % item)
+        elif opts["ca_dir"] is None:
+            if not os.path.exists(item):
+                raise SimExit(2, REFRESH_USAGE + "Error: Invalid value for '[CA_DIR]': Path '%s' does not exist." % item)
+            opts["ca_dir"] = item
+        else:
+            raise SimExit(2, REFRESH_USAGE + "Error: Got unexpected extra argument (%s)" % item)
+        i += 1
+    return opts
+
+
+def _days_left(path):
+    text = openssl("x509", "-enddate", "-noout", "-in", path).decode().strip()
+    end = time.mktime(time.strptime(text.split("=", 1)[1], "%b %d %H:%M:%S %Y %Z")) - time.timezone
+    return int((end - time.time()) // 86400)
+
+
+def m_refresh_certs(argv):
+    """scripts/wrappers/refresh_certs.py: `--cert server.crt` backs up certs/ and credentials/,
+    renders csr.conf from csr.conf.template (refresh_csr_conf), re-issues server.crt from it
+    (gen_server_cert) and restarts kubelite and the cluster agent."""
+    opts = _refresh_args(argv)
+    if opts["help"]:
+        out("Usage: microk8s refresh-certs [OPTIONS] [CA_DIR]\n\n  Replace the CA certificates with the ca.crt and "
+            "ca.key found in CA_DIR.\n  Omit the CA_DIR argument and use the '--cert' flag to auto-generate a new CA"
+            "\n  or any other certificate.\n\nOptions:\n  -c, --check  Check the expiration time of the installed "
+            "certificates\n  -e, --cert   The certificate to be autogenerated, must be one of %s\n  -u, --undo   "
+            "Revert the last refresh performed\n  -h, --help       Show this message and exit." % list(REFRESH_CERTS))
+        return 0
+    if opts["ca_dir"] is not None and (opts["undo"] or opts["check"] or opts["cert"]):
+        out("Please do not set any options in combination with the CA_DIR.")
+        return 1
+    if sum(1 for k in ("undo", "check", "cert") if opts[k]) > 1:
+        out("Please select only one of the options -c, -u or -e.")
+        return 2
+    state, m, cluster = _current()
+    d = certs_dir()
+    backup = os.path.join(os.path.realpath(snap_data()), "certs-backup") + "/"
+    if opts["check"]:
+        for name in ("ca.crt", "server.crt"):  # the simulator issues no front-proxy-client.crt
+            out("The %s certificate will expire in %d days." % (REFRESH_CERTS[name], _days_left(os.path.join(d, name))))
+        return 0
+    if opts["undo"]:
+        if not os.path.isdir(backup):
+            out("No previous backup found")
+            return 1
+        shutil.rmtree(d)
+        shutil.copytree(os.path.join(backup, "certs"), d)
+        out("Restarting, please wait.")
+    elif opts["ca_dir"] is not None or opts["cert"] not in (None, "server.crt"):
+        raise SimExit(1, "simulator: refresh-certs %s is not simulated (only --cert server.crt, -c and -u)"
+                      % (opts["ca_dir"] or "--cert " + opts["cert"]))
+    elif opts["cert"] is None:
+        out("Please use the '--cert' flag to select the certificate you need refreshed.\n\n"
+            "Available certificate options:\n'server.crt': refreshes the server certificate\n"
+            "'front-proxy-client.crt': refreshes the front proxy client certificate\n"
+            "'ca.crt': refreshes the root CA and all certificates created from it.\n"
+            "            Warning: refreshing the root CA requires nodes to leave and re-join the cluster")
+        return 3
+    else:
+        out("Taking a backup of the current certificates under %s" % backup)
+        shutil.rmtree(backup, ignore_errors=True)
+        shutil.copytree(d, os.path.join(backup, "certs"))
+        out("Creating new certificates")
+        rendered = render_csr_conf()
+        _write(os.path.join(d, "csr.conf.rendered"), rendered)
+        _write(os.path.join(d, "csr.conf"), rendered)
+        gen_server_cert()
+    with locked(cluster_dir()):
+        cluster = load_cluster(m["cluster_id"])
+        if cluster is not None and _store_cert_check(cluster) is not None:
+            save_cluster(cluster)
+    state = node_state()
+    for svc in ("kubelite", "cluster-agent"):
+        if not opts["undo"]:
+            out("Restarting service %s." % svc)
+        record_restart(state, "microk8s.daemon-%s" % svc)
+        save_node_state(state)
+    if m["role"] != "worker":
+        _api_server_up()  # the API server serves the new certificate
+    return 0
+
+
+def m_stop(argv):
+    """microk8s-stop.wrapper: stops the services and leaves var/lock/stopped.lock."""
+    if os.path.exists(lock_file("clustered.lock")):
+        out("This MicroK8s deployment is acting as a node in a cluster.\nUse 'snap stop microk8s' to stop services "
+            "on this node.")
+        return 0
+    _current()
+    open(lock_file("stopped.lock"), "a").close()
+    return 0
+
+
+def m_start(argv):
+    """microk8s-start.wrapper: removes var/lock/stopped.lock and starts the services."""
+    if os.path.exists(lock_file("clustered.lock")):
+        out("This MicroK8s deployment is acting as a node in a cluster.\nUse 'snap start microk8s' to start "
+            "services on this node.")
+        return 0
+    _current()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(lock_file("stopped.lock"))
+    return 0
+
+
 def m_remove_node(argv):
     parser = MArgParser(prog="microk8s remove-node", description="Remove a node from the cluster")
     parser.add_argument("node", help="Name or IP of the node to remove")
@@ -1289,7 +1839,7 @@ def m_remove_node(argv):
     args = parser.parse_args(argv)
     with locked(cluster_dir()):
         state, m, cluster = _current()
-        _exit_if_worker(m)
+        _exit_if_worker(m, "remove-node")
         target = None
         for node in cluster["nodes"]:
             if args.node in (node["name"], node["address"]):
@@ -1314,6 +1864,9 @@ def m_remove_node(argv):
         cluster.get("kube", {}).get("apiservers", {}).pop(target["name"], None)
         save_cluster(cluster)
         _write_backend(cluster)
+        import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
+        if kube.info() is not None and kube.bound_to(cluster["id"]):
+            kube.delete_node(target["name"])
     return 0
 
 
@@ -1324,6 +1877,14 @@ def m_config(argv):
     _state, m, cluster = _current()
     _exit_if_worker(m)
     info = _api_server_up() or {}
+    import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
+    if kube.info() is not None:
+        if not info:
+            raise SimExit(1, "simulator: this node's cluster has no API server (the test control plane "
+                          "serves another cluster)")
+        server = "127.0.0.1" if args.use_loopback else info.get("address", address())
+        out(kube.kubeconfig_text(server, info["port"]).rstrip("\n"))
+        return 0
     if info:
         import labhub_kube  # pylint: disable=import-outside-toplevel
         labhub_kube.wait_listening(info)  # clients use the kubeconfig right away
@@ -1367,7 +1928,7 @@ def _node_json(node):
                  "lastHeartbeatTime": now, "lastTransitionTime": now},
             ],
             "nodeInfo": {"kubeletVersion": MICROK8S_VERSION_FALLBACK, "containerRuntimeVersion":
-                         "containerd://1.6.28", "osImage": "Ubuntu 22.04.4 LTS", "architecture": "amd64",
+                         "containerd://" + CONTAINERD_VERSION.lstrip("v"), "osImage": "Ubuntu 22.04.4 LTS", "architecture": "amd64",
                          "operatingSystem": "linux", "kernelVersion": "5.15.0-105-generic",
                          "kubeProxyVersion": MICROK8S_VERSION_FALLBACK, "bootID": node["uid"],
                          "machineID": node["uid"].replace("-", ""), "systemUUID": node["uid"]},
@@ -1383,6 +1944,12 @@ def _node_json(node):
 def m_kubectl(argv):
     _state, m, cluster = _current()
     _exit_if_worker(m)
+    import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
+    if kube.info() is not None:
+        if not kube.bound_to(cluster["id"]):
+            raise SimExit(1, "The connection to the server 127.0.0.1:16443 was refused - did you specify the "
+                          "right host or port?")
+        kube.exec_kubectl(argv)
     if not argv:
         out("kubectl controls the Kubernetes cluster manager.")
         return 0

@@ -96,7 +96,8 @@ def test_image_pinned_and_named(image):
 
 def test_snaps_pinned():
     names = {s["name"] for s in MANIFEST["snaps"]}
-    assert {"microk8s", "core20"} <= names
+    # MicroK8s 1.36 is built on core22 (snap/snapcraft.yaml at the v1.36 tag)
+    assert {"microk8s", "core22"} <= names
     for snap in MANIFEST["snaps"]:
         assert isinstance(snap["revision"], int) and snap["revision"] > 0
         assert snap["channel"]
@@ -104,6 +105,7 @@ def test_snaps_pinned():
         assert snap["file"] == "snaps/%s_%d.snap" % (snap["name"], snap["revision"])
         assert snap["assert"] == "snaps/%s_%d.assert" % (snap["name"], snap["revision"])
     assert next(s for s in MANIFEST["snaps"] if s["name"] == "microk8s")["classic"] is True
+    assert next(s for s in MANIFEST["snaps"] if s["name"] == "microk8s")["channel"] == "1.36/stable"
 
 
 def test_charts_pinned():

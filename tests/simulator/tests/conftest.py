@@ -22,6 +22,8 @@ import yaml
 SIM = Path(__file__).resolve().parent.parent
 REPO = SIM.parent.parent
 MANIFEST = REPO / "files" / "bundle-manifest.yml"
+sys.path.insert(0, str(REPO / "tests" / "harness" / "kube"))
+from controlplane import ControlPlane  # noqa: E402  pylint: disable=wrong-import-position
 
 
 class SimNode:
@@ -92,10 +94,20 @@ class SimNode:
                 os.kill(int(info["pid"]), signal.SIGTERM)
 
     def install_microk8s(self, bundle: Path):
-        for snap in ("core20_2264", "microk8s_6782"):
-            self.snap("ack", str(bundle / "snaps" / f"{snap}.assert"))
-        self.snap("install", str(bundle / "snaps" / "core20_2264.snap"))
-        self.snap("install", str(bundle / "snaps" / "microk8s_6782.snap"), "--classic")
+        """ack + install the manifest's snaps (base snap first, then microk8s --classic)."""
+        snaps = yaml.safe_load(MANIFEST.read_text())["snaps"]
+        snaps = [s for s in snaps if s["name"] != "microk8s"] + [s for s in snaps if s["name"] == "microk8s"]
+        for snap in snaps:
+            self.snap("ack", str(bundle / snap["assert"]))
+        for snap in snaps:
+            self.snap("install", str(bundle / snap["file"]), *(["--classic"] if snap["classic"] else []))
+
+    def set_network(self, addresses, default=None):
+        """The node's `hostname -I` (ip or ip/prefix, in order) and default-route address
+        (labhub_sim.network_config)."""
+        path = self.root / "var" / "lib" / "labhub-sim" / "network.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"addresses": list(addresses), "default": default or self.address}))
 
 
 def make_bundle(dest: Path) -> Path:
@@ -114,8 +126,26 @@ def sim_bundle(tmp_path) -> Path:
 
 
 @pytest.fixture
-def sim_nodes(tmp_path):
-    """Factory: sim_nodes(n) -> [SimNode] sharing one cluster directory."""
+def sim_control_plane(request, tmp_path):
+    """The REAL control plane (tests/harness/kube) the simulated MicroK8s serves as its Kubernetes
+    (tests/simulator/labhub_sim_kube.py), published in the test's cluster directory. Modules still
+    marked ``fake_api`` run against the old fake API server (labhub_kube.py) until converted."""
+    if request.node.get_closest_marker("fake_api"):
+        yield None
+        return
+    cluster_dir = tmp_path / "cluster"
+    plane = ControlPlane(tmp_path / "kube", serving_dir=cluster_dir / "kube")
+    try:
+        plane.start(wait_controllers=False)
+        plane.publish(cluster_dir, f"127.0.0.1:{plane.port}")
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture
+def sim_nodes(tmp_path, sim_control_plane):
+    """Factory: sim_nodes(n) -> [SimNode] sharing one cluster directory (and the real control plane)."""
     cluster_dir = tmp_path / "cluster"
 
     made = []

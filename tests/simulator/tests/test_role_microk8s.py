@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ import yaml
 from ansible_run import ansible_playbook, role_playbook  # tests/simulator/tests/ansible_run.py
 
 REPO = Path(__file__).resolve().parents[3]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.fake_api]
 
 
 def write_inventory(path: Path, cps, workers, bundle: Path, extra=None):
@@ -81,11 +82,11 @@ def test_role_forms_ha_cluster_idempotent_and_check_mode_exact(tmp_path, sim_nod
     assert "node.kubernetes.io/microk8s-worker" in items["n4"]["metadata"]["labels"]
     for node in nodes:
         listed = node.snap("list").stdout
-        assert re.search(r"^microk8s\s+v1\.30\.0\s+6782\s.*held", listed, re.M), listed
+        assert re.search(r"^microk8s\s+v1\.36\.3\s+9310\s.*held", listed, re.M), listed
         kubelet = (node.root / "var/snap/microk8s/current/args/kubelet").read_text()
         assert "--max-pods=110\n" in kubelet
         template = (node.root / "var/snap/microk8s/current/args/containerd-template.toml").read_text()
-        assert 'sandbox_image = "registry.k8s.io/pause:3.7"' in template
+        assert 'sandbox_image = "registry.k8s.io/pause:3.10"' in template
         hosts_toml = (node.root / "var/snap/microk8s/current/args/certs.d/docker.io/hosts.toml").read_text()
         assert '[host."https://harbor.example.org/v2/dockerhub"]' in hosts_toml
         assert (node.root / "var/snap/microk8s/common/default-storage").resolve() == node.root / "srv/volumes"
@@ -101,6 +102,9 @@ def test_role_forms_ha_cluster_idempotent_and_check_mode_exact(tmp_path, sim_nod
     from kubernetes import client as kclient, config as kconfig  # pylint: disable=import-outside-toplevel
     api = kclient.CoreV1Api(kconfig.new_client_from_config(str(kubeconfig)))
     assert sorted(n.metadata.name for n in api.list_node().items) == ["n1", "n2", "n3", "n4"]
+    # dns is enabled at install; microk8s_dns_upstream_servers went into CoreDNS' forward line
+    corefile = api.read_namespaced_config_map("coredns", "kube-system").data["Corefile"]
+    assert re.search(r"(?m)^\s*forward \. 10\.77\.0\.254$", corefile), corefile
 
     proc, recap = run_role(tmp_path, inv)
     assert proc.returncode == 0, proc.stdout[-4000:]
@@ -113,9 +117,23 @@ def test_role_forms_ha_cluster_idempotent_and_check_mode_exact(tmp_path, sim_nod
 
     proc, recap = run_role(tmp_path, inv, "-e", "microk8s_api_address=localhost")
     assert proc.returncode == 0, proc.stdout[-4000:]
-    assert recap["n1"]["changed"] == 1 and sum(r["changed"] for r in recap.values()) == 1
     server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
     assert server == "http://localhost:%d" % cps[0].api_server()["port"]
+    # a DNS name in microk8s_api_address: in every control-plane node's csr.conf.template and
+    # server.crt (refresh-certs), so TLS verification of that name succeeds against the API server
+    for node in cps:
+        certs = node.root / "var/snap/microk8s/current/certs"
+        assert "DNS.6 = localhost\n#MOREIPS" in (certs / "csr.conf.template").read_text()
+        sans = subprocess.run(["openssl", "x509", "-in", str(certs / "server.crt"), "-noout", "-ext",
+                               "subjectAltName"], capture_output=True, text=True, check=True).stdout
+        assert "DNS:localhost" in sans
+        assert [e["service"] for e in node.node_state()["restart_log"]][-2:] == [
+            "microk8s.daemon-kubelite", "microk8s.daemon-cluster-agent"]
+    api = kclient.CoreV1Api(kconfig.new_client_from_config(str(kubeconfig)))
+    assert len(api.list_node().items) == 4
+    proc, recap = run_role(tmp_path, inv, "-e", "microk8s_api_address=localhost")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert {h: r["changed"] for h, r in recap.items()} == {n.name: 0 for n in nodes}, proc.stdout[-4000:]
 
 
 def test_even_number_of_control_plane_nodes_fails_before_any_change(tmp_path, sim_nodes, sim_bundle, monkeypatch):
@@ -160,7 +178,7 @@ def test_expired_join_token_fails_clearly(tmp_path, sim_nodes, sim_bundle):
          "delegate_to": "n1", "register": "issued"},
         {"name": "Let it expire", "ansible.builtin.pause": {"seconds": 2}},
         {"name": "Join", "labhub.platform.microk8s_join": {
-            "url": "{{ issued.addresses[0] }}/0123456789abcdef0123456789abcdef/{{ issued.check }}",
+            "url": "{{ issued.address }}/0123456789abcdef0123456789abcdef/{{ issued.check }}",
             "microk8s_path": "{{ mk }}", "snap_data": "{{ sd }}"}},
     ]}]))
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / ".cache" / "ansible_collections"),
@@ -168,7 +186,67 @@ def test_expired_join_token_fails_clearly(tmp_path, sim_nodes, sim_bundle):
     proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inv), str(play)],
                           env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode != 0
-    assert ("Failed to join MicroK8s cluster '10.77.0.1:25000' due to: Connection failed. Invalid token (500)."
+    assert ("Failed to join MicroK8s cluster '10.77.0.1:25000' due to: Connection failed. invalid token (500)."
             in proc.stdout), proc.stdout[-3000:]
     assert "0123456789abcdef0123456789abcdef" not in proc.stdout.split("TASK [Let it expire]")[1]
     assert [n["metadata"]["name"] for n in first.nodes()] == ["n1"]
+
+
+def test_join_uses_the_first_control_planes_cluster_address(tmp_path, sim_nodes, sim_bundle):
+    """add-node prints a join URL per address (`hostname -I`); on a multi-NIC node whose default
+    route and first address are on an InfiniBand network the joiner cannot reach, the role joins
+    through the address on the cluster network (ansible_host) and fails clearly when none matches."""
+    first, worker = sim_nodes(2)
+    first.set_network(["192.168.100.1/24", "10.77.0.1/24"], default="192.168.100.1")
+    inv = write_inventory(tmp_path / "hosts.yml", [first], [worker], sim_bundle)
+    data = yaml.safe_load(inv.read_text())
+    cp_hosts = data["all"]["children"]["labhub_cluster"]["children"]["labhub_control_plane"]["hosts"]
+    cp_hosts["n1"]["microk8s_cluster_address"] = "10.77.9.1"
+    inv.write_text(yaml.safe_dump(data))
+    proc, _recap = run_role(tmp_path, inv)
+    assert proc.returncode != 0
+    text = " ".join(proc.stdout.split())
+    assert ("add-node printed no join address on 10.77.9.1, the node's address on the cluster network; it printed "
+            "192.168.100.1:25000, 10.77.0.1:25000") in text, text[-3000:]
+    # the address as the inventory gives it (ansible_host); the controller reaches the API at
+    # microk8s_api_address (the simulated 10.77.0.x addresses exist only in the simulator)
+    del cp_hosts["n1"]["microk8s_cluster_address"]
+    cp_hosts["n1"]["ansible_host"] = "10.77.0.1"
+    data["all"]["vars"]["microk8s_api_address"] = "127.0.0.1"
+    inv.write_text(yaml.safe_dump(data))
+    proc, _recap = run_role(tmp_path, inv)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "join address 10.77.0.1" in proc.stdout
+    names = {n["metadata"]["name"] for n in first.nodes()}
+    assert names == {"n1", "n2"}
+
+
+def test_restarts_roll_one_node_at_a_time_with_the_api_checked_between(tmp_path, sim_nodes, sim_bundle):
+    """containerd/kubelite restarts never overlap: each node's restarts start only after the
+    previous node's API server answered again (the simulator keeps a restarted kubelite's API down
+    for `restart_downtime` seconds and logs every restart with its time in node.json)."""
+    downtime = 3
+    nodes = sim_nodes(3)
+    for node in nodes:
+        node.set_faults(restart_downtime=downtime)
+    inv = write_inventory(tmp_path / "hosts.yml", nodes, [], sim_bundle, extra={"microk8s_wait_ready_timeout": 60})
+
+    def windows(since):
+        out = []
+        for node in nodes:
+            times = [e["time"] for e in node.node_state()["restart_log"] if e["time"] >= since]
+            if times:
+                out.append((min(times), max(times), node.name))
+        return sorted(out)
+
+    for extra in ([], ["-e", json.dumps({"microk8s_kubelet_max_pods": 120})]):
+        started = time.time()
+        proc, _recap = run_role(tmp_path, inv, *extra)
+        assert proc.returncode == 0, proc.stdout[-4000:]
+        spans = windows(started)
+        assert [s[2] for s in spans] == ["n1", "n2", "n3"], spans
+        for (_first, last, name), (nxt, _l, other) in zip(spans, spans[1:]):
+            assert nxt >= last + downtime, "%s restarted %.1fs after %s, before its API was back" % (
+                other, nxt - last, name)
+    assert {n.name: n.node_state()["restarts"]["microk8s.daemon-kubelite"] for n in nodes} == {
+        "n1": 2, "n2": 2, "n3": 2}

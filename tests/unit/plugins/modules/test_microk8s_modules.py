@@ -51,11 +51,12 @@ def subset(expected, actual, path="result"):
 @pytest.mark.parametrize("case", DATA["cases"], ids=[c["id"] for c in DATA["cases"]])
 def test_module(case, tmp_path, monkeypatch, capsys):
     tmp = str(tmp_path)
-    for rel in case.get("files", []):
+    files = case.get("files", [])
+    for rel in files:  # a list of paths (content "x") or {path: content}
         path = os.path.join(tmp, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as handle:
-            handle.write("x")
+            handle.write(files[rel] if isinstance(files, dict) else "x")
     params = substitute(case["input"], tmp)
     if case.get("check"):
         params["_ansible_check_mode"] = True
@@ -91,6 +92,9 @@ def test_module(case, tmp_path, monkeypatch, capsys):
     else:
         assert not result.get("failed"), result
         subset(case["output"], result)
+    for rel, content in case.get("files_after", {}).items():
+        with open(os.path.join(tmp, rel)) as handle:
+            assert handle.read() == content, rel
     # secrets never come back
     returned = {k: v for k, v in result.items() if k != "invocation"}
     assert "0123456789abcdef0123456789abcdef" not in json.dumps(returned)
