@@ -787,7 +787,9 @@ def gen_server_cert():
     """gen_server_cert: server.crt from server.key and csr.conf (req_ext/v3_ext names), signed by
     ca.crt/ca.key, 365 days."""
     d = certs_dir()
-    path = lambda name: os.path.join(d, name)  # noqa: E731
+
+    def path(name):
+        return os.path.join(d, name)
     openssl("req", "-new", "-sha256", "-key", path("server.key"), "-out", path("server.csr"),
             "-config", path("csr.conf"))
     openssl("x509", "-req", "-sha256", "-in", path("server.csr"), "-CA", path("ca.crt"), "-CAkey", path("ca.key"),
@@ -1505,7 +1507,9 @@ def m_add_node(argv):
     check = server_cert_check()
     ips, default = host_ips(), default_ip()
     port = CLUSTER_AGENT_PORT
-    line = lambda ip: "microk8s join %s:%d/%s/%s" % (ip, port, token, check)  # noqa: E731
+
+    def line(ip):
+        return "microk8s join %s:%d/%s/%s" % (ip, port, token, check)
     if args.format == "pretty":
         out("From the node you wish to join to this cluster, run the following:")
         out(line(default) + "\n")

@@ -33,6 +33,8 @@ from kubernetes import config as kconfig  # noqa: E402  pylint: disable=wrong-im
 from kubernetes import dynamic  # noqa: E402  pylint: disable=wrong-import-position
 from kubernetes.client.rest import ApiException  # noqa: E402  pylint: disable=wrong-import-position
 
+pytestmark = pytest.mark.fake_api
+
 Z2JH = Path(os.environ.get("LABHUB_SHARED_REFERENCE", "/work/shared/reference")) / "z2jh-4.4.0"
 
 

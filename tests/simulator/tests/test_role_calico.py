@@ -20,7 +20,7 @@ import yaml
 from ansible_run import ansible_playbook, api_get, role_playbook  # tests/simulator/tests/ansible_run.py
 
 REPO = Path(__file__).resolve().parents[3]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.fake_api]
 CNI = "var/snap/microk8s/current/args/cni-network/cni.yaml"
 SETTINGS = {"calico_ip_autodetection_method": "cidr", "calico_ip_autodetection_cidrs": ["10.77.0.0/24"],
             "calico_mtu": 1450, "calico_underlay_mtu": 1500, "calico_encapsulation": "vxlan-crosssubnet"}

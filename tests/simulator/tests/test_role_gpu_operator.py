@@ -26,7 +26,7 @@ SIM = REPO / "tests" / "simulator"
 sys.path.insert(0, str(SIM))
 import make_chart_fixture  # noqa: E402  pylint: disable=wrong-import-position
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.fake_api]
 MANIFEST = yaml.safe_load((REPO / "files" / "bundle-manifest.yml").read_text())
 CHART = next(c for c in MANIFEST["charts"] if c["name"] == "gpu-operator")
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 import hardware_trees  # noqa: E402  pylint: disable=wrong-import-position
 import make_chart_fixture  # noqa: E402  pylint: disable=wrong-import-position
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.fake_api]
 MANIFEST = yaml.safe_load((REPO / "files" / "bundle-manifest.yml").read_text())
 CHART = next(c for c in MANIFEST["charts"] if c["name"] == "network-operator")
 RDMA = ("rdma_cm", "ib_umad", "ib_uverbs")
