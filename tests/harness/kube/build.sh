@@ -7,15 +7,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 need_go=1.26
-if ! command -v go >/dev/null 2>&1; then
-  echo "labhub: Go $need_go or newer is required to build the test control plane (tests/harness/kube), and 'go' is not on PATH. Install Go (https://go.dev/doc/install) and run again." >&2
-  exit 2
-fi
-have=$(go env GOVERSION | sed 's/^go//')
-if [ "$(printf '%s\n%s\n' "$need_go" "$have" | sort -V | head -1)" != "$need_go" ]; then
-  echo "labhub: Go $need_go or newer is required to build the test control plane; this machine has go$have. Install a newer Go and run again." >&2
-  exit 2
-fi
+# The Go check itself is tests/harness/go-check.sh (also the first step of `make test`); it reads
+# need_go from this file.
+"$here/../go-check.sh" >&2
 digest=$(cat "$here/go.sum" "$here/go.mod" "$here/build.sh" "$here"/etcd/*.go | sha256sum | cut -c1-16)
 out="$root/.cache/kube/$digest"
 # One build at a time (several test sessions share the checkout): a second caller waits here and
