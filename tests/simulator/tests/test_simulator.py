@@ -11,9 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
+import ssl
 import subprocess
 import time
 
+import pytest
 import yaml
 
 from ansible_collections.labhub.platform.plugins.module_utils import _microk8s as mk
@@ -374,6 +377,16 @@ def test_server_cert_from_csr_template_signed_by_the_ca_and_refresh_certs(sim_no
     sans = _openssl("x509", "-in", str(certs / "server.crt"), "-noout", "-ext", "subjectAltName")
     assert "DNS:k8s.lab.example.org" in sans and "IP Address:10.77.0.100" in sans and "IP Address:10.77.0.1" in sans
     assert "IP.4 = 10.77.0.1" in (certs / "csr.conf").read_text(), "node addresses numbered after the template's"
+    # the harness' real API server now serves the name: TLS verification of it succeeds, of a name
+    # no node's certificate carries it fails
+    port = int(first.api_server()["port"])
+    ctx = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="k8s.lab.example.org") as tls:
+            assert tls.version()
+    with pytest.raises(ssl.SSLCertVerificationError):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            ctx.wrap_socket(raw, server_hostname="elsewhere.lab.example.org")
     log = first.node_state()["restart_log"]
     assert [e["service"] for e in log] == ["microk8s.daemon-kubelite", "microk8s.daemon-cluster-agent"]
     assert all(e["time"] >= before for e in log)
