@@ -6,9 +6,10 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
-need_go=1.26
 # The Go check itself is tests/harness/go-check.sh (also the first step of `make test`); it reads
-# need_go from this file.
+# need_go from this file (so it is not used below).
+# shellcheck disable=SC2034
+need_go=1.26
 "$here/../go-check.sh" >&2
 digest=$(cat "$here/go.sum" "$here/go.mod" "$here/build.sh" "$here"/etcd/*.go | sha256sum | cut -c1-16)
 out="$root/.cache/kube/$digest"
