@@ -15,6 +15,11 @@ REPO = Path(__file__).resolve().parent.parent
 COLLECTIONS_ROOT = REPO / ".cache"
 if str(COLLECTIONS_ROOT) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS_ROOT))
+# A skip or xfail not on tests/skip-allowlist.txt fails the run (shared with the portal and hub suites).
+HARNESS = REPO / "tests" / "harness"
+if str(HARNESS) not in sys.path:
+    sys.path.insert(0, str(HARNESS))
+pytest_plugins = ["labhub_skips"]
 
 
 @pytest.fixture(scope="session")
