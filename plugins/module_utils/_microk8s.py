@@ -17,8 +17,9 @@ import ipaddress
 import json
 import os
 import re
+import time
 
-from ansible_collections.labhub.platform.plugins.module_utils._cmd_runner import CmdRunner, fmt
+from ansible_collections.labhub.platform.plugins.module_utils._cmd_runner import CmdError, CmdRunner, fmt
 
 SNAP_DATA = "/var/snap/microk8s/current"
 WORKER_LOCK = SNAP_DATA + "/var/lock/clustered.lock"
@@ -29,6 +30,20 @@ STOPPED_MESSAGE = "microk8s is not running, try microk8s start"
 MICROK8S_COMMON_ARGS = dict(
     microk8s_path=dict(type="path", default="microk8s"),
 )
+
+
+#: kubectl's messages for a connection to the API server that failed before any answer
+#: (k8s.io/client-go and net/http): a restarting or overloaded kubelite, not a wrong request.
+TRANSIENT_API_ERRORS = ("Unable to connect to the server", "TLS handshake timeout", "connection refused", "was refused",
+                        "connection reset by peer", "i/o timeout", "unexpected EOF",
+                        "the server is currently unable to handle the request")
+NODES_ATTEMPTS = 5
+NODES_RETRY_DELAY = 3.0
+
+
+def is_transient_api_error(text):
+    """True when kubectl's error output says the API server could not be reached (retry)."""
+    return any(marker in (text or "") for marker in TRANSIENT_API_ERRORS)
 
 
 class Microk8sError(Exception):
@@ -341,9 +356,20 @@ class Microk8s:
         csr.conf.template, server.crt re-issued, kubelite and the cluster agent restarted."""
         return self.runner("refresh-certs").run(["--cert", "server.crt"])
 
-    def nodes(self):
-        result = self.runner("kubectl", "get", "nodes").run(["-o", "json"])
-        return parse_nodes_json(result.stdout)
+    def nodes(self, attempts=NODES_ATTEMPTS, delay=NODES_RETRY_DELAY):
+        """The cluster's nodes (``microk8s kubectl get nodes -o json``). kubectl's transient
+        connection errors (the API server of a node that has just been restarted or is busy:
+        refused, reset, TLS handshake timeout) are retried ``attempts`` times, ``delay`` s apart;
+        any other failure, or the last attempt's, raises CmdError."""
+        runner = self.runner("kubectl", "get", "nodes")
+        for attempt in range(1, attempts + 1):
+            result = runner.run(["-o", "json"], check=False)
+            if result.rc == 0:
+                return parse_nodes_json(result.stdout)
+            if attempt == attempts or not is_transient_api_error(result.stderr or result.stdout):
+                raise CmdError(result.argv, result.rc, result.stdout, result.stderr)
+            time.sleep(delay)
+        raise AssertionError("not reached")
 
 
 class Snap:

@@ -15,6 +15,7 @@ __metaclass__ = type
 
 import importlib
 import json
+import time
 import os
 
 import pytest
@@ -77,6 +78,8 @@ def test_module(case, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(basic.AnsibleModule, "run_command", fake_run_command)
     monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", fake_get_bin_path)
+    slept = []
+    monkeypatch.setattr(time, "sleep", slept.append)  # retries (e.g. Microk8s.nodes) do not wait here
     module = importlib.import_module("ansible_collections.labhub.platform.plugins.modules.%s" % case["module"])
     with patch_module_args(params):
         with pytest.raises(SystemExit):
@@ -92,6 +95,7 @@ def test_module(case, tmp_path, monkeypatch, capsys):
     else:
         assert not result.get("failed"), result
         subset(case["output"], result)
+    assert slept == case.get("slept", []), "waits between retries"
     for rel, content in case.get("files_after", {}).items():
         with open(os.path.join(tmp, rel)) as handle:
             assert handle.read() == content, rel
