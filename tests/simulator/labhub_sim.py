@@ -804,29 +804,14 @@ def server_cert_check():
     return hashlib.sha256(der).hexdigest()[:12]
 
 
-def _cluster_ca():
-    """The CA of the harness' real control plane when one serves the simulated clusters."""
-    try:
-        import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-    except ImportError:
-        return None
-    if kube.info() is None:
-        return None
-    return kube.kpath("ca.crt"), kube.kpath("ca.key")
-
-
 def produce_certs():
-    """produce_certs at install: keys, the CA (the real control plane's when the harness runs one,
-    else a new self-signed one like MicroK8s), csr.conf rendered from the template and server.crt
+    """produce_certs at install: keys, a new self-signed CA (with a real control plane, the harness
+    starts the cluster's API server with it), csr.conf rendered from the template and server.crt
     whenever csr.conf changes."""
     d = certs_dir()
     os.makedirs(d, exist_ok=True)
     if not os.path.exists(os.path.join(d, "csr.conf.template")):
         _write(os.path.join(d, "csr.conf.template"), CSR_CONF_TEMPLATE)
-    ca = _cluster_ca()
-    if ca is not None and not os.path.exists(os.path.join(d, "ca.crt")):
-        for src, name in zip(ca, ("ca.crt", "ca.key")):
-            _write(os.path.join(d, name), _read(src), 0o600 if name.endswith(".key") else 0o644)
     for key in ("ca.key", "server.key"):
         if not os.path.exists(os.path.join(d, key)):
             openssl("genrsa", "-out", os.path.join(d, key), "2048")
@@ -901,7 +886,7 @@ def m_install(info, prev):
 
 def m_uninstall():
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-    if kube.info() is not None:
+    if kube.real():
         kube.forward_down()
     else:
         import labhub_kube  # pylint: disable=import-outside-toplevel
@@ -965,8 +950,8 @@ def _new_standalone_cluster():
 def _kube_bootstrap(cluster):
     """The objects a fresh MicroK8s holds (sim_charts/microk8s_builtin.py) and its enabled addons."""
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-    if kube.info() is not None:
-        _real_bootstrap(cluster)
+    if kube.real():  # the harness starts its control plane; _api_server_up waits and bootstraps it
+        kube.request_plane(cluster["id"], certs_dir())
         return
     import labhub_kube  # pylint: disable=import-outside-toplevel
     import sim_charts.microk8s_builtin as builtin  # pylint: disable=import-outside-toplevel
@@ -981,32 +966,57 @@ def _kube_bootstrap(cluster):
 
 
 def _real_bootstrap(cluster, joining=False):
-    """Serve ``cluster`` from the REAL control plane if it takes it (labhub_sim_kube.bind): Node
-    objects for its members, MicroK8s' own objects and its enabled addons applied."""
+    """Serve ``cluster`` from its REAL control plane: Node objects for its members and, for a new
+    cluster, MicroK8s' own objects and its enabled addons applied (caller holds the lock)."""
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
     import sim_charts.microk8s_builtin as builtin  # pylint: disable=import-outside-toplevel
-    if not kube.bind(cluster, joining=joining):
-        return
+    cid = cluster["id"]
+    kube.wait_plane(cid)
     me = next((n for n in cluster["nodes"] if n["name"] == hostname()), None)
     if me is not None and me.get("control_plane") and not me.get("left"):
-        kube.publish_node_cert()
-        kube.write_client_config(kube.forward_up())
+        kube.publish_node_cert(cid)
+        kube.write_client_config(kube.forward_up(cid))
     kube.sync_nodes(cluster)
-    existing = {"Namespace", "ServiceAccount"}
+    if joining:
+        return
+    # what the real API server and controllers make themselves: the system namespaces, each
+    # namespace's 'default' ServiceAccount, the 'kubernetes' Service
+    own = {("Namespace", None, n) for n in ("default", "kube-system", "kube-public", "kube-node-lease")}
+    own |= {("ServiceAccount", "default", "default"), ("Service", "default", "kubernetes")}
     objs = [o for o in builtin.install_objects()
-            if o["kind"] not in existing and not (o["kind"] == "Service" and o["metadata"]["name"] == "kubernetes")]
+            if (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) not in own]
     for name, entry in sorted(cluster["addons"].items()):
         if entry.get("enabled"):
             objs += builtin.addon_objects(name, entry.get("args"))
-    kube.apply_objects(objs)
+    kube.apply_objects(cid, objs)
+    open(kube.ppath(cid, "bootstrapped"), "w").close()
+
+
+def _real_api_server_up():
+    """kubelite's API server on this control-plane node: its cluster's real control plane (waited
+    for, and bootstrapped once), the node's forwarder on :16443 and its client.config."""
+    import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
+    m = node_state().get("microk8s") or {}
+    cid = m.get("cluster_id")
+    if m.get("role") == "worker" or cid is None:
+        return None
+    kube.wait_plane(cid)
+    if not os.path.exists(kube.ppath(cid, "bootstrapped")):
+        with locked(cluster_dir()):
+            cluster = load_cluster(cid)
+            if cluster is not None and not os.path.exists(kube.ppath(cid, "bootstrapped")):
+                _real_bootstrap(cluster)
+    kube.publish_node_cert(cid)
+    info = kube.forward_up(cid)
+    kube.write_client_config(info)
+    return info
 
 
 def _kube_addon(cluster, name, args, enable):
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-    if kube.info() is not None:
-        if kube.bound_to(cluster["id"]):
-            import sim_charts.microk8s_builtin as builtin  # pylint: disable=import-outside-toplevel
-            kube.apply_objects(builtin.addon_objects(name, args), delete=not enable)
+    if kube.real():
+        import sim_charts.microk8s_builtin as builtin  # pylint: disable=import-outside-toplevel
+        kube.apply_objects(cluster["id"], builtin.addon_objects(name, args), delete=not enable)
         return
     import labhub_kube  # pylint: disable=import-outside-toplevel
     import sim_charts.microk8s_builtin as builtin  # pylint: disable=import-outside-toplevel
@@ -1022,14 +1032,8 @@ def _kube_addon(cluster, name, args, enable):
 def _api_server_up():
     """Like kubelite on a control-plane node: the API server runs while MicroK8s does."""
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-    if kube.info() is not None:
-        m = node_state().get("microk8s") or {}
-        if m.get("role") == "worker" or not kube.bound_to(m.get("cluster_id")):
-            return None
-        kube.publish_node_cert()
-        info = kube.forward_up()
-        kube.write_client_config(info)
-        return info
+    if kube.real():
+        return _real_api_server_up()
     import labhub_kube  # pylint: disable=import-outside-toplevel
     info = labhub_kube.ensure_running()
     if info is None:
@@ -1080,6 +1084,9 @@ def _drop_from_cluster(cid, name):
     else:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(cluster_path(cid))
+        import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
+        if kube.real():
+            kube.release_plane(cid)
 
 
 def dqlite_roles(cluster):
@@ -1187,8 +1194,8 @@ def m_helm3(argv):
     _state, m, cluster = _current()
     _exit_if_worker(m)
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-    if kube.info() is not None:
-        if not kube.bound_to(cluster["id"]):
+    if kube.real():
+        if kube.plane_info(cluster["id"]) is None:
             raise SimExit(1, "Error: Kubernetes cluster unreachable: Get \"https://127.0.0.1:16443/version\": "
                           "dial tcp 127.0.0.1:16443: connect: connection refused")
         kube.exec_helm(argv)
@@ -1632,10 +1639,9 @@ def m_join(argv):
         target["nodes"].append(entry)
         save_cluster(target)
         import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-        real = kube.info() is not None
-        if real and kube.bound_to(own["id"]):
+        real = kube.real()
+        if real:  # this node's API server now serves the cluster it joins (a worker runs none)
             kube.forward_down()
-        if real:
             _real_bootstrap(target, joining=True)
         # the node's own single-node cluster goes away
         _drop_from_cluster(own["id"], hostname())
@@ -1684,9 +1690,9 @@ def m_leave(argv):
             me["dqlite"] = False
             me["ready_at"] = None
             import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-            if kube.info() is not None and kube.bound_to(cluster["id"]):
+            if kube.real():
                 kube.forward_down()
-                kube.kubelet_stopped(me["name"])
+                kube.kubelet_stopped(cluster["id"], me["name"])
         cluster.get("kube", {}).get("apiservers", {}).pop(hostname(), None)
         save_cluster(cluster)
         for cl in all_clusters():
@@ -1869,8 +1875,8 @@ def m_remove_node(argv):
         save_cluster(cluster)
         _write_backend(cluster)
         import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-        if kube.info() is not None and kube.bound_to(cluster["id"]):
-            kube.delete_node(target["name"])
+        if kube.real():
+            kube.delete_node(cluster["id"], target["name"])
     return 0
 
 
@@ -1882,12 +1888,11 @@ def m_config(argv):
     _exit_if_worker(m)
     info = _api_server_up() or {}
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-    if kube.info() is not None:
+    if kube.real():
         if not info:
-            raise SimExit(1, "simulator: this node's cluster has no API server (the test control plane "
-                          "serves another cluster)")
+            raise SimExit(1, "simulator: this node's cluster has no API server")
         server = "127.0.0.1" if args.use_loopback else info.get("address", address())
-        out(kube.kubeconfig_text(server, info["port"]).rstrip("\n"))
+        out(kube.kubeconfig_text(cluster["id"], server, info["port"]).rstrip("\n"))
         return 0
     if info:
         import labhub_kube  # pylint: disable=import-outside-toplevel
@@ -1949,8 +1954,8 @@ def m_kubectl(argv):
     _state, m, cluster = _current()
     _exit_if_worker(m)
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-    if kube.info() is not None:
-        if not kube.bound_to(cluster["id"]):
+    if kube.real():
+        if kube.plane_info(cluster["id"]) is None:
             raise SimExit(1, "The connection to the server 127.0.0.1:16443 was refused - did you specify the "
                           "right host or port?")
         kube.exec_kubectl(argv)

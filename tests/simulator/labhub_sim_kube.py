@@ -1,33 +1,34 @@
 # -*- coding: utf-8 -*-
 # Copyright: Labhub engineers
 # Apache License 2.0 (see LICENSE)
-"""SIMULATOR glue: the simulated MicroK8s' Kubernetes is the harness's REAL control plane.
+"""SIMULATOR glue: the simulated MicroK8s' Kubernetes is the harness's REAL control planes.
 
 Real MicroK8s runs kube-apiserver, the controllers and the scheduler inside kubelite on every
-control-plane node, and a kubelet on every node. Here the test harness
-(tests/harness/kube/controlplane.py) runs ONE real control plane (etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler and KWOK for kubelets) and publishes it in the shared
-cluster directory (``$LABHUB_SIM_CLUSTER_DIR/kube/``, see ``publish`` in controlplane.py):
+control-plane node, and a kubelet on every node; a node that installs MicroK8s is a one-node
+cluster with its own CA until it joins another. Here the test harness runs a broker
+(``Broker`` in tests/harness/kube/controlplane.py) that starts ONE real control plane (etcd,
+kube-apiserver, kube-controller-manager, kube-scheduler, KWOK for kubelets) per simulated
+cluster, on demand, in the shared cluster directory (``$LABHUB_SIM_CLUSTER_DIR/kube/``):
 
-* ``control-plane.json``  {"upstream": "host:port" the nodes reach the API server at,
-  "bound": the simulated cluster id it serves, or null}
-* ``ca.crt``/``ca.key``    the cluster CA (MicroK8s keeps it on every control-plane node as
-  ``$SNAP_DATA/certs/ca.{crt,key}``); ``admin.crt``/``admin.key`` the admin client certificate
-  (``system:masters``) that ``microk8s config`` prints; ``serving.crt``/``serving.key`` the API
-  server's certificate, re-issued here from the certificates of the nodes (below)
+* ``broker.json``  a broker serves this directory (no file: the old fake API, labhub_kube.py)
 * ``bin/kubectl``, ``bin/helm``  the real binaries behind ``microk8s kubectl`` and ``microk8s helm3``
+* ``planes/<cluster id>/``  one cluster's control plane. The simulator writes ``ca.crt``/``ca.key``
+  (the CA the cluster's first node made at install, as MicroK8s' ``produce_certs``) and ``want``;
+  the broker starts a control plane with that CA and writes ``admin.crt``/``admin.key`` (what
+  ``microk8s config`` prints: ``system:masters``) and, last, ``control-plane.json``
+  ``{"upstream": "host:port"}`` (or ``failed`` with the reason). ``serving.crt``/``serving.key`` is
+  the API server's certificate, re-issued here from the certificates of the cluster's nodes
+  (below). ``release`` (written when the cluster is gone) stops it.
 
-What stays simulated (this file): which simulated cluster the real control plane belongs to
-(the first one formed on a control-plane node while none is bound: the other nodes' one-node
-clusters, before they join, have no API server), a plain TCP forwarder on each control-plane node
-at ``<node address>:16443`` (like kubelite's API server port) to the real API server, and the
+What stays simulated (this file): a plain TCP forwarder on each control-plane node at
+``<node address>:16443`` (like kubelite's API server port) to its cluster's API server, and the
 Node objects: a node that joins gets a Node registered with MicroK8s' labels and the annotation
 ``kwok.x-k8s.io/node: fake`` so KWOK keeps it Ready (no annotation = no kubelet: NotReady).
 
 TLS: the API server's certificate carries the union of the subject alternative names of every
-bound control-plane node's ``$SNAP_DATA/certs/server.crt`` (MicroK8s: one certificate per node
-from ``certs/csr.conf``; here one listener, so one certificate with all of them). A name that no
-node's certificate carries is refused by the real TLS handshake, as on a real cluster.
+control-plane node's ``$SNAP_DATA/certs/server.crt`` in the cluster (MicroK8s: one certificate per
+node from ``certs/csr.conf``; here one listener, so one certificate with all of them). A name that
+no node's certificate carries is refused by the real TLS handshake, as on a real cluster.
 Standard library only (runs on the simulated nodes with their python3).
 """
 
@@ -68,62 +69,80 @@ def kpath(*parts):
     return os.path.join(kube_dir(), *parts)
 
 
-def info():
-    """control-plane.json, or None when the harness started no control plane."""
+def real():
+    """True when a broker serves the cluster directory (REAL control planes)."""
+    return os.path.exists(kpath("broker.json"))
+
+
+def ppath(cid, *parts):
+    """A path in cluster ``cid``'s control-plane directory."""
+    return kpath("planes", cid, *parts)
+
+
+def plane_info(cid):
+    """control-plane.json of cluster ``cid``, or None while it has no running control plane."""
+    if cid is None or os.path.exists(ppath(cid, "release")):
+        return None
     try:
-        with open(kpath("control-plane.json")) as handle:
+        with open(ppath(cid, "control-plane.json")) as handle:
             return json.load(handle)
-    except FileNotFoundError:
+    except (FileNotFoundError, ValueError):
         return None
 
 
-def _save_info(data):
-    tmp = kpath("control-plane.json.tmp")
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=1)
-    os.replace(tmp, kpath("control-plane.json"))
+def request_plane(cid, certs):
+    """Ask the broker for cluster ``cid``'s control plane, with the CA in ``certs`` (caller holds
+    the cluster lock; does not wait: ``wait_plane``)."""
+    os.makedirs(ppath(cid), exist_ok=True)
+    for name in ("ca.crt", "ca.key"):
+        with open(os.path.join(certs, name), "rb") as src:
+            data = src.read()
+        with open(ppath(cid, name), "wb") as dst:
+            dst.write(data)
+        os.chmod(ppath(cid, name), 0o600 if name.endswith(".key") else 0o644)
+    open(ppath(cid, "want"), "w").close()
 
 
-def bound_to(cid):
-    data = info()
-    return bool(data) and data.get("bound") == cid
+def wait_plane(cid, timeout=240.0):
+    """control-plane.json of cluster ``cid`` once the broker published it."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        data = plane_info(cid)
+        if data is not None:
+            return data
+        if os.path.exists(ppath(cid, "failed")):
+            with open(ppath(cid, "failed")) as handle:
+                raise sim.SimExit(1, "simulator: %s" % handle.read().strip())
+        if not os.path.exists(ppath(cid, "want")) or os.path.exists(ppath(cid, "release")):
+            raise sim.SimExit(1, "simulator: cluster %s has no control plane" % cid)
+        time.sleep(0.1)
+    raise sim.SimExit(1, "simulator: the harness started no control plane for cluster %s in %d s" % (cid, timeout))
 
 
-def bind(cluster, joining=False):
-    """Bind the real control plane to ``cluster`` (caller holds the cluster lock): when none is
-    bound or the bound cluster is gone, or, when a node joins ``cluster``, while the bound one is
-    a one-node cluster (the nodes install in parallel; the cluster they form is the real one)."""
-    data = info()
-    if data is None:
-        return False
-    current = data.get("bound")
-    if current == cluster["id"]:
-        return True
-    if current is not None:
-        other = sim.load_cluster(current)
-        if other is not None and not (joining and len(other["nodes"]) <= 1):
-            return False
-    data["bound"] = cluster["id"]
-    _save_info(data)
-    return True
+def release_plane(cid):
+    """The cluster is gone (its nodes joined another or uninstalled): its control plane stops."""
+    if os.path.isdir(ppath(cid)):
+        open(ppath(cid, "release"), "w").close()
 
 
 def sync_nodes(cluster):
-    """The Node objects of the bound cluster: one per member (KWOK as its kubelet unless the
-    node never became Ready), none for anything else; SANs only of its control-plane nodes."""
+    """The Node objects of ``cluster`` in its control plane: one per member (KWOK as its kubelet
+    unless the node never became Ready), none for anything else; SANs only of its control-plane
+    nodes."""
+    cid = cluster["id"]
     names = {n["name"] for n in cluster["nodes"]}
-    status, body = request("GET", "/api/v1/nodes")
+    status, body = request(cid, "GET", "/api/v1/nodes")
     if status == 200:
         for item in body.get("items", []):
             if item["metadata"]["name"] not in names:
-                delete_node(item["metadata"]["name"])
+                delete_node(cid, item["metadata"]["name"])
     for node in cluster["nodes"]:
-        register_node(node, kubelet=node.get("ready_at") is not None and not node.get("left"))
-    if os.path.isdir(kpath("sans")):
+        register_node(cid, node, kubelet=node.get("ready_at") is not None and not node.get("left"))
+    if os.path.isdir(ppath(cid, "sans")):
         keep = {n["name"] for n in cluster["nodes"] if n.get("control_plane") and not n.get("left")}
-        for name in os.listdir(kpath("sans")):
+        for name in os.listdir(ppath(cid, "sans")):
             if name[:-len(".json")] not in keep:
-                os.unlink(kpath("sans", name))
+                os.unlink(ppath(cid, "sans", name))
 
 
 # -- certificates -------------------------------------------------------------------------------
@@ -134,13 +153,13 @@ def _openssl(*args, cwd=None):
     return proc.stdout
 
 
-def node_certs():
+def node_certs(cid):
     """$SNAP_DATA/certs/ca.{crt,key} from the cluster (as a joining node receives them) and a
     server.crt for this node unless one exists (csr.conf names + the node's address)."""
     certs = os.path.join(sim.snap_data(), "certs")
     os.makedirs(certs, exist_ok=True)
     for name in ("ca.crt", "ca.key"):
-        src, dst = kpath(name), os.path.join(certs, name)
+        src, dst = ppath(cid, name), os.path.join(certs, name)
         with open(src, "rb") as handle:
             data = handle.read()
         old = None
@@ -209,13 +228,13 @@ def cert_sans(path):
     return sans
 
 
-def publish_node_cert():
+def publish_node_cert(cid):
     """Record this control-plane node's server.crt names and re-issue the API server's
-    certificate with the union of every bound node's names; wait until it is served."""
-    certs = node_certs()
+    certificate with the union of the names of the cluster's nodes; wait until it is served."""
+    certs = node_certs(cid)
     sans = cert_sans(os.path.join(certs, "server.crt"))
-    os.makedirs(kpath("sans"), exist_ok=True)
-    path = kpath("sans", sim.hostname() + ".json")
+    os.makedirs(ppath(cid, "sans"), exist_ok=True)
+    path = ppath(cid, "sans", sim.hostname() + ".json")
     old = None
     with contextlib.suppress(FileNotFoundError, ValueError):
         with open(path) as handle:
@@ -223,31 +242,31 @@ def publish_node_cert():
     if old != sans:
         with open(path, "w") as handle:
             json.dump(sans, handle)
-    sync_serving_cert()
+    sync_serving_cert(cid)
 
 
-def sync_serving_cert():
-    host, _port = upstream()
+def sync_serving_cert(cid):
+    host, _port = upstream(cid)
     union = list(DEFAULT_SANS) + _san_entries([host])
-    if os.path.isdir(kpath("sans")):
-        for name in sorted(os.listdir(kpath("sans"))):
-            with open(kpath("sans", name)) as handle:
+    if os.path.isdir(ppath(cid, "sans")):
+        for name in sorted(os.listdir(ppath(cid, "sans"))):
+            with open(ppath(cid, "sans", name)) as handle:
                 for san in json.load(handle):
                     if san not in union:
                         union.append(san)
-    current = cert_sans(kpath("serving.crt")) if os.path.exists(kpath("serving.crt")) else []
+    current = cert_sans(ppath(cid, "serving.crt")) if os.path.exists(ppath(cid, "serving.crt")) else []
     if sorted(current) == sorted(union):
         return
-    with tempfile.TemporaryDirectory(dir=kube_dir()) as tmp:
-        issue_cert(tmp, "serving", union, ca_dir=kube_dir())
-        os.replace(os.path.join(tmp, "serving.key"), kpath("serving.key"))
-        os.replace(os.path.join(tmp, "serving.crt"), kpath("serving.crt"))
-    _wait_served(union)
+    with tempfile.TemporaryDirectory(dir=ppath(cid)) as tmp:
+        issue_cert(tmp, "serving", union, ca_dir=ppath(cid))
+        os.replace(os.path.join(tmp, "serving.key"), ppath(cid, "serving.key"))
+        os.replace(os.path.join(tmp, "serving.crt"), ppath(cid, "serving.crt"))
+    _wait_served(cid, union)
 
 
-def _wait_served(sans, timeout=90.0):
+def _wait_served(cid, sans, timeout=90.0):
     """kube-apiserver reloads its serving certificate from disk on its own: wait for it."""
-    host, port = upstream()
+    host, port = upstream(cid)
     want = sorted(sans)
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -268,8 +287,8 @@ def _wait_served(sans, timeout=90.0):
 
 
 # -- the per-node forwarder (kubelite's API port) -----------------------------------------------
-def upstream():
-    data = info() or {}
+def upstream(cid):
+    data = plane_info(cid) or {}
     host, _sep, port = str(data.get("upstream", "")).rpartition(":")
     return host, int(port or 0)
 
@@ -300,11 +319,14 @@ def _pid_alive(pid):
         return True
 
 
-def forward_up():
-    """Start this node's forwarder unless it runs; {pid, port, address, bind}."""
+def forward_up(cid):
+    """Start this node's forwarder to cluster ``cid``'s API server unless it runs;
+    {pid, port, address, bind, cluster}."""
     current = forward_info()
     if current and _pid_alive(current.get("pid")):
-        return current
+        if current.get("cluster") == cid:
+            return current
+        forward_down()
     bind_addr = os.environ.get("LABHUB_SIM_API_BIND", "0.0.0.0")  # nosec - a test network
     port = int(os.environ.get("LABHUB_SIM_API_PORT", str(API_PORT)))
     if port == 0:
@@ -312,7 +334,8 @@ def forward_up():
             probe.bind((bind_addr, 0))
             port = probe.getsockname()[1]
     address = os.environ.get("LABHUB_SIM_API_ADDRESS") or sim.address()
-    state = {"port": port, "address": address, "bind": bind_addr, "url": "https://%s:%d" % (address, port)}
+    state = {"port": port, "address": address, "bind": bind_addr, "url": "https://%s:%d" % (address, port),
+             "cluster": cid}
     os.makedirs(sim.node_dir(), exist_ok=True)
     log = os.path.join(sim.node_dir(), "apiserver-forward.log")
     pid = os.fork()
@@ -329,7 +352,7 @@ def forward_up():
             os.dup2(logfd, 1)
             os.dup2(logfd, 2)
             os.execv(sys.executable, [sys.executable, os.path.realpath(__file__), "forward",
-                                      "%s:%d" % (bind_addr, port), kpath("control-plane.json")])
+                                      "%s:%d" % (bind_addr, port), ppath(cid, "control-plane.json")])
         finally:
             os._exit(1)  # pylint: disable=protected-access
     os.waitpid(pid, 0)
@@ -402,14 +425,15 @@ def _b64(path):
         return base64.b64encode(handle.read()).decode()
 
 
-def kubeconfig_text(server_host, port):
+def kubeconfig_text(cid, server_host, port):
     """What `microk8s config` prints: the cluster CA, the server, the admin client certificate."""
     return ("apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: %s\n"
             "    server: https://%s:%s\n  name: microk8s-cluster\ncontexts:\n- context:\n"
             "    cluster: microk8s-cluster\n    user: admin\n  name: microk8s\ncurrent-context: microk8s\n"
             "kind: Config\npreferences: {}\nusers:\n- name: admin\n  user:\n"
             "    client-certificate-data: %s\n    client-key-data: %s\n"
-            % (_b64(kpath("ca.crt")), server_host, port, _b64(kpath("admin.crt")), _b64(kpath("admin.key"))))
+            % (_b64(ppath(cid, "ca.crt")), server_host, port, _b64(ppath(cid, "admin.crt")),
+               _b64(ppath(cid, "admin.key"))))
 
 
 def client_config_path():
@@ -419,7 +443,7 @@ def client_config_path():
 def write_client_config(state):
     path = client_config_path()
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    text = kubeconfig_text("127.0.0.1", state["port"])
+    text = kubeconfig_text(state["cluster"], "127.0.0.1", state["port"])
     old = None
     with contextlib.suppress(FileNotFoundError):
         with open(path) as handle:
@@ -430,12 +454,12 @@ def write_client_config(state):
         os.chmod(path, 0o600)
 
 
-def request(method, path, body=None, content_type="application/json"):
-    """One admin request straight to the real API server: (status, decoded body)."""
-    host, port = upstream()
-    ctx = ssl.create_default_context(cafile=kpath("ca.crt"))
+def request(cid, method, path, body=None, content_type="application/json"):
+    """One admin request straight to cluster ``cid``'s API server: (status, decoded body)."""
+    host, port = upstream(cid)
+    ctx = ssl.create_default_context(cafile=ppath(cid, "ca.crt"))
     ctx.check_hostname = False  # the upstream address may be one the nodes' certificates lack
-    ctx.load_cert_chain(kpath("admin.crt"), kpath("admin.key"))
+    ctx.load_cert_chain(ppath(cid, "admin.crt"), ppath(cid, "admin.key"))
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request("https://%s:%d%s" % (host, port, path), data=data, method=method,
                                  headers={"Content-Type": content_type, "Accept": "application/json"})
@@ -451,7 +475,7 @@ def request(method, path, body=None, content_type="application/json"):
 
 
 # -- nodes ------------------------------------------------------------------------------------
-def register_node(entry, capacity=None, kubelet=True):
+def register_node(cid, entry, capacity=None, kubelet=True):
     """The Node object a joining node's kubelet registers (MicroK8s' labels; KWOK is its kubelet)."""
     caps = {"cpu": "8", "memory": "32Gi", "pods": "110"}
     caps.update(capacity or {})
@@ -462,9 +486,18 @@ def register_node(entry, capacity=None, kubelet=True):
             "status": {"capacity": caps, "allocatable": caps,
                        "addresses": [{"type": "InternalIP", "address": entry["address"]},
                                      {"type": "Hostname", "address": entry["name"]}]}}
-    status, body = request("POST", "/api/v1/nodes", node)
+    if not kubelet:
+        # a kubelet that registers while its node is not ready (the fault knobs: e.g. no CNI yet)
+        # posts Ready=False; nothing renews it, so the real node lifecycle controller turns it
+        # Unknown after the grace period
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        node["status"]["conditions"] = [{
+            "type": "Ready", "status": "False", "reason": "KubeletNotReady",
+            "message": "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady",
+            "lastHeartbeatTime": now, "lastTransitionTime": now}]
+    status, body = request(cid, "POST", "/api/v1/nodes", node)
     if status == 409:
-        status, body = request("PATCH", "/api/v1/nodes/%s" % entry["name"],
+        status, body = request(cid, "PATCH", "/api/v1/nodes/%s" % entry["name"],
                                {"metadata": {"labels": dict(entry["labels"]),
                                              "annotations": {KWOK_ANNOTATION: "fake" if kubelet else None}}},
                                "application/merge-patch+json")
@@ -472,22 +505,22 @@ def register_node(entry, capacity=None, kubelet=True):
         raise sim.SimExit(1, "simulator: could not register node %s: %s %s" % (entry["name"], status, body))
 
 
-def kubelet_stopped(name):
+def kubelet_stopped(cid, name):
     """The node's kubelet stops (leave): nothing renews its lease any more, so the real node
     lifecycle controller marks it NotReady after the grace period. KWOK keeps renewing the lease
     of every node it once managed until that Node is deleted (kwok v0.8.0
     pkg/kwok/controllers/node_controller.go watchResources: only a Deleted event releases it), so
     the Node is re-created as it was, without the KWOK annotation."""
-    status, node = request("GET", "/api/v1/nodes/%s" % name)
+    status, node = request(cid, "GET", "/api/v1/nodes/%s" % name)
     if status != 200:
         return
     meta = node["metadata"]
     meta.get("annotations", {}).pop(KWOK_ANNOTATION, None)
     for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
         meta.pop(key, None)
-    delete_node(name)
+    delete_node(cid, name)
     for _attempt in range(50):
-        status, body = request("POST", "/api/v1/nodes", node)
+        status, body = request(cid, "POST", "/api/v1/nodes", node)
         if status != 409:  # 409 while the old object is still being deleted
             break
         time.sleep(0.1)
@@ -495,8 +528,8 @@ def kubelet_stopped(name):
         raise sim.SimExit(1, "simulator: could not re-create node %s: %s %s" % (name, status, body))
 
 
-def delete_node(name):
-    status, body = request("DELETE", "/api/v1/nodes/%s" % name)
+def delete_node(cid, name):
+    status, body = request(cid, "DELETE", "/api/v1/nodes/%s" % name)
     if status not in (200, 404):
         raise sim.SimExit(1, "simulator: could not delete node %s: %s %s" % (name, status, body))
 
@@ -510,15 +543,15 @@ def helm_bin():
     return kpath("bin", "helm")
 
 
-def apply_objects(objs, delete=False):
+def apply_objects(cid, objs, delete=False):
     """Apply (server side) or delete MicroK8s' own manifests with the real kubectl."""
     if not objs:
         return
-    host, port = upstream()
-    admin = kpath("admin.kubeconfig")
+    host, port = upstream(cid)
+    admin = ppath(cid, "admin.kubeconfig")
     if not os.path.exists(admin):
         with open(admin + ".tmp", "w") as handle:
-            handle.write(kubeconfig_text(host, port))
+            handle.write(kubeconfig_text(cid, host, port))
         os.chmod(admin + ".tmp", 0o600)
         os.replace(admin + ".tmp", admin)
     argv = [kubectl_bin(), "--kubeconfig", admin]

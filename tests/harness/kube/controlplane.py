@@ -13,13 +13,18 @@ this file by path.
 
     python3 tests/harness/kube/controlplane.py up DIR [--address ADDR ...]   # start, detach
     python3 tests/harness/kube/controlplane.py down DIR
+    python3 tests/harness/kube/controlplane.py up DIR --cluster-dir C [--bind --address --upstream-host]
 
 ``up`` writes ``DIR/admin.kubeconfig`` (cluster admin, ``system:masters``) and ``DIR/state.json``.
+With ``--cluster-dir`` it starts a :class:`Broker` instead (detached): one control plane per
+simulated MicroK8s cluster in C, on demand (tests/simulator/labhub_sim_kube.py); ``down`` stops
+it and every control plane it started.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import os
@@ -29,6 +34,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -108,6 +114,9 @@ class ControlPlane:
     #: Serve the API server certificate from this directory's serving.crt/serving.key (the MicroK8s
     #: simulator re-issues it there with its nodes' names; kube-apiserver reloads it by itself).
     serving_dir: Path | None = None
+    #: Use the CA (ca.crt, ca.key) in this directory instead of making one (a simulated MicroK8s
+    #: cluster's CA: the first node makes it, as MicroK8s does at install).
+    ca_dir: Path | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     port: int = 0
     server: str = ""
@@ -134,9 +143,14 @@ class ControlPlane:
             return
         pki.mkdir(parents=True, exist_ok=True)
         os.chmod(pki, 0o700)
-        openssl("req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                "-keyout", "ca.key",
-                "-subj", "/CN=labhub-test-ca", "-days", "365", "-out", "ca.crt", cwd=pki)
+        if self.ca_dir is not None:
+            for name in ("ca.key", "ca.crt"):
+                shutil.copyfile(self.ca_dir / name, pki / name)
+            os.chmod(pki / "ca.key", 0o600)
+        else:
+            openssl("req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", "ca.key",
+                    "-subj", "/CN=labhub-test-ca", "-days", "365", "-out", "ca.crt", cwd=pki)
         sans = ["DNS:kubernetes", "DNS:kubernetes.default", "DNS:kubernetes.default.svc",
                 "DNS:kubernetes.default.svc.cluster", "DNS:kubernetes.default.svc.cluster.local",
                 "DNS:localhost", "IP:127.0.0.1", f"IP:{KUBERNETES_SERVICE_IP}"]
@@ -327,28 +341,16 @@ class ControlPlane:
                 proc.kill()
                 proc.wait()
 
-    def publish(self, cluster_dir: Path, upstream: str) -> Path:
+    def publish(self, plane_dir: Path, upstream: str) -> None:
         """Hand this control plane to the MicroK8s simulator (tests/simulator/labhub_sim_kube.py):
-        ``<cluster_dir>/kube/`` gets the CA, the admin client certificate, kubectl and helm, and
-        control-plane.json with ``upstream`` (host:port the simulated nodes reach the API at).
-        Start with ``serving_dir=<cluster_dir>/kube`` so the simulator's certificates are served."""
-        kube = cluster_dir / "kube"
-        (kube / "bin").mkdir(parents=True, exist_ok=True)
-        os.chmod(kube, 0o700)
-        for name in ("ca.crt", "ca.key", "admin.crt", "admin.key"):
-            shutil.copyfile(self.pki / name, kube / name)
-            os.chmod(kube / name, 0o600 if name.endswith(".key") else 0o644)
-        bin_dir = build() / "bin"
-        for name in ("kubectl", "helm"):
-            target = kube / "bin" / name
-            if target.exists():
-                target.unlink()
-            try:
-                os.link(bin_dir / name, target)
-            except OSError:
-                shutil.copy2(bin_dir / name, target)
-        (kube / "control-plane.json").write_text(json.dumps({"upstream": upstream, "bound": None}, indent=1))
-        return kube
+        ``plane_dir`` gets the admin client certificate and, last, ``control-plane.json`` with
+        ``upstream`` (host:port the simulated nodes reach the API server at)."""
+        for name in ("admin.crt", "admin.key"):
+            shutil.copyfile(self.pki / name, plane_dir / name)
+            os.chmod(plane_dir / name, 0o600 if name.endswith(".key") else 0o644)
+        tmp = plane_dir / "control-plane.json.tmp"
+        tmp.write_text(json.dumps({"upstream": upstream, "workdir": str(self.workdir)}, indent=1))
+        os.replace(tmp, plane_dir / "control-plane.json")
 
     # -- nodes -------------------------------------------------------------------------------
     def add_node(self, name: str, *, cpu: str = "8", memory: str = "32Gi", labels: dict[str, str] | None = None,
@@ -395,16 +397,173 @@ def wait_port(port: int, name: str, plane: ControlPlane, timeout: float = 60) ->
     raise RuntimeError(f"Failed to start {name} due to: port {port} not open after {timeout} s")
 
 
+class Broker:
+    """One real control plane per simulated MicroK8s cluster, on demand.
+
+    Real MicroK8s runs an API server on every control-plane node: each node that installs it is a
+    one-node cluster with its own CA until it joins another. The simulator
+    (tests/simulator/labhub_sim_kube.py) asks for a cluster's control plane by creating
+    ``<cluster_dir>/kube/planes/<cluster id>/want`` next to the cluster's ca.crt/ca.key; this
+    starts one with that CA and publishes it there (``control-plane.json`` last, or ``failed``
+    with the reason). ``release`` in the same directory (the cluster is gone: its nodes joined
+    another or uninstalled) stops it. ``<cluster_dir>/kube/broker.json`` says a broker serves the
+    directory; ``kube/bin`` holds the real kubectl and helm.
+    """
+
+    def __init__(self, cluster_dir: Path, workdir: Path, *, addresses: list[str] | None = None,
+                 bind: str = "127.0.0.1", upstream_host: str = "127.0.0.1", poll: float = 0.1) -> None:
+        self.kube = cluster_dir / "kube"
+        self.workdir = workdir
+        self.addresses = list(addresses or [])
+        self.bind = bind
+        self.upstream_host = upstream_host
+        self.poll = poll
+        self.planes: dict[str, ControlPlane | None] = {}  # None while starting
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        (self.kube / "planes").mkdir(parents=True, exist_ok=True)
+        os.chmod(self.kube, 0o700)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        bin_dir = build() / "bin"
+        (self.kube / "bin").mkdir(exist_ok=True)
+        for name in ("kubectl", "helm"):
+            target = self.kube / "bin" / name
+            if target.exists():
+                target.unlink()
+            try:
+                os.link(bin_dir / name, target)
+            except OSError:
+                shutil.copy2(bin_dir / name, target)
+        (self.kube / "broker.json").write_text(json.dumps({"pid": os.getpid(), "workdir": str(self.workdir)}))
+        self.thread = threading.Thread(target=self.run, name="kube-broker", daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        while not self.done.wait(self.poll):
+            self.scan()
+
+    def scan(self) -> None:
+        """Start the planes asked for, stop the released ones."""
+        planes = self.kube / "planes"
+        for plane_dir in sorted(planes.iterdir()) if planes.is_dir() else []:
+            cid = plane_dir.name
+            with self.lock:
+                known = cid in self.planes
+                plane = self.planes.get(cid)
+            if (plane_dir / "release").exists():
+                if plane is not None:
+                    with self.lock:
+                        self.planes[cid] = None
+                    plane.stop()
+                    (plane_dir / "stopped").write_text("")
+                continue
+            if not known and (plane_dir / "want").exists():
+                with self.lock:
+                    self.planes[cid] = None
+                threading.Thread(target=self.start_plane, args=(cid, plane_dir), daemon=True).start()
+
+    def start_plane(self, cid: str, plane_dir: Path) -> None:
+        plane = ControlPlane(self.workdir / cid, addresses=self.addresses, bind=self.bind,
+                             serving_dir=plane_dir, ca_dir=plane_dir)
+        try:
+            plane.start(wait_controllers=False)
+            with self.lock:
+                self.planes[cid] = plane
+            plane.publish(plane_dir, f"{self.upstream_host}:{plane.port}")
+        except Exception as exc:  # noqa: BLE001 - reported to the simulator, which fails with it
+            plane.stop()
+            (plane_dir / "failed").write_text(f"Failed to start control plane '{cid}' due to: {exc}")
+
+    def stop(self) -> None:
+        self.done.set()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+        with self.lock:
+            planes = [p for p in self.planes.values() if p is not None]
+            self.planes.clear()
+        for plane in planes:
+            plane.stop()
+        with contextlib.suppress(FileNotFoundError):
+            (self.kube / "broker.json").unlink()
+
+    def __enter__(self) -> "Broker":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run_broker(args: argparse.Namespace) -> int:
+    """The detached broker process (``up --cluster-dir``): serve until SIGTERM."""
+    broker = Broker(args.cluster_dir.resolve(), args.dir.resolve(), addresses=args.address, bind=args.bind,
+                    upstream_host=args.upstream_host)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    broker.start()
+    try:
+        stop.wait()
+    finally:
+        broker.stop()
+    return 0
+
+
+def start_broker(args: argparse.Namespace) -> int:
+    """Start the broker detached (DIR/broker.pid, DIR/broker.log); return once it serves."""
+    args.dir.mkdir(parents=True, exist_ok=True)
+    build()  # here, so a build failure is reported by `up`, not in the broker's log
+    marker = args.cluster_dir / "kube" / "broker.json"
+    with contextlib.suppress(FileNotFoundError):
+        marker.unlink()
+    argv = [sys.executable, str(Path(__file__).resolve()), "broker", str(args.dir), "--cluster-dir",
+            str(args.cluster_dir), "--bind", args.bind, "--upstream-host", args.upstream_host]
+    for address in args.address:
+        argv += ["--address", address]
+    with open(args.dir / "broker.log", "ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    (args.dir / "broker.pid").write_text(str(proc.pid))
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = (args.dir / "broker.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"Failed to start control-plane broker '{args.dir}' due to: {tail}")
+        time.sleep(0.1)
+    print(marker)
+    return 0
+
+
+def stop_pid(pid: int, timeout: float) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
-    up = sub.add_parser("up", help="start a control plane in DIR and detach")
-    up.add_argument("dir", type=Path)
-    up.add_argument("--address", action="append", default=[], help="extra certificate name/address")
-    up.add_argument("--bind", default="127.0.0.1")
-    up.add_argument("--cluster-dir", type=Path, help="publish to the MicroK8s simulator's cluster directory")
-    up.add_argument("--upstream-host", default="127.0.0.1",
-                    help="address the simulated nodes reach the API server at (with --cluster-dir)")
+    for name in ("up", "broker"):  # broker: the detached process `up --cluster-dir` starts
+        cmd = sub.add_parser(name, help="start a control plane in DIR and detach" if name == "up" else None)
+        cmd.add_argument("dir", type=Path)
+        cmd.add_argument("--address", action="append", default=[], help="extra certificate name/address")
+        cmd.add_argument("--bind", default="127.0.0.1")
+        cmd.add_argument("--cluster-dir", type=Path, help="start a broker instead: a control plane per "
+                         "simulated MicroK8s cluster in this directory")
+        cmd.add_argument("--upstream-host", default="127.0.0.1",
+                         help="address the simulated nodes reach the API servers at (with --cluster-dir)")
     down = sub.add_parser("down", help="stop the control plane in DIR")
     down.add_argument("dir", type=Path)
     sub.add_parser("build", help="build (or reuse) the binaries; print their directory")
@@ -412,18 +571,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "build":
         print(build())
         return 0
+    if args.cmd == "broker":
+        return run_broker(args)
+    if args.cmd == "up" and args.cluster_dir:
+        return start_broker(args)
     if args.cmd == "up":
-        serving = args.cluster_dir / "kube" if args.cluster_dir else None
-        plane = ControlPlane(args.dir.resolve(), addresses=args.address, bind=args.bind, serving_dir=serving)
+        plane = ControlPlane(args.dir.resolve(), addresses=args.address, bind=args.bind)
         try:
             plane.start()
-            if args.cluster_dir:
-                plane.publish(args.cluster_dir, f"{args.upstream_host}:{plane.port}")
         except Exception:
             plane.stop()
             raise
         print(plane.admin_kubeconfig)
         return 0
+    pid_file = args.dir / "broker.pid"
+    if pid_file.exists():
+        stop_pid(int(pid_file.read_text()), timeout=60)
+        pid_file.unlink()
     state = args.dir / "state.json"
     if not state.exists():
         return 0
@@ -439,4 +603,4 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-__all__ = ["ControlPlane", "build"]
+__all__ = ["Broker", "ControlPlane", "build"]

@@ -3,14 +3,18 @@
 # Apache License 2.0 (see LICENSE)
 """How the simulator-backed role and playbook tests run Ansible: the real `ansible-playbook` of
 this venv with the checkout as labhub.platform, its PLAY RECAP parsed per host, and a plain
-GET against the FAKE Kubernetes API server a simulated cluster's kubeconfig points at."""
+GET against the Kubernetes API server a simulated cluster's kubeconfig points at (the harness'
+real one over TLS with the kubeconfig's client certificate, or the old FAKE one over HTTP)."""
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -48,7 +52,17 @@ def ansible_playbook(tmp_path: Path, inventory: Path, playbook: Path, *args: str
 
 
 def api_get(kubeconfig: Path, path: str) -> dict:
-    """GET `path` from the FAKE API server of the kubeconfig (plain HTTP, loopback)."""
-    server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
-    with urllib.request.urlopen(server + path, timeout=30) as resp:  # noqa: S310 - loopback test server
+    """GET `path` from the API server of the kubeconfig, as its user."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    server = config["clusters"][0]["cluster"]["server"]
+    context = None
+    if server.startswith("https://"):
+        cluster, user = config["clusters"][0]["cluster"], config["users"][0]["user"]
+        context = ssl.create_default_context(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+        with tempfile.TemporaryDirectory() as tmp:
+            cert, key = Path(tmp, "crt"), Path(tmp, "key")
+            cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
+            key.write_bytes(base64.b64decode(user["client-key-data"]))
+            context.load_cert_chain(str(cert), str(key))
+    with urllib.request.urlopen(server + path, timeout=30, context=context) as resp:  # noqa: S310 - test server
         return json.loads(resp.read())

@@ -23,7 +23,7 @@ SIM = Path(__file__).resolve().parent.parent
 REPO = SIM.parent.parent
 MANIFEST = REPO / "files" / "bundle-manifest.yml"
 sys.path.insert(0, str(REPO / "tests" / "harness" / "kube"))
-from controlplane import ControlPlane  # noqa: E402  pylint: disable=wrong-import-position
+from controlplane import Broker  # noqa: E402  pylint: disable=wrong-import-position
 
 
 class SimNode:
@@ -37,7 +37,8 @@ class SimNode:
             "LABHUB_SIM_HOSTNAME": name,
             "LABHUB_SIM_ADDRESS": address,
             "LABHUB_SIM_CLUSTER_DIR": str(cluster_dir),
-            # the FAKE API server (labhub_kube.py) of each control-plane node: any free port on loopback
+            # each control-plane node's API port (the forwarder to its cluster's real API server, or
+            # the old FAKE API server of fake_api tests): any free port on loopback
             "LABHUB_SIM_API_PORT": "0",
             "LABHUB_SIM_API_BIND": "127.0.0.1",
             "LABHUB_SIM_API_ADDRESS": "127.0.0.1",
@@ -127,20 +128,15 @@ def sim_bundle(tmp_path) -> Path:
 
 @pytest.fixture
 def sim_control_plane(request, tmp_path):
-    """The REAL control plane (tests/harness/kube) the simulated MicroK8s serves as its Kubernetes
-    (tests/simulator/labhub_sim_kube.py), published in the test's cluster directory. Modules still
-    marked ``fake_api`` run against the old fake API server (labhub_kube.py) until converted."""
+    """The REAL control planes (tests/harness/kube) the simulated MicroK8s serves as its Kubernetes
+    (tests/simulator/labhub_sim_kube.py): a broker that starts one per simulated cluster, in the
+    test's cluster directory. Modules still marked ``fake_api`` run against the old fake API
+    server (labhub_kube.py) until converted."""
     if request.node.get_closest_marker("fake_api"):
         yield None
         return
-    cluster_dir = tmp_path / "cluster"
-    plane = ControlPlane(tmp_path / "kube", serving_dir=cluster_dir / "kube")
-    try:
-        plane.start(wait_controllers=False)
-        plane.publish(cluster_dir, f"127.0.0.1:{plane.port}")
-        yield plane
-    finally:
-        plane.stop()
+    with Broker(tmp_path / "cluster", tmp_path / "kube") as broker:
+        yield broker
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from ansible_run import ansible_playbook  # tests/simulator/tests/ansible_run.py
 REPO = Path(__file__).resolve().parents[3]
 FIXTURE = REPO / "tests" / "unit" / "fixtures" / "hardware" / "cpu-vm"
 SKIP = ["--skip-tags", "bundle,offline_images"]
-pytestmark = [pytest.mark.slow, pytest.mark.fake_api]
+pytestmark = [pytest.mark.slow]
 
 try:
     from kubernetes import client as k8s_client, config as k8s_config

@@ -2,10 +2,13 @@
 # Copyright: Labhub engineers
 # Apache License 2.0 (see LICENSE)
 """Role labhub.platform.calico run by the real ansible-playbook against the SIMULATED snap/microk8s
-CLIs (labhub_sim.py), the FAKE Kubernetes API (labhub_kube.py) and MicroK8s' simulated built-in
-Calico objects (sim_charts/microk8s_builtin.py: the cni.yaml file on the node, the calico-config
-ConfigMap, calico-node DaemonSet and default-ipv4-ippool in the API). Not a real-cluster test: no
-Calico runs; the fake DaemonSet controller recreates calico-node pods when the pod template changes.
+CLIs (labhub_sim.py), the harness' REAL control plane per simulated cluster (labhub_sim_kube.py)
+and MicroK8s' built-in Calico objects as the simulator models them (sim_charts/microk8s_builtin.py:
+the cni.yaml file on the node, the calico-config ConfigMap, calico-node DaemonSet and
+default-ipv4-ippool applied to the API). Not a real-cluster test: no Calico runs; the real
+DaemonSet controller rolls calico-node pods when the pod template changes and KWOK marks them
+Running. test_calico_never_ready_fails_naming_the_nodes still runs on the old FAKE API
+(labhub_kube.py), whose fault knob makes the DaemonSet never ready.
 
 Cluster: n1 control plane, n2 worker, formed with the simulated microk8s CLI.
 """
@@ -20,7 +23,7 @@ import yaml
 from ansible_run import ansible_playbook, api_get, role_playbook  # tests/simulator/tests/ansible_run.py
 
 REPO = Path(__file__).resolve().parents[3]
-pytestmark = [pytest.mark.slow, pytest.mark.fake_api]
+pytestmark = [pytest.mark.slow]
 CNI = "var/snap/microk8s/current/args/cni-network/cni.yaml"
 SETTINGS = {"calico_ip_autodetection_method": "cidr", "calico_ip_autodetection_cidrs": ["10.77.0.0/24"],
             "calico_mtu": 1450, "calico_underlay_mtu": 1500, "calico_encapsulation": "vxlan-crosssubnet"}
@@ -128,6 +131,7 @@ def test_converge_idempotent_and_check_mode_exact(tmp_path, cluster):
     assert (env["IP_AUTODETECTION_METHOD"], data["veth_mtu"], pool["vxlanMode"]) == (r"interface=ens\d+|eth0", "0", "Always")
 
 
+@pytest.mark.fake_api  # the fault knob (kube-faults.json) is the old fake API's; no KWOK stage fault yet
 def test_calico_never_ready_fails_naming_the_nodes(tmp_path, cluster):
     nodes, kubeconfig = cluster
     (Path(nodes[0].env["LABHUB_SIM_CLUSTER_DIR"]) / "kube-faults.json").write_text(

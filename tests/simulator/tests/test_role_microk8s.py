@@ -23,7 +23,7 @@ import yaml
 from ansible_run import ansible_playbook, role_playbook  # tests/simulator/tests/ansible_run.py
 
 REPO = Path(__file__).resolve().parents[3]
-pytestmark = [pytest.mark.slow, pytest.mark.fake_api]
+pytestmark = [pytest.mark.slow]
 
 
 def write_inventory(path: Path, cps, workers, bundle: Path, extra=None):
@@ -97,7 +97,7 @@ def test_role_forms_ha_cluster_idempotent_and_check_mode_exact(tmp_path, sim_nod
     kubeconfig = tmp_path / ".credentials" / "kubeconfig"
     assert (kubeconfig.stat().st_mode & 0o777, kubeconfig.parent.stat().st_mode & 0o777) == (0o600, 0o700)
     server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
-    assert server == "http://127.0.0.1:%d" % cps[0].api_server()["port"]
+    assert server == "https://127.0.0.1:%d" % cps[0].api_server()["port"]
     assert "SIMULATED" not in proc.stdout and "client-key-data" not in proc.stdout, "no_log"
     from kubernetes import client as kclient, config as kconfig  # pylint: disable=import-outside-toplevel
     api = kclient.CoreV1Api(kconfig.new_client_from_config(str(kubeconfig)))
@@ -118,7 +118,7 @@ def test_role_forms_ha_cluster_idempotent_and_check_mode_exact(tmp_path, sim_nod
     proc, recap = run_role(tmp_path, inv, "-e", "microk8s_api_address=localhost")
     assert proc.returncode == 0, proc.stdout[-4000:]
     server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
-    assert server == "http://localhost:%d" % cps[0].api_server()["port"]
+    assert server == "https://localhost:%d" % cps[0].api_server()["port"]
     # a DNS name in microk8s_api_address: in every control-plane node's csr.conf.template and
     # server.crt (refresh-certs), so TLS verification of that name succeeds against the API server
     for node in cps:
