@@ -882,6 +882,7 @@ def m_install(info, prev):
         with locked(cluster_dir()):
             _new_standalone_cluster()
         _api_server_up()
+        _ready_delay_from_now()
 
 
 def m_uninstall():
@@ -930,6 +931,21 @@ def _new_node_entry(control_plane, joining=False):
         entry["ca"] = {"crt": _read(os.path.join(certs_dir(), "ca.crt")),
                        "key": _read(os.path.join(certs_dir(), "ca.key"))}
     return entry
+
+
+def _ready_delay_from_now():
+    """The ready_delay fault counts from the end of the install (a real control plane may take a
+    while to start; the node must still be not ready for ready_delay seconds afterwards)."""
+    delay = faults().get("ready_delay")
+    if not delay:
+        return
+    with locked(cluster_dir()):
+        m = node_state().get("microk8s") or {}
+        cluster = load_cluster(m.get("cluster_id"))
+        me = _me(cluster) if cluster else None
+        if me is not None and me.get("ready_at") is not None:
+            me["ready_at"] = time.time() + float(delay)
+            save_cluster(cluster)
 
 
 def _new_standalone_cluster():
