@@ -68,8 +68,8 @@ lint: yamllint ansible-lint role-docs ## yamllint + ansible-lint (production pro
 sanity: venv ## ansible-test sanity from an ansible_collections/labhub/platform copy
 	tests/harness/sanity.sh
 
-unit: venv hub-env kube ## pytest: module unit tests, schema and manifest tests, containerd integration
-	pytest -q tests
+unit: venv hub-env kube ## pytest: modules, schemas, manifests, containerd, kube sites, simulator (two processes side by side)
+	tests/harness/unit.sh
 
 # The jupyterhub role's tests start a rendered deployment as a real JupyterHub from the hub
 # extensions' pinned venv and proxy.

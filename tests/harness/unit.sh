@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# `make unit`: the collection's pytest suite as two pytest processes side by side, since most of
+# their time is waiting (ansible-playbook runs, control planes starting, KWOK, timeouts under
+# test) rather than CPU: tests/simulator (the simulated MicroK8s nodes on real control planes) and
+# everything else under tests/ (modules, schemas, manifests, containerd, the kube sites). Each has
+# its own --basetemp; their outputs are printed one after the other when both are done. Adds one
+# row per process to `make test`'s table ($LABHUB_STAGE_ROWS). Extra arguments go to both.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$top" || exit 1
+tmp=$(mktemp -d /tmp/labhub-unit.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+run() {  # name, pytest arguments...
+  local name=$1; shift
+  local start; start=$(date +%s)
+  if pytest -q --basetemp="$tmp/$name" "$@" >"$tmp/$name.log" 2>&1; then
+    echo passed >"$tmp/$name.result"
+  else
+    echo FAILED >"$tmp/$name.result"
+  fi
+  echo $(( $(date +%s) - start )) >"$tmp/$name.seconds"
+}
+run simulator tests/simulator "$@" &
+sim=$!
+run rest tests --ignore=tests/simulator "$@" &
+rest=$!
+wait "$sim" "$rest"
+status=0
+for name in rest simulator; do
+  label="pytest tests/ (rest)"; [ "$name" = simulator ] && label="pytest tests/simulator"
+  echo "=== $label"
+  cat "$tmp/$name.log"
+  result=$(cat "$tmp/$name.result")
+  [ "$result" = passed ] || status=1
+  if [ -n "${LABHUB_STAGE_ROWS:-}" ]; then
+    printf '%s\t%s\t%s\n' "$label" "$(awk -v s="$(cat "$tmp/$name.seconds")" 'BEGIN{printf "%.1f", s/60}')" "$result" \
+      >>"$LABHUB_STAGE_ROWS"
+  fi
+done
+exit $status
