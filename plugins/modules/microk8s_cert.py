@@ -76,10 +76,10 @@ refreshed:
 """
 
 import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.labhub.platform.plugins.module_utils._bundle import write_atomic
 from ansible_collections.labhub.platform.plugins.module_utils._cmd_runner import CmdError, CmdRunner
 from ansible_collections.labhub.platform.plugins.module_utils._microk8s import (
     add_csr_alt_names, csr_alt_names, Microk8s, Microk8sError, MICROK8S_COMMON_ARGS, norm_san, parse_cert_sans,
@@ -92,17 +92,8 @@ def _read(path):
 
 
 def _write(path, text):
-    mode = os.stat(path).st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".csr.conf.template.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, mode)
-        os.rename(tmp, path)
-    except Exception:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Replace ``path`` atomically, keeping its mode."""
+    write_atomic(path, text.encode(), os.stat(path).st_mode & 0o7777)
 
 
 def main():

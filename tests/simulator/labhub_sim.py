@@ -767,6 +767,14 @@ def _write(path, text, mode=0o644):
     os.replace(tmp, path)
 
 
+def write_if_changed(path, text, mode=0o644):
+    """_write ``text`` to ``path`` unless it already holds exactly that; True when written."""
+    if _read(path) == text:
+        return False
+    _write(path, text, mode)
+    return True
+
+
 def render_csr_conf():
     """render_csr_conf: csr.conf.template with #MOREIPS replaced by one IP.<n> line per address."""
     template = _read(os.path.join(certs_dir(), "csr.conf.template"), CSR_CONF_TEMPLATE)
@@ -1060,14 +1068,7 @@ def _api_server_up():
     if os.path.isdir(os.path.dirname(client_config)):
         text = _kubeconfig_text(m.get("cluster_id", "none"), "127.0.0.1" if info.get("bind") in ("0.0.0.0", "127.0.0.1")
                                 else info["address"], info["port"])
-        old = None
-        with contextlib.suppress(FileNotFoundError):
-            with open(client_config) as handle:
-                old = handle.read()
-        if old != text:
-            with open(client_config, "w") as handle:
-                handle.write(text)
-            os.chmod(client_config, 0o600)
+        write_if_changed(client_config, text, 0o600)
     if m.get("cluster_id"):
         cluster = load_cluster(m["cluster_id"])
         servers = (cluster or {}).get("kube", {}).get("apiservers", {})

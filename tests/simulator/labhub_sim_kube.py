@@ -159,17 +159,8 @@ def node_certs(cid):
     certs = os.path.join(sim.snap_data(), "certs")
     os.makedirs(certs, exist_ok=True)
     for name in ("ca.crt", "ca.key"):
-        src, dst = ppath(cid, name), os.path.join(certs, name)
-        with open(src, "rb") as handle:
-            data = handle.read()
-        old = None
-        with contextlib.suppress(FileNotFoundError):
-            with open(dst, "rb") as handle:
-                old = handle.read()
-        if old != data:
-            with open(dst, "wb") as handle:
-                handle.write(data)
-            os.chmod(dst, 0o600 if name.endswith(".key") else 0o644)
+        with open(ppath(cid, name)) as handle:
+            sim.write_if_changed(os.path.join(certs, name), handle.read(), 0o600 if name.endswith(".key") else 0o644)
     if not os.path.exists(os.path.join(certs, "server.crt")):
         issue_cert(certs, "server", DEFAULT_SANS + ["IP:%s" % a for a in sim_addresses()])
     return certs
@@ -441,17 +432,7 @@ def client_config_path():
 
 
 def write_client_config(state):
-    path = client_config_path()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    text = kubeconfig_text(state["cluster"], "127.0.0.1", state["port"])
-    old = None
-    with contextlib.suppress(FileNotFoundError):
-        with open(path) as handle:
-            old = handle.read()
-    if old != text:
-        with open(path, "w") as handle:
-            handle.write(text)
-        os.chmod(path, 0o600)
+    sim.write_if_changed(client_config_path(), kubeconfig_text(state["cluster"], "127.0.0.1", state["port"]), 0o600)
 
 
 def request(cid, method, path, body=None, content_type="application/json"):
