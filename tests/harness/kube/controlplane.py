@@ -59,6 +59,90 @@ def build() -> Path:
     return Path(out.strip().splitlines()[-1])
 
 
+def kwok_stage_crd() -> Path:
+    """KWOK's Stage CRD, from the pinned module in the Go module cache (the build downloaded it)."""
+    version = next(line.split()[1] for line in (HERE / "go.mod").read_text().splitlines()
+                   if line.strip().startswith("sigs.k8s.io/kwok "))
+    cache = os.environ.get("GOMODCACHE") or subprocess.run(
+        ["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True, cwd=HERE).stdout.strip()
+    path = Path(cache) / f"sigs.k8s.io/kwok@{version}" / "kustomize/crd/bases/kwok.x-k8s.io_stages.yaml"
+    if not path.exists():
+        raise RuntimeError(f"KWOK's Stage CRD not found at {path} (run tests/harness/kube/build.sh)")
+    return path
+
+
+def fault_stage(name: str, match: list[dict[str, Any]], status_template: str, weight: int = 1) -> dict[str, Any]:
+    """A KWOK Stage for pods matching ``match`` (KWOK selector expressions, e.g. on
+    ``.metadata.labels["app"]``): with a positive weight it wins over the default stages (weight
+    0; kwok v0.8.0 pkg/utils/lifecycle/lifecycle.go match), so those pods get ``status_template``
+    instead of becoming Ready or Succeeded. Create it with POST /apis/kwok.x-k8s.io/v1alpha1/stages."""
+    return {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Stage", "metadata": {"name": name},
+            "spec": {"resourceRef": {"apiGroup": "v1", "kind": "Pod"}, "weight": weight,
+                     "selector": {"matchExpressions": [
+                         {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"}, *match]},
+                     "next": {"statusTemplate": status_template}}}
+
+
+#: Status templates for fault_stage (KWOK's Go templates; cf. kwok v0.8.0
+#: kustomize/stage/pod/chaos/pod-container-running-failed.yaml).
+POD_FAILED = """{{ $now := Now }}
+containerStatuses:
+{{ range .spec.containers }}
+- image: {{ .image | Quote }}
+  name: {{ .name | Quote }}
+  ready: false
+  restartCount: 0
+  started: false
+  state:
+    terminated:
+      exitCode: 1
+      finishedAt: {{ $now | Quote }}
+      reason: Error
+      startedAt: {{ $now | Quote }}
+{{ end }}
+conditions:
+- lastTransitionTime: {{ $now | Quote }}
+  status: "True"
+  type: Initialized
+- lastTransitionTime: {{ $now | Quote }}
+  status: "False"
+  reason: PodFailed
+  type: Ready
+- lastTransitionTime: {{ $now | Quote }}
+  status: "False"
+  reason: PodFailed
+  type: ContainersReady
+phase: Failed
+"""
+POD_RUNNING_NOT_READY = """{{ $now := Now }}
+conditions:
+- lastTransitionTime: {{ $now | Quote }}
+  status: "True"
+  type: Initialized
+- lastTransitionTime: {{ $now | Quote }}
+  status: "False"
+  reason: ContainersNotReady
+  type: Ready
+- lastTransitionTime: {{ $now | Quote }}
+  status: "False"
+  reason: ContainersNotReady
+  type: ContainersReady
+containerStatuses:
+{{ range .spec.containers }}
+- image: {{ .image | Quote }}
+  name: {{ .name | Quote }}
+  ready: false
+  restartCount: 0
+  started: true
+  state:
+    running:
+      startedAt: {{ $now | Quote }}
+{{ end }}
+phase: Running
+startTime: {{ $now | Quote }}
+"""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -236,9 +320,21 @@ class ControlPlane:
             f"--authorization-kubeconfig={self.workdir / 'scheduler.kubeconfig'}",
             "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
         ])
+        # KWOK's stages as Stage objects in the API (its Stage CRD enabled), so a test can add a
+        # fault for its own pods (fault_stage) while KWOK runs; kwok.yaml holds the default set.
+        kubectl = [str(bin_dir / "kubectl"), f"--kubeconfig={self.admin_kubeconfig}"]
+        for argv in (["apply", "--server-side", "-f", str(kwok_stage_crd())],
+                     ["wait", "--for=condition=Established", "crd/stages.kwok.x-k8s.io", "--timeout=60s"],
+                     ["apply", "--server-side", "-f", str(cache / "kwok.yaml")]):
+            proc = subprocess.run(kubectl + argv, capture_output=True, text=True, check=False, timeout=90)
+            if proc.returncode != 0:
+                raise RuntimeError(f"kubectl {' '.join(argv)}: {proc.stderr.strip()}")
+        # An empty configuration: KWOK's defaults (a KwokConfiguration given here would not be
+        # defaulted, kwok v0.8.0 pkg/config/vars.go GetKwokConfiguration), and no stages in it.
+        (self.workdir / "kwok-config.yaml").write_text("")
         self.spawn("kwok", [
             str(bin_dir / "kwok"), f"--kubeconfig={self.workdir / 'kwok.kubeconfig'}",
-            f"--config={cache / 'kwok.yaml'}",
+            f"--config={self.workdir / 'kwok-config.yaml'}", "--enable-crds=Stage",
             f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
             "--cidr=10.1.0.0/16", "--node-ip=10.0.0.1", "--node-lease-duration-seconds=40",
         ])
@@ -408,6 +504,12 @@ class Broker:
     with the reason). ``release`` in the same directory (the cluster is gone: its nodes joined
     another or uninstalled) stops it. ``<cluster_dir>/kube/broker.json`` says a broker serves the
     directory; ``kube/bin`` holds the real kubectl and helm.
+
+    Every plane also gets the SIMULATED operator controllers (operators.py), idle until a test
+    registers its nodes' hardware in ``<cluster_dir>/kube/hosts/<node>.json``
+    (``operators.write_host``): then what the GPU and Network Operators' controllers and node
+    agents would write appears once the real charts' objects are there. Their errors (other than
+    conflicts) go to ``<workdir>/<cluster id>/operators.log`` when the plane stops.
     """
 
     def __init__(self, cluster_dir: Path, workdir: Path, *, addresses: list[str] | None = None,
@@ -419,6 +521,7 @@ class Broker:
         self.upstream_host = upstream_host
         self.poll = poll
         self.planes: dict[str, ControlPlane | None] = {}  # None while starting
+        self.operators: dict[str, Any] = {}
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.thread: threading.Thread | None = None
@@ -457,6 +560,7 @@ class Broker:
                 if plane is not None:
                     with self.lock:
                         self.planes[cid] = None
+                    self.stop_operators(cid)
                     plane.stop()
                     (plane_dir / "stopped").write_text("")
                 continue
@@ -473,14 +577,28 @@ class Broker:
             with self.lock:
                 self.planes[cid] = plane
             plane.publish(plane_dir, f"{self.upstream_host}:{plane.port}")
+            sys.path.insert(0, str(HERE))
+            from operators import OperatorSimulator  # noqa: PLC0415 - needs PyYAML, unlike the rest of this file
+            with self.lock:
+                self.operators[cid] = OperatorSimulator(plane, {}, interval=0.5, hosts_dir=self.kube / "hosts").start()
         except Exception as exc:  # noqa: BLE001 - reported to the simulator, which fails with it
             plane.stop()
             (plane_dir / "failed").write_text(f"Failed to start control plane '{cid}' due to: {exc}")
+
+    def stop_operators(self, cid: str) -> None:
+        with self.lock:
+            sim = self.operators.pop(cid, None)
+        if sim is not None:
+            sim.stop()
+            if sim.errors:
+                (self.workdir / cid / "operators.log").write_text("\n".join(sim.errors) + "\n")
 
     def stop(self) -> None:
         self.done.set()
         if self.thread is not None:
             self.thread.join(timeout=10)
+        for cid in list(self.operators):
+            self.stop_operators(cid)
         with self.lock:
             planes = [p for p in self.planes.values() if p is not None]
             self.planes.clear()
@@ -603,4 +721,4 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-__all__ = ["Broker", "ControlPlane", "build"]
+__all__ = ["Broker", "ControlPlane", "build", "fault_stage", "POD_FAILED", "POD_RUNNING_NOT_READY"]

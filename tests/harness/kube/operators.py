@@ -24,7 +24,10 @@ every NicClusterPolicy component other than the RDMA shared device plugin (their
 real hardware (e.g. a broken driver) is not made to crash: KWOK keeps every pod Running.
 
 Use: ``sim = OperatorSimulator(plane, hosts); sim.start()`` (a thread reconciling every 0.3 s) or
-``sim.reconcile()`` for one pass; ``sim.stop()``.
+``sim.reconcile()`` for one pass; ``sim.stop()``. With ``hosts_dir`` the hosts are read from that
+directory at every pass (``<node name>.json``: ``{"root": fixture tree or "", "facts": hardware
+facts}``, see :func:`write_host`) and nothing is reconciled while it does not exist: the
+control-plane broker runs one per plane that way, and a test opts in by registering its nodes.
 """
 from __future__ import annotations
 
@@ -169,6 +172,26 @@ class ApiError(RuntimeError):
     pass
 
 
+def write_host(hosts_dir: Path, node: str, root: str | Path | None, facts: dict[str, Any]) -> Path:
+    """Register one node's hardware for a broker-run simulator (atomically: it reads at any time)."""
+    hosts_dir.mkdir(parents=True, exist_ok=True)
+    path = hosts_dir / f"{node}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"root": str(root or ""), "facts": facts}))
+    tmp.replace(path)
+    return path
+
+
+def read_hosts(hosts_dir: Path) -> dict[str, Host]:
+    """The hosts registered in ``hosts_dir`` (a node without a tree reads as one with no devices)."""
+    out = {}
+    for path in sorted(hosts_dir.glob("*.json")):
+        data = json.loads(path.read_text())
+        root = Path(data["root"]) if data.get("root") else hosts_dir / "no-tree"
+        out[path.stem] = Host(path.stem, root, data.get("facts") or {})
+    return out
+
+
 @dataclass
 class OperatorSimulator:
     """Reconciles the simulated controllers against one control plane (see the module docstring)."""
@@ -176,6 +199,7 @@ class OperatorSimulator:
     plane: Any
     hosts: dict[str, Host]
     interval: float = 0.3
+    hosts_dir: Path | None = None
     log: list[str] = field(default_factory=list)
     _thread: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -257,6 +281,10 @@ class OperatorSimulator:
 
     # -- the loop ------------------------------------------------------------------------------
     def reconcile(self) -> None:
+        if self.hosts_dir is not None:
+            if not self.hosts_dir.is_dir():
+                return
+            self.hosts = read_hosts(self.hosts_dir)
         nodes = {n["metadata"]["name"]: n for n in self._list("/api/v1/nodes")}
         pods = self._running_pods()
         self._nfd(nodes, pods)

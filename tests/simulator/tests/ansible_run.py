@@ -51,8 +51,8 @@ def ansible_playbook(tmp_path: Path, inventory: Path, playbook: Path, *args: str
     return proc, recap
 
 
-def api_get(kubeconfig: Path, path: str) -> dict:
-    """GET `path` from the API server of the kubeconfig, as its user."""
+def api_request(kubeconfig: Path, method: str, path: str, body: dict | None = None) -> dict:
+    """One request to the API server of the kubeconfig, as its user; the decoded answer."""
     config = yaml.safe_load(kubeconfig.read_text())
     server = config["clusters"][0]["cluster"]["server"]
     context = None
@@ -64,5 +64,21 @@ def api_get(kubeconfig: Path, path: str) -> dict:
             cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
             key.write_bytes(base64.b64decode(user["client-key-data"]))
             context.load_cert_chain(str(cert), str(key))
-    with urllib.request.urlopen(server + path, timeout=30, context=context) as resp:  # noqa: S310 - test server
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(server + path, data=data, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30, context=context) as resp:  # noqa: S310 - test server
         return json.loads(resp.read())
+
+
+def api_get(kubeconfig: Path, path: str) -> dict:
+    """GET `path` from the API server of the kubeconfig, as its user."""
+    return api_request(kubeconfig, "GET", path)
+
+
+def add_fault_stage(kubeconfig: Path, stage: dict) -> dict:
+    """A KWOK fault Stage (tests/harness/kube/controlplane.py fault_stage) in the cluster."""
+    return api_request(kubeconfig, "POST", "/apis/kwok.x-k8s.io/v1alpha1/stages", stage)
+
+
+def delete_fault_stage(kubeconfig: Path, name: str) -> dict:
+    return api_request(kubeconfig, "DELETE", f"/apis/kwok.x-k8s.io/v1alpha1/stages/{name}")

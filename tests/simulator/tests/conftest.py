@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,10 @@ REPO = SIM.parent.parent
 MANIFEST = REPO / "files" / "bundle-manifest.yml"
 sys.path.insert(0, str(REPO / "tests" / "harness" / "kube"))
 from controlplane import Broker  # noqa: E402  pylint: disable=wrong-import-position
+from operators import write_host  # noqa: E402  pylint: disable=wrong-import-position
+
+#: The real chart archives (../shared/reference/charts, see its README): test data, never committed.
+CHARTS = Path(os.environ.get("LABHUB_SHARED_REFERENCE", REPO.parent / "shared" / "reference")) / "charts"
 
 
 class SimNode:
@@ -32,6 +37,7 @@ class SimNode:
         self.address = address
         self.root = base / name
         self.root.mkdir(parents=True, exist_ok=True)
+        self.cluster_dir = cluster_dir
         self.env = {
             "LABHUB_SIM_ROOT": str(self.root),
             "LABHUB_SIM_HOSTNAME": name,
@@ -109,6 +115,39 @@ class SimNode:
         path = self.root / "var" / "lib" / "labhub-sim" / "network.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"addresses": list(addresses), "default": default or self.address}))
+
+
+def hardware_facts(root: Path, nvidia_smi_path: Path | None = None) -> dict:
+    """labhub.platform.hardware_facts on a fixture tree (the module run directly, as Ansible would)."""
+    args = {"ANSIBLE_MODULE_ARGS": {"root": str(root), "nvidia_smi_path": str(nvidia_smi_path) if nvidia_smi_path else None}}
+    args_file = root.parent / f"{root.name}-facts-args.json"
+    args_file.write_text(json.dumps(args))
+    proc = subprocess.run([sys.executable, str(REPO / "plugins" / "modules" / "hardware_facts.py"), str(args_file)],
+                          env=dict(os.environ, PYTHONPATH=str(REPO / ".cache")), capture_output=True, text=True,
+                          check=False, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"hardware_facts on {root} failed: {proc.stdout[-2000:]} {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout)["ansible_facts"]["labhub_hardware"]
+
+
+def register_hardware(node: SimNode, root: Path, facts: dict | None = None) -> dict:
+    """Tell the SIMULATED operator controllers the broker runs for this node's cluster
+    (tests/harness/kube/operators.py) what hardware the node has: its fixture tree and the facts
+    read from it. Returns the facts."""
+    if facts is None:
+        smi = root / "usr" / "bin" / "nvidia-smi"
+        facts = hardware_facts(root, smi if smi.exists() else None)
+    write_host(node.cluster_dir / "kube" / "hosts", node.name, root, facts)
+    return facts
+
+
+def add_chart(bundle: Path, name: str) -> Path:
+    """The REAL chart archive ``name`` (../shared/reference/charts) where the bundle manifest puts it."""
+    entry = next(c for c in yaml.safe_load(MANIFEST.read_text())["charts"] if c["name"] == name)
+    dest = bundle / entry["file"]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(CHARTS / Path(entry["file"]).name, dest)
+    return dest
 
 
 def make_bundle(dest: Path) -> Path:

@@ -7,20 +7,21 @@ and MicroK8s' built-in Calico objects as the simulator models them (sim_charts/m
 the cni.yaml file on the node, the calico-config ConfigMap, calico-node DaemonSet and
 default-ipv4-ippool applied to the API). Not a real-cluster test: no Calico runs; the real
 DaemonSet controller rolls calico-node pods when the pod template changes and KWOK marks them
-Running. test_calico_never_ready_fails_naming_the_nodes still runs on the old FAKE API
-(labhub_kube.py), whose fault knob makes the DaemonSet never ready.
+Running (a KWOK fault stage keeps them not ready in test_calico_never_ready_fails_naming_the_nodes).
 
 Cluster: n1 control plane, n2 worker, formed with the simulated microk8s CLI.
 """
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from ansible_run import ansible_playbook, api_get, role_playbook  # tests/simulator/tests/ansible_run.py
+from ansible_run import add_fault_stage, ansible_playbook, api_get, role_playbook  # tests/simulator/tests/ansible_run.py
+from controlplane import POD_RUNNING_NOT_READY, fault_stage  # tests/harness/kube/controlplane.py
 
 REPO = Path(__file__).resolve().parents[3]
 pytestmark = [pytest.mark.slow]
@@ -131,16 +132,19 @@ def test_converge_idempotent_and_check_mode_exact(tmp_path, cluster):
     assert (env["IP_AUTODETECTION_METHOD"], data["veth_mtu"], pool["vxlanMode"]) == (r"interface=ens\d+|eth0", "0", "Always")
 
 
-@pytest.mark.fake_api  # the fault knob (kube-faults.json) is the old fake API's; no KWOK stage fault yet
 def test_calico_never_ready_fails_naming_the_nodes(tmp_path, cluster):
     nodes, kubeconfig = cluster
-    (Path(nodes[0].env["LABHUB_SIM_CLUSTER_DIR"]) / "kube-faults.json").write_text(
-        json.dumps({"never_ready": ["DaemonSet/kube-system/calico-node"]}))
+    # the rolled calico-node pods start but never become ready (a KWOK fault stage)
+    add_fault_stage(kubeconfig, fault_stage("labhub-fault-calico-not-ready", [
+        {"key": ".metadata.ownerReferences.[].name", "operator": "In", "values": ["calico-node"]},
+        {"key": ".status.phase", "operator": "In", "values": ["Pending"]}], POD_RUNNING_NOT_READY))
     proc = run_role(tmp_path, write_inventory(tmp_path, nodes, kubeconfig, SETTINGS))[0]
     assert proc.returncode != 0
     out = " ".join(proc.stdout.split())
     assert "Calico did not become ready within 4s (calico_ready_timeout)" in out, proc.stdout[-4000:]
-    assert "Nodes without a ready calico-node pod: n1, n2" in out, proc.stdout[-4000:]
+    # the real DaemonSet controller rolls one node at a time (maxUnavailable 1): the rollout stops
+    # at the first node whose new pod never becomes ready; the other keeps its old, ready pod
+    assert re.search(r"Nodes without a ready calico-node pod: (n1|n2);", out), proc.stdout[-4000:]
     assert "nodes not Ready: none" in out
 
 

@@ -2,16 +2,20 @@
 # Copyright: Labhub engineers
 # Apache License 2.0 (see LICENSE)
 """Role labhub.platform.gpu_operator run by the real ansible-playbook against the SIMULATED
-snap/microk8s CLIs, the FAKE Kubernetes API (labhub_kube.py), the SIMULATED helm (labhub_helm.py)
-and the SIMULATED gpu-operator chart model (sim_charts/gpu_operator.py). Not a real-cluster test:
-no operator, device plugin or CUDA program runs; the model advertises nvidia.com/gpu from the
-node labels the role sets, and the fake scheduler places the smoke-test pod by that.
+snap/microk8s CLIs, a REAL Kubernetes control plane (tests/harness/kube: TLS, RBAC, admission,
+controllers, scheduler; KWOK plays the kubelets), REAL Helm (`microk8s helm3`) installing the REAL
+gpu-operator v25.10.1 chart archive (../shared/reference/charts), and the SIMULATED operator
+controllers (tests/harness/kube/operators.py, run by the broker: NFD labels, operand DaemonSets,
+the nvidia RuntimeClass, nvidia.com/gpu from the device plugin). No operator, driver or CUDA
+program runs: KWOK completes the smoke-test pod once the real scheduler has placed it.
 
-Cluster: n1 control plane (no GPU), n2 worker with 8 H100 (driver loaded), n3 worker (no GPU),
-formed with the simulated microk8s CLI. Hardware facts (labhub_hardware) come from the inventory.
+Cluster: n1 control plane and n3 worker (cpu-vm fixture tree, no GPU), n2 worker (dgx-h100
+fixture tree: 8 H100, driver loaded, its recorded nvidia-smi), formed with the simulated
+microk8s CLI. Hardware facts (labhub_hardware) are labhub.platform.hardware_facts on those trees.
 """
 from __future__ import annotations
 
+import copy
 import json
 import re
 import sys
@@ -19,42 +23,49 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ansible_run import ansible_playbook, api_get, role_playbook  # tests/simulator/tests/ansible_run.py
+from ansible_run import (add_fault_stage, ansible_playbook, api_get,  # tests/simulator/tests/ansible_run.py
+                         delete_fault_stage, role_playbook)
+from conftest import add_chart, register_hardware  # tests/simulator/tests/conftest.py
+from controlplane import POD_FAILED, fault_stage  # tests/harness/kube/controlplane.py
 
 REPO = Path(__file__).resolve().parents[3]
-SIM = REPO / "tests" / "simulator"
-sys.path.insert(0, str(SIM))
-import make_chart_fixture  # noqa: E402  pylint: disable=wrong-import-position
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+import hardware_trees  # noqa: E402  pylint: disable=wrong-import-position
 
-pytestmark = [pytest.mark.slow, pytest.mark.fake_api]
+pytestmark = [pytest.mark.slow]
 MANIFEST = yaml.safe_load((REPO / "files" / "bundle-manifest.yml").read_text())
 CHART = next(c for c in MANIFEST["charts"] if c["name"] == "gpu-operator")
-
-
-def hardware(gpus, driver=True):
-    return {"os": {"id": "ubuntu", "version": "22.04"},
-            "gpus": {"count": gpus, "driver_loaded": driver and gpus > 0,
-                     "devices": [{"pci_address": "0000:%02x:00.0" % (0x18 + i), "vendor_id": "0x10de",
-                                  "device_id": "0x2330", "name": "NVIDIA H100 80GB HBM3"} for i in range(gpus)],
-                     "nvidia_smi": {"present": driver and gpus > 0, "ok": driver and gpus > 0}}}
+TREES = {"n1": "cpu-vm", "n2": "dgx-h100", "n3": "cpu-vm"}
 
 
 @pytest.fixture
 def cluster(tmp_path, sim_nodes, sim_bundle):
-    """n1 (control plane), n2 (GPU worker), n3 (CPU worker), the chart in the bundle, a kubeconfig."""
+    """n1 (control plane), n2 (GPU worker), n3 (CPU worker), their hardware registered for the
+    simulated operator controllers, the real chart in the bundle, a kubeconfig; and the hardware
+    facts of each node."""
     nodes = sim_nodes(3)
+    hw = {}
     for node in nodes:
+        root = node.root / "hw"
+        hardware_trees.materialise(TREES[node.name], str(root))
+        hw[node.name] = register_hardware(node, root)
         node.install_microk8s(sim_bundle)
     for node in nodes[1:]:
         info = json.loads(nodes[0].microk8s("add-node", "--format", "json").stdout)
         node.microk8s("join", info["urls"][0], "--worker")
-    chart = make_chart_fixture.make(str(sim_bundle / "charts"), "gpu-operator", CHART["version"],
-                                    app_version=CHART["version"])
-    assert Path(chart) == sim_bundle / CHART["file"]
+    assert add_chart(sim_bundle, "gpu-operator") == sim_bundle / CHART["file"]
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(nodes[0].microk8s("config").stdout)
     kubeconfig.chmod(0o600)
-    return nodes, sim_bundle, kubeconfig
+    return nodes, sim_bundle, kubeconfig, hw
+
+
+def without_driver(facts):
+    """The same node with the NVIDIA kernel driver not loaded (nvidia-smi fails)."""
+    out = copy.deepcopy(facts)
+    out["gpus"]["driver_loaded"] = False
+    out["gpus"]["nvidia_smi"] = {"present": True, "ok": False}
+    return out
 
 
 def write_inventory(tmp_path, nodes, bundle, kubeconfig, hardware_of, extra=None, gpu_vars=None):
@@ -84,16 +95,13 @@ def run_role(tmp_path, inventory, *args):
 
 
 def api_objects(kubeconfig, path):
-    """The items of a collection of the FAKE API server."""
+    """The items of a collection of the control plane."""
     return api_get(kubeconfig, path)["items"]
 
 
-HW = {"n1": hardware(0), "n2": hardware(8), "n3": hardware(0)}
-
-
 def test_converge_idempotent_check_mode_exact_and_smoke_test(tmp_path, cluster):
-    nodes, bundle, kubeconfig = cluster
-    inv = write_inventory(tmp_path, nodes, bundle, kubeconfig, HW)
+    nodes, bundle, kubeconfig, hw = cluster
+    inv = write_inventory(tmp_path, nodes, bundle, kubeconfig, hw)
 
     proc, recap = run_role(tmp_path, inv, "--check")
     assert proc.returncode == 0, proc.stdout[-5000:]
@@ -149,8 +157,8 @@ def test_converge_idempotent_check_mode_exact_and_smoke_test(tmp_path, cluster):
 
 
 def test_smoke_test_fails_with_the_pod_reason_when_no_node_advertises_gpus(tmp_path, cluster):
-    nodes, bundle, kubeconfig = cluster
-    inv = write_inventory(tmp_path, nodes, bundle, kubeconfig, HW,
+    nodes, bundle, kubeconfig, hw = cluster
+    inv = write_inventory(tmp_path, nodes, bundle, kubeconfig, hw,
                           extra={"gpu_operator_extra_values": {"devicePlugin": {"enabled": False}}})
     proc, _recap = run_role(tmp_path, inv)
     assert proc.returncode != 0
@@ -162,16 +170,20 @@ def test_smoke_test_fails_with_the_pod_reason_when_no_node_advertises_gpus(tmp_p
 
 
 def test_smoke_test_failure_is_reported_and_retried(tmp_path, cluster):
-    nodes, bundle, kubeconfig = cluster
-    inv = write_inventory(tmp_path, nodes, bundle, kubeconfig, HW)
-    faults = tmp_path / "cluster" / "kube-faults.json"  # the fake API's fault knobs (conftest's cluster dir)
-    faults.write_text(json.dumps({"jobs_fail": ["gpu-operator/labhub-gpu-smoke-*"]}))
+    """The CUDA program fails (a KWOK fault stage ends the smoke-test pod with exit code 1, as a
+    kubelet reports a container that exited 1): the role fails with the Job's and the container's
+    reason; once the fault is gone the next run deletes the failed Job and passes."""
+    nodes, bundle, kubeconfig, hw = cluster
+    inv = write_inventory(tmp_path, nodes, bundle, kubeconfig, hw)
+    add_fault_stage(kubeconfig, fault_stage("labhub-fault-cuda-fails", [
+        {"key": '.metadata.labels["app.kubernetes.io/name"]', "operator": "In", "values": ["labhub-gpu-smoke-test"]},
+        {"key": ".status.phase", "operator": "In", "values": ["Running"]}], POD_FAILED))
     proc, _recap = run_role(tmp_path, inv)
     assert proc.returncode != 0
     text = " ".join(proc.stdout.split())
     assert "Job BackoffLimitExceeded: Job has reached the specified backoff limit" in text, text[-3000:]
     assert "container cuda-vectoradd terminated: Error (exit code 1)" in text
-    faults.write_text("{}")
+    delete_fault_stage(kubeconfig, "labhub-fault-cuda-fails")
     proc, recap = run_role(tmp_path, inv)
     assert proc.returncode == 0, proc.stdout[-4000:]
     jobs = api_objects(kubeconfig, "/apis/batch/v1/namespaces/gpu-operator/jobs")
@@ -180,8 +192,8 @@ def test_smoke_test_failure_is_reported_and_retried(tmp_path, cluster):
 
 def test_host_mode_without_driver_is_refused_before_any_change(tmp_path, cluster, monkeypatch):
     monkeypatch.setenv("LABHUB_VALIDATE_REPORT", str(tmp_path / "report.json"))
-    nodes, bundle, kubeconfig = cluster
-    inv = write_inventory(tmp_path, nodes, bundle, kubeconfig, dict(HW, n2=hardware(8, driver=False)))
+    nodes, bundle, kubeconfig, hw = cluster
+    inv = write_inventory(tmp_path, nodes, bundle, kubeconfig, dict(hw, n2=without_driver(hw["n2"])))
     proc, recap = run_role(tmp_path, inv)
     assert proc.returncode != 0
     rows = json.loads((tmp_path / "report.json").read_text())

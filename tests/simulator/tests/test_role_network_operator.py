@@ -2,10 +2,12 @@
 # Copyright: Labhub engineers
 # Apache License 2.0 (see LICENSE)
 """Role labhub.platform.network_operator run by the real ansible-playbook against the SIMULATED
-snap/microk8s CLIs, the FAKE Kubernetes API (labhub_kube.py), the SIMULATED helm (labhub_helm.py),
-the SIMULATED network-operator chart and operator (sim_charts/network_operator.py) and the FAKE
-modprobe (tests/simulator/modprobe). Not a real-cluster test: no operator, device plugin or RDMA
-module runs; the fake modprobe only edits the fixture tree's proc/modules.
+snap/microk8s CLIs, a REAL Kubernetes control plane (tests/harness/kube; KWOK plays the kubelets),
+REAL Helm (`microk8s helm3`) installing the REAL network-operator 25.7.0 chart archive
+(../shared/reference/charts), the SIMULATED operator controllers (tests/harness/kube/operators.py,
+run by the broker: NFD labels, the NicClusterPolicy status, the RDMA shared device plugin's
+DaemonSet and rdma/ resources) and the FAKE modprobe (tests/simulator/modprobe). No operator,
+device plugin or RDMA module runs; the fake modprobe only edits the fixture tree's proc/modules.
 
 Cluster: n1 control plane (cpu-vm hardware fixture: no HCA), n2 worker (dgx-h100 fixture: four
 ConnectX-7 InfiniBand HCAs, its RDMA modules removed from proc/modules so the role must load them).
@@ -20,16 +22,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ansible_run import ansible_playbook, api_get, role_playbook  # tests/simulator/tests/ansible_run.py
+from ansible_run import add_fault_stage, ansible_playbook, api_get, role_playbook  # tests/simulator/tests/ansible_run.py
+from conftest import add_chart, register_hardware  # tests/simulator/tests/conftest.py
+from controlplane import POD_RUNNING_NOT_READY, fault_stage  # tests/harness/kube/controlplane.py
 
 REPO = Path(__file__).resolve().parents[3]
 SIM = REPO / "tests" / "simulator"
 sys.path.insert(0, str(SIM))
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 import hardware_trees  # noqa: E402  pylint: disable=wrong-import-position
-import make_chart_fixture  # noqa: E402  pylint: disable=wrong-import-position
 
-pytestmark = [pytest.mark.slow, pytest.mark.fake_api]
+pytestmark = [pytest.mark.slow]
 MANIFEST = yaml.safe_load((REPO / "files" / "bundle-manifest.yml").read_text())
 CHART = next(c for c in MANIFEST["charts"] if c["name"] == "network-operator")
 RDMA = ("rdma_cm", "ib_umad", "ib_uverbs")
@@ -47,6 +50,7 @@ def hardware_root(node, tree, strip_rdma=False):
     wrapper.parent.mkdir(parents=True, exist_ok=True)
     wrapper.write_text(f"#!/bin/sh\nLABHUB_SIM_ROOT='{root}'; export LABHUB_SIM_ROOT\nexec {SIM / 'modprobe'} \"$@\"\n")
     wrapper.chmod(0o755)
+    register_hardware(node, root)
     return root
 
 
@@ -57,9 +61,7 @@ def cluster(tmp_path, sim_nodes, sim_bundle):
         node.install_microk8s(sim_bundle)
     info = json.loads(nodes[0].microk8s("add-node", "--format", "json").stdout)
     nodes[1].microk8s("join", info["urls"][0], "--worker")
-    chart = make_chart_fixture.make(str(sim_bundle / "charts"), "network-operator", CHART["version"],
-                                    app_version="v%s" % CHART["version"])
-    assert Path(chart) == sim_bundle / CHART["file"]
+    assert add_chart(sim_bundle, "network-operator") == sim_bundle / CHART["file"]
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(nodes[0].microk8s("config").stdout)
     kubeconfig.chmod(0o600)
@@ -175,8 +177,10 @@ def test_device_plugin_never_ready_fails_naming_the_node(tmp_path, cluster):
     nodes, bundle, kubeconfig = cluster
     hardware_root(nodes[0], "cpu-vm")
     hardware_root(nodes[1], "dgx-h100")
-    (Path(nodes[0].env["LABHUB_SIM_CLUSTER_DIR"]) / "kube-faults.json").write_text(
-        json.dumps({"never_ready": ["DaemonSet/%s/rdma-shared-dp-ds" % NS]}))
+    # the device plugin's pods start but never become ready (a KWOK fault stage)
+    add_fault_stage(kubeconfig, fault_stage("labhub-fault-rdma-dp-not-ready", [
+        {"key": ".metadata.ownerReferences.[].name", "operator": "In", "values": ["rdma-shared-dp-ds"]},
+        {"key": ".status.phase", "operator": "In", "values": ["Pending"]}], POD_RUNNING_NOT_READY))
     proc = run_role(tmp_path, write_inventory(tmp_path, nodes, bundle, kubeconfig, ["n2"]))[0]
     assert proc.returncode != 0
     out = " ".join(proc.stdout.split())
