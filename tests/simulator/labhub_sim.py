@@ -3,10 +3,12 @@
 # Apache License 2.0 (see LICENSE)
 """SIMULATOR of the `snap` and `microk8s` command lines, for tests only.
 
-No snapd and no Kubernetes API can run on the Labhub CI machines, so Molecule scenarios run
-the roles against this simulator. It is NOT MicroK8s and nothing here starts Kubernetes: a
-control-plane node starts the FAKE API server of labhub_kube.py (a test double) and
-`microk8s helm3` is the simulated helm of labhub_helm.py.
+snapd cannot run on the Labhub CI machines, so tests and Molecule scenarios run the roles against
+this simulator. It is NOT MicroK8s: each cluster the simulated nodes form is served by a REAL
+Kubernetes control plane that the harness' broker starts on demand (tests/harness/kube,
+labhub_sim_kube.py: a control-plane node's :16443 forwards to it, Node objects for its members,
+KWOK as their kubelets), and `microk8s kubectl` / `microk8s helm3` run the real kubectl and helm
+against it. Without a broker serving LABHUB_SIM_CLUSTER_DIR, installing MicroK8s fails.
 What it reproduces (see README.md next to this file for the details and the sources):
 
 * the argument grammar of the commands Labhub uses (unknown flags fail like argparse /
@@ -57,7 +59,7 @@ import time
 import uuid
 
 SIM_DIR = os.path.dirname(os.path.realpath(__file__))
-# labhub_kube.py / labhub_helm.py import this module as `labhub_sim`: make that the running one.
+# labhub_sim_kube.py imports this module as `labhub_sim`: make that the running one.
 sys.modules.setdefault("labhub_sim", sys.modules[__name__])
 if SIM_DIR not in sys.path:
     sys.path.insert(0, SIM_DIR)
@@ -895,11 +897,7 @@ def m_install(info, prev):
 
 def m_uninstall():
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-    if kube.real():
-        kube.forward_down()
-    else:
-        import labhub_kube  # pylint: disable=import-outside-toplevel
-        labhub_kube.stop()
+    kube.forward_down()
     with locked(cluster_dir()):
         state = node_state()
         m = state.get("microk8s")
@@ -970,23 +968,13 @@ def _new_standalone_cluster():
     return cluster
 
 
-# -- the FAKE Kubernetes API (labhub_kube.py) ------------------------------------------------
+# -- Kubernetes: the cluster's REAL control plane (labhub_sim_kube.py) -------------------------
 def _kube_bootstrap(cluster):
-    """The objects a fresh MicroK8s holds (sim_charts/microk8s_builtin.py) and its enabled addons."""
+    """Ask the broker for the new cluster's control plane (_api_server_up waits for it and applies
+    the objects a fresh MicroK8s holds, sim_charts/microk8s_builtin.py)."""
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-    if kube.real():  # the harness starts its control plane; _api_server_up waits and bootstraps it
-        kube.request_plane(cluster["id"], certs_dir())
-        return
-    import labhub_kube  # pylint: disable=import-outside-toplevel
-    import sim_charts.microk8s_builtin as builtin  # pylint: disable=import-outside-toplevel
-    store = labhub_kube.Store(cluster)
-    for obj in builtin.install_objects():
-        store.apply(obj)
-    for name, entry in sorted(cluster["addons"].items()):
-        if entry.get("enabled"):
-            for obj in builtin.addon_objects(name, entry.get("args")):
-                store.apply(obj)
-    labhub_kube.Reconciler(store).run()
+    kube.require_broker()
+    kube.request_plane(cluster["id"], certs_dir())
 
 
 def _real_bootstrap(cluster, joining=False):
@@ -1038,57 +1026,13 @@ def _real_api_server_up():
 
 def _kube_addon(cluster, name, args, enable):
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-    if kube.real():
-        import sim_charts.microk8s_builtin as builtin  # pylint: disable=import-outside-toplevel
-        kube.apply_objects(cluster["id"], builtin.addon_objects(name, args), delete=not enable)
-        return
-    import labhub_kube  # pylint: disable=import-outside-toplevel
     import sim_charts.microk8s_builtin as builtin  # pylint: disable=import-outside-toplevel
-    store = labhub_kube.Store(cluster)
-    for obj in builtin.addon_objects(name, args):
-        if enable:
-            store.apply(obj)
-        else:
-            store.delete_obj(obj)
-    labhub_kube.Reconciler(store).run()
+    kube.apply_objects(cluster["id"], builtin.addon_objects(name, args), delete=not enable)
 
 
 def _api_server_up():
     """Like kubelite on a control-plane node: the API server runs while MicroK8s does."""
-    import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-    if kube.real():
-        return _real_api_server_up()
-    import labhub_kube  # pylint: disable=import-outside-toplevel
-    info = labhub_kube.ensure_running()
-    if info is None:
-        return None
-    state = node_state()
-    m = state.get("microk8s") or {}
-    client_config = os.path.join(snap_data(), "credentials", "client.config")
-    if os.path.isdir(os.path.dirname(client_config)):
-        text = _kubeconfig_text(m.get("cluster_id", "none"), "127.0.0.1" if info.get("bind") in ("0.0.0.0", "127.0.0.1")
-                                else info["address"], info["port"])
-        write_if_changed(client_config, text, 0o600)
-    if m.get("cluster_id"):
-        cluster = load_cluster(m["cluster_id"])
-        servers = (cluster or {}).get("kube", {}).get("apiservers", {})
-        want = {"address": info["address"], "port": info["port"], "pid": info["pid"]}
-        if cluster is not None and servers.get(hostname()) != want:
-            with locked(cluster_dir()):
-                cluster = load_cluster(m["cluster_id"])
-                if cluster is not None:
-                    labhub_kube.record_in_cluster(cluster, info)
-                    save_cluster(cluster)
-    return info
-
-
-def _kubeconfig_text(cid, server_host, port):
-    fake = base64.b64encode(("SIMULATED-%s" % cid).encode()).decode()
-    return ("apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: %s\n"
-            "    server: http://%s:%s\n  name: microk8s-cluster\ncontexts:\n- context:\n"
-            "    cluster: microk8s-cluster\n    user: admin\n  name: microk8s\ncurrent-context: microk8s\n"
-            "kind: Config\npreferences: {}\nusers:\n- name: admin\n  user:\n"
-            "    client-certificate-data: %s\n    client-key-data: %s\n" % (fake, server_host, port, fake, fake))
+    return _real_api_server_up()
 
 
 def _drop_from_cluster(cid, name):
@@ -1102,8 +1046,7 @@ def _drop_from_cluster(cid, name):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(cluster_path(cid))
         import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-        if kube.real():
-            kube.release_plane(cid)
+        kube.release_plane(cid)
 
 
 def dqlite_roles(cluster):
@@ -1207,17 +1150,15 @@ def microk8s_main(argv):
 
 
 def m_helm3(argv):
-    """`microk8s helm3`: the SIMULATED helm (labhub_helm.py) against this cluster's fake API state."""
+    """`microk8s helm3`: the real helm (built by the harness) against this cluster's control plane."""
     _state, m, cluster = _current()
     _exit_if_worker(m)
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-    if kube.real():
-        if kube.plane_info(cluster["id"]) is None:
-            raise SimExit(1, "Error: Kubernetes cluster unreachable: Get \"https://127.0.0.1:16443/version\": "
-                          "dial tcp 127.0.0.1:16443: connect: connection refused")
-        kube.exec_helm(argv)
-    import labhub_helm  # pylint: disable=import-outside-toplevel
-    return labhub_helm.main(argv)
+    if kube.plane_info(cluster["id"]) is None:
+        raise SimExit(1, "Error: Kubernetes cluster unreachable: Get \"https://127.0.0.1:16443/version\": "
+                      "dial tcp 127.0.0.1:16443: connect: connection refused")
+    kube.exec_helm(argv)
+    return 1  # not reached
 
 
 def m_version(argv):
@@ -1656,10 +1597,9 @@ def m_join(argv):
         target["nodes"].append(entry)
         save_cluster(target)
         import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-        real = kube.real()
-        if real:  # this node's API server now serves the cluster it joins (a worker runs none)
-            kube.forward_down()
-            _real_bootstrap(target, joining=True)
+        # this node's API server now serves the cluster it joins (a worker runs none)
+        kube.forward_down()
+        _real_bootstrap(target, joining=True)
         # the node's own single-node cluster goes away
         _drop_from_cluster(own["id"], hostname())
         state["microk8s"] = {"cluster_id": target["id"], "role": "worker" if args.worker else "control-plane"}
@@ -1667,13 +1607,7 @@ def m_join(argv):
         if args.worker:
             os.makedirs(os.path.dirname(lock_file("clustered.lock")), exist_ok=True)
             open(lock_file("clustered.lock"), "w").close()
-            if real:
-                kube.forward_down()
-            else:
-                import labhub_kube  # pylint: disable=import-outside-toplevel
-                labhub_kube.stop()  # a worker runs no API server (its one-node cluster is gone)
-                labhub_kube.record_in_cluster(target, None)
-                save_cluster(target)
+            kube.forward_down()
         else:
             for cl in all_clusters():
                 if cl["id"] == target["id"]:
@@ -1707,10 +1641,8 @@ def m_leave(argv):
             me["dqlite"] = False
             me["ready_at"] = None
             import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-            if kube.real():
-                kube.forward_down()
-                kube.kubelet_stopped(cluster["id"], me["name"])
-        cluster.get("kube", {}).get("apiservers", {}).pop(hostname(), None)
+            kube.forward_down()
+            kube.kubelet_stopped(cluster["id"], me["name"])
         save_cluster(cluster)
         for cl in all_clusters():
             if cl["id"] == cluster["id"]:
@@ -1888,12 +1820,10 @@ def m_remove_node(argv):
                 % args.node)
             return 1
         cluster["nodes"] = [n for n in cluster["nodes"] if n is not target]
-        cluster.get("kube", {}).get("apiservers", {}).pop(target["name"], None)
         save_cluster(cluster)
         _write_backend(cluster)
         import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-        if kube.real():
-            kube.delete_node(cluster["id"], target["name"])
+        kube.delete_node(cluster["id"], target["name"])
     return 0
 
 
@@ -1902,21 +1832,13 @@ def m_config(argv):
     parser.add_argument("-l", "--use-loopback", action="store_true")
     args = parser.parse_args(argv)
     _state, m, cluster = _current()
-    _exit_if_worker(m)
+    _exit_if_worker(m, "config")
     info = _api_server_up() or {}
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-    if kube.real():
-        if not info:
-            raise SimExit(1, "simulator: this node's cluster has no API server")
-        server = "127.0.0.1" if args.use_loopback else info.get("address", address())
-        out(kube.kubeconfig_text(cluster["id"], server, info["port"]).rstrip("\n"))
-        return 0
-    if info:
-        import labhub_kube  # pylint: disable=import-outside-toplevel
-        labhub_kube.wait_listening(info)  # clients use the kubeconfig right away
+    if not info:
+        raise SimExit(1, "simulator: this node's cluster has no API server")
     server = "127.0.0.1" if args.use_loopback else info.get("address", address())
-    # plain HTTP: the fake API server has no TLS (README "Known differences")
-    out(_kubeconfig_text(cluster["id"], server, info.get("port", 16443)).rstrip("\n"))
+    out(kube.kubeconfig_text(cluster["id"], server, info["port"]).rstrip("\n"))
     return 0
 
 
@@ -1929,165 +1851,18 @@ def m_ctr(argv):
     return 1  # not reached
 
 
-# -- kubectl (the subset later roles need; the rest fails loudly) -----------------------------
-def _node_json(node):
-    ready = node_ready(node)
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    status = "True" if ready else "Unknown" if node.get("left") else "False"
-    obj = {
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": node["name"], "labels": dict(node["labels"]), "uid": node["uid"],
-                     "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(node["joined_at"])),
-                     "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
-        "spec": {},
-        "status": {
-            "addresses": [{"type": "InternalIP", "address": node["address"]},
-                          {"type": "Hostname", "address": node["name"]}],
-            "conditions": [
-                {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory",
-                 "lastHeartbeatTime": now, "lastTransitionTime": now,
-                 "message": "kubelet has sufficient memory available"},
-                {"type": "Ready", "status": status,
-                 "reason": "KubeletReady" if ready else "KubeletNotReady",
-                 "message": "kubelet is posting ready status" if ready else
-                 "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady",
-                 "lastHeartbeatTime": now, "lastTransitionTime": now},
-            ],
-            "nodeInfo": {"kubeletVersion": MICROK8S_VERSION_FALLBACK, "containerRuntimeVersion":
-                         "containerd://" + CONTAINERD_VERSION.lstrip("v"), "osImage": "Ubuntu 22.04.4 LTS", "architecture": "amd64",
-                         "operatingSystem": "linux", "kernelVersion": "5.15.0-105-generic",
-                         "kubeProxyVersion": MICROK8S_VERSION_FALLBACK, "bootID": node["uid"],
-                         "machineID": node["uid"].replace("-", ""), "systemUUID": node["uid"]},
-        },
-    }
-    if node.get("taints"):
-        obj["spec"]["taints"] = node["taints"]
-    if node.get("unschedulable"):
-        obj["spec"]["unschedulable"] = True
-    return obj
-
-
+# -- kubectl: the real kubectl against the cluster's control plane ------------------------------
 def m_kubectl(argv):
     _state, m, cluster = _current()
-    _exit_if_worker(m)
+    _exit_if_worker(m, "kubectl")
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-    if kube.real():
-        if kube.plane_info(cluster["id"]) is None:
-            raise SimExit(1, "The connection to the server 127.0.0.1:16443 was refused - did you specify the "
-                          "right host or port?")
-        kube.exec_kubectl(argv)
-    if not argv:
-        out("kubectl controls the Kubernetes cluster manager.")
-        return 0
-    verb, rest = argv[0], argv[1:]
-    if verb == "get":
-        return _kubectl_get(cluster, rest)
-    if verb in ("label", "cordon", "uncordon", "taint"):
-        return _kubectl_mutate(m, verb, rest)
-    raise SimExit(1, "error: the labhub simulator does not implement 'kubectl %s' (it keeps no Kubernetes "
-                  "objects other than nodes)" % verb)
+    if kube.plane_info(cluster["id"]) is None:
+        raise SimExit(1, "The connection to the server 127.0.0.1:16443 was refused - did you specify the "
+                      "right host or port?")
+    kube.exec_kubectl(argv)
+    return 1  # not reached
 
 
-def _kubectl_get(cluster, argv):
-    parser = MArgParser(prog="kubectl get", add_help=False)
-    parser.add_argument("resource")
-    parser.add_argument("name", nargs="?")
-    parser.add_argument("-o", "--output", default="")
-    parser.add_argument("-l", "--selector")
-    args = parser.parse_args(argv)
-    if args.resource not in ("nodes", "node", "no"):
-        raise SimExit(1, 'error: the labhub simulator only serves nodes, not "%s"' % args.resource)
-    nodes = list(cluster["nodes"])
-    if args.name:
-        nodes = [n for n in nodes if n["name"] == args.name]
-        if not nodes:
-            raise SimExit(1, 'Error from server (NotFound): nodes "%s" not found' % args.name)
-    if args.selector:
-        for cond in args.selector.split(","):
-            key, _eq, value = cond.partition("=")
-            nodes = [n for n in nodes if (key in n["labels"]) and (not _eq or n["labels"][key] == value)]
-    if args.output == "json":
-        objs = [_node_json(n) for n in nodes]
-        if args.name:
-            out(json.dumps(objs[0], indent=4))
-        else:
-            out(json.dumps({"apiVersion": "v1", "kind": "List", "items": objs, "metadata": {"resourceVersion": ""}},
-                           indent=4))
-        return 0
-    if args.output == "name":
-        for node in nodes:
-            out("node/%s" % node["name"])
-        return 0
-    if args.output not in ("", "wide"):
-        raise SimExit(1, 'error: unable to match a printer suitable for the output format "%s"' % args.output)
-    if not nodes:
-        err("No resources found")
-        return 0
-    rows = [("NAME", "STATUS", "ROLES", "AGE", "VERSION")]
-    for node in nodes:
-        status = "Ready" if node_ready(node) else "NotReady"
-        if node.get("unschedulable"):
-            status += ",SchedulingDisabled"
-        age = int(time.time() - node["joined_at"])
-        rows.append((node["name"], status, "<none>", "%ds" % age if age < 120 else "%dm" % (age // 60),
-                     MICROK8S_VERSION_FALLBACK))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    for row in rows:
-        out("   ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
-    return 0
-
-
-def _kubectl_mutate(m, verb, argv):
-    with locked(cluster_dir()):
-        cluster = load_cluster(m["cluster_id"])
-        parser = MArgParser(prog="kubectl %s" % verb, add_help=False)
-        if verb in ("label", "taint"):
-            parser.add_argument("resource")
-        parser.add_argument("name")
-        parser.add_argument("changes", nargs="*")
-        parser.add_argument("--overwrite", action="store_true")
-        args = parser.parse_args(argv)
-        if verb in ("label", "taint") and args.resource not in ("node", "nodes", "no"):
-            raise SimExit(1, 'error: the labhub simulator only serves nodes, not "%s"' % args.resource)
-        node = next((n for n in cluster["nodes"] if n["name"] == args.name), None)
-        if node is None:
-            raise SimExit(1, 'Error from server (NotFound): nodes "%s" not found' % args.name)
-        if verb in ("cordon", "uncordon"):
-            want = verb == "cordon"
-            word = "cordoned" if want else "uncordoned"
-            if node.get("unschedulable", False) == want:
-                word = "already " + word
-            node["unschedulable"] = want
-            out("node/%s %s" % (args.name, word))
-        elif verb == "label":
-            for change in args.changes:
-                if change.endswith("-"):
-                    node["labels"].pop(change[:-1], None)
-                    continue
-                key, _eq, value = change.partition("=")
-                if key in node["labels"] and node["labels"][key] != value and not args.overwrite:
-                    raise SimExit(1, "error: '%s' already has a value (%s), and --overwrite is false"
-                                  % (key, node["labels"][key]))
-                node["labels"][key] = value
-            out("node/%s labeled" % args.name)
-        else:
-            for change in args.changes:
-                match = re.match(r"^([^=:]+)(?:=([^:]*))?:(NoSchedule|PreferNoSchedule|NoExecute)(-?)$", change)
-                if not match:
-                    raise SimExit(1, 'error: invalid taint spec: %s' % change)
-                key, value, effect, remove = match.groups()
-                node["taints"] = [t for t in node["taints"] if not (t["key"] == key and t["effect"] == effect)]
-                if not remove:
-                    taint = {"key": key, "effect": effect}
-                    if value:
-                        taint["value"] = value
-                    node["taints"].append(taint)
-            out("node/%s tainted" % args.name)
-        save_cluster(cluster)
-    return 0
-
-
-# =========================================================================================
 def run(prog, argv):
     try:
         if prog == "snap":
@@ -2100,7 +1875,9 @@ def run(prog, argv):
     except SimExit as exc:
         if exc.msg:
             kubectl = prog == "microk8s.kubectl" or (argv[:1] == ["kubectl"])
-            stream = sys.stderr if prog == "snap" or kubectl or exc.rc in (2, 127) else sys.stdout
+            # errors of snap and kubectl go to stderr; a wrapper's notice that exits 0 (e.g. kubectl
+            # on a worker, microk8s-kubectl.wrapper) is an echo to stdout
+            stream = sys.stderr if (prog == "snap" or kubectl or exc.rc in (2, 127)) and exc.rc != 0 else sys.stdout
             stream.write(exc.msg + "\n")
         return exc.rc
 

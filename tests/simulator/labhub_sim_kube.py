@@ -10,7 +10,7 @@ cluster with its own CA until it joins another. Here the test harness runs a bro
 kube-apiserver, kube-controller-manager, kube-scheduler, KWOK for kubelets) per simulated
 cluster, on demand, in the shared cluster directory (``$LABHUB_SIM_CLUSTER_DIR/kube/``):
 
-* ``broker.json``  a broker serves this directory (no file: the old fake API, labhub_kube.py)
+* ``broker.json``  a broker serves this directory (without one, installing MicroK8s fails)
 * ``bin/kubectl``, ``bin/helm``  the real binaries behind ``microk8s kubectl`` and ``microk8s helm3``
 * ``planes/<cluster id>/``  one cluster's control plane. The simulator writes ``ca.crt``/``ca.key``
   (the CA the cluster's first node made at install, as MicroK8s' ``produce_certs``) and ``want``;
@@ -72,6 +72,14 @@ def kpath(*parts):
 def real():
     """True when a broker serves the cluster directory (REAL control planes)."""
     return os.path.exists(kpath("broker.json"))
+
+
+def require_broker():
+    """Fail the MicroK8s install clearly when no broker serves the cluster directory."""
+    if not real():
+        raise sim.SimExit(1, "simulator: no control-plane broker serves %s (start one with "
+                          "tests/harness/kube/controlplane.py up DIR --cluster-dir %s)"
+                          % (sim.cluster_dir(), sim.cluster_dir()))
 
 
 def ppath(cid, *parts):

@@ -204,6 +204,7 @@ class ControlPlane:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     port: int = 0
     server: str = ""
+    bin_dir: Path = Path()
 
     @property
     def pki(self) -> Path:
@@ -260,7 +261,7 @@ class ControlPlane:
         controllers made the 'default' ServiceAccount (pods can be created in new namespaces)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         cache = build()
-        bin_dir = cache / "bin"
+        bin_dir = self.bin_dir = cache / "bin"
         self.make_pki()
         pki = self.pki
         etcd_port, peer_port = free_port(), free_port()
@@ -322,13 +323,10 @@ class ControlPlane:
         ])
         # KWOK's stages as Stage objects in the API (its Stage CRD enabled), so a test can add a
         # fault for its own pods (fault_stage) while KWOK runs; kwok.yaml holds the default set.
-        kubectl = [str(bin_dir / "kubectl"), f"--kubeconfig={self.admin_kubeconfig}"]
-        for argv in (["apply", "--server-side", "-f", str(kwok_stage_crd())],
-                     ["wait", "--for=condition=Established", "crd/stages.kwok.x-k8s.io", "--timeout=60s"],
-                     ["apply", "--server-side", "-f", str(cache / "kwok.yaml")]):
-            proc = subprocess.run(kubectl + argv, capture_output=True, text=True, check=False, timeout=90)
-            if proc.returncode != 0:
-                raise RuntimeError(f"kubectl {' '.join(argv)}: {proc.stderr.strip()}")
+        self.kubectl("apply", "--server-side", "-f", str(kwok_stage_crd()))
+        self.wait_crd_established("stages.kwok.x-k8s.io")
+        # right after Established, discovery may not serve the kind yet: retried
+        self.kubectl("apply", "--server-side", "-f", str(cache / "kwok.yaml"), attempts=20)
         # An empty configuration: KWOK's defaults (a KwokConfiguration given here would not be
         # defaulted, kwok v0.8.0 pkg/config/vars.go GetKwokConfiguration), and no stages in it.
         (self.workdir / "kwok-config.yaml").write_text("")
@@ -345,6 +343,29 @@ class ControlPlane:
             "pids": {n: p.pid for n, p in self.procs.items()},
             "kubeconfig": str(self.admin_kubeconfig),
         }, indent=1))
+
+    def kubectl(self, *argv: str, attempts: int = 1) -> str:
+        """The real kubectl as cluster admin; fails with its message after ``attempts`` tries 0.5 s apart."""
+        cmd = [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.admin_kubeconfig}", *argv]
+        for attempt in range(attempts):
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=90)
+            if proc.returncode == 0:
+                return proc.stdout
+            if attempt + 1 < attempts:
+                time.sleep(0.5)
+        raise RuntimeError(f"kubectl {' '.join(argv)}: {proc.stderr.strip()}")
+
+    def wait_crd_established(self, name: str, timeout: float = 60) -> None:
+        """Until the CRD's Established condition is True (``kubectl wait`` fails instead of waiting
+        while the CRD has no status yet)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, body = self.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+            conds = ((body or {}).get("status") or {}).get("conditions") or [] if status == 200 else []
+            if any(c.get("type") == "Established" and c.get("status") == "True" for c in conds):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"Failed to establish CRD '{name}' due to: not Established within {timeout} s")
 
     def write_kubeconfigs(self) -> None:
         pki = self.pki

@@ -281,6 +281,7 @@ class OperatorSimulator:
 
     # -- the loop ------------------------------------------------------------------------------
     def reconcile(self) -> None:
+        self._hostpath_provisioner()
         if self.hosts_dir is not None:
             if not self.hosts_dir.is_dir():
                 return
@@ -328,6 +329,53 @@ class OperatorSimulator:
             time.sleep(0.3)
         raise AssertionError(f"timed out after {timeout} s waiting for {what}; simulator errors: "
                              f"{self.errors[-3:]}; last log: {self.log[-5:]}")
+
+    # -- MicroK8s' hostpath-storage addon ------------------------------------------------------
+    def _hostpath_provisioner(self) -> None:
+        """The hostpath-provisioner of MicroK8s' hostpath-storage addon (canonical/hostpath-provisioner
+        hostpath-provisioner.go Provision, over sig-storage-lib-external-provisioner v7): while its
+        Deployment in kube-system is available, every PVC the PV controller handed to
+        ``microk8s.io/hostpath`` (annotation volume.kubernetes.io/storage-provisioner) and, for
+        WaitForFirstConsumer, whose node the scheduler selected, gets a PV ``pvc-<PVC uid>`` with
+        hostPath ``/var/snap/microk8s/common/default-storage/<ns>-<pvc>-<pv>``, the claim's access
+        modes and requested size, the class' reclaim policy, node affinity to the selected node and
+        a claimRef the real PV controller binds. Not simulated: the busybox pod that makes the
+        directory, and deleting released volumes."""
+        deploy = self._get("/apis/apps/v1/namespaces/kube-system/deployments/hostpath-provisioner")
+        if not self._available(deploy):
+            return
+        classes: dict[str, dict[str, Any]] = {}
+        for pvc in self._list("/api/v1/persistentvolumeclaims"):
+            meta, spec = pvc["metadata"], pvc.get("spec") or {}
+            ann = meta.get("annotations") or {}
+            if spec.get("volumeName") or ann.get("volume.kubernetes.io/storage-provisioner") != "microk8s.io/hostpath":
+                continue
+            cls_name = spec.get("storageClassName") or ""
+            if cls_name not in classes:
+                classes[cls_name] = self._get(f"/apis/storage.k8s.io/v1/storageclasses/{cls_name}") or {}
+            cls = classes[cls_name]
+            node = ann.get("volume.kubernetes.io/selected-node", "")
+            if cls.get("volumeBindingMode") == "WaitForFirstConsumer" and not node:
+                continue
+            name = f"pvc-{meta['uid']}"
+            pv_spec: dict[str, Any] = {
+                "persistentVolumeReclaimPolicy": cls.get("reclaimPolicy") or "Delete",
+                "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
+                "capacity": {"storage": ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")},
+                "hostPath": {"path": f"/var/snap/microk8s/common/default-storage/{meta['namespace']}-{meta['name']}-{name}",
+                             "type": "DirectoryOrCreate"},
+                "storageClassName": cls_name,
+                "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": meta["namespace"],
+                             "name": meta["name"], "uid": meta["uid"]}}
+            if node:
+                pv_spec["nodeAffinity"] = {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}
+            pv = {"apiVersion": "v1", "kind": "PersistentVolume",
+                  "metadata": {"name": name, "annotations": {"hostPathProvisionerIdentity": node or "hostpath-provisioner",
+                                                             "pv.kubernetes.io/provisioned-by": "microk8s.io/hostpath"}},
+                  "spec": pv_spec}
+            self._req("POST", "/api/v1/persistentvolumes", pv, ok=(201, 409))
+            self.log.append(f"hostpath-provisioner: {name} for {meta['namespace']}/{meta['name']}")
 
     # -- Node Feature Discovery ----------------------------------------------------------------
     def _nfd(self, nodes: dict[str, dict[str, Any]], pods: dict[tuple[str, str], set[str]]) -> None:

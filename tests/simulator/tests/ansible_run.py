@@ -2,9 +2,9 @@
 # Copyright: Labhub engineers
 # Apache License 2.0 (see LICENSE)
 """How the simulator-backed role and playbook tests run Ansible: the real `ansible-playbook` of
-this venv with the checkout as labhub.platform, its PLAY RECAP parsed per host, and a plain
-GET against the Kubernetes API server a simulated cluster's kubeconfig points at (the harness'
-real one over TLS with the kubeconfig's client certificate, or the old FAKE one over HTTP)."""
+this venv with the checkout as labhub.platform, its PLAY RECAP parsed per host, and plain
+requests to the Kubernetes API server a simulated cluster's kubeconfig points at (the harness'
+real one, over TLS with the kubeconfig's client certificate)."""
 from __future__ import annotations
 
 import base64

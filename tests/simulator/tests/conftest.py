@@ -43,8 +43,8 @@ class SimNode:
             "LABHUB_SIM_HOSTNAME": name,
             "LABHUB_SIM_ADDRESS": address,
             "LABHUB_SIM_CLUSTER_DIR": str(cluster_dir),
-            # each control-plane node's API port (the forwarder to its cluster's real API server, or
-            # the old FAKE API server of fake_api tests): any free port on loopback
+            # each control-plane node's API port (the forwarder to its cluster's real API server):
+            # any free port on loopback
             "LABHUB_SIM_API_PORT": "0",
             "LABHUB_SIM_API_BIND": "127.0.0.1",
             "LABHUB_SIM_API_ADDRESS": "127.0.0.1",
@@ -90,7 +90,8 @@ class SimNode:
         return json.loads(path.read_text()) if path.exists() else None
 
     def api_server(self):
-        """{"pid", "port", "address", "url"} of this node's fake API server, or None."""
+        """{"pid", "port", "address", ...} of this node's API server port (the forwarder to its
+        cluster's control plane, labhub_sim_kube.py), or None."""
         path = self.root / "var" / "lib" / "labhub-sim" / "apiserver.json"
         return json.loads(path.read_text()) if path.exists() else None
 
@@ -166,14 +167,10 @@ def sim_bundle(tmp_path) -> Path:
 
 
 @pytest.fixture
-def sim_control_plane(request, tmp_path):
+def sim_control_plane(tmp_path):
     """The REAL control planes (tests/harness/kube) the simulated MicroK8s serves as its Kubernetes
     (tests/simulator/labhub_sim_kube.py): a broker that starts one per simulated cluster, in the
-    test's cluster directory. Modules still marked ``fake_api`` run against the old fake API
-    server (labhub_kube.py) until converted."""
-    if request.node.get_closest_marker("fake_api"):
-        yield None
-        return
+    test's cluster directory."""
     with Broker(tmp_path / "cluster", tmp_path / "kube") as broker:
         yield broker
 
@@ -191,5 +188,5 @@ def sim_nodes(tmp_path, sim_control_plane):
         made.extend(nodes)
         return nodes
     yield make
-    for node in made:  # the fake API servers are detached processes: stop them
+    for node in made:  # the forwarders are detached processes: stop them
         node.stop_api_server()

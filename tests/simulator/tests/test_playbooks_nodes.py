@@ -2,9 +2,10 @@
 # Copyright: Labhub engineers
 # Apache License 2.0 (see LICENSE)
 """add_node.yml, remove_node.yml and role labhub.platform.nodes run by the real ansible-playbook
-against the SIMULATED snap/microk8s CLIs (tests/simulator/labhub_sim.py) and the FAKE Kubernetes
-API (tests/simulator/labhub_kube.py), one simulated node per inventory host (connection local,
-each host's paths under its own LABHUB_SIM_ROOT). Not a real-cluster test.
+against the SIMULATED snap/microk8s CLIs (tests/simulator/labhub_sim.py) and the REAL control
+plane the harness' broker runs for each simulated cluster (tests/harness/kube; KWOK plays the
+kubelets), one simulated node per inventory host (connection local, each host's paths under its
+own LABHUB_SIM_ROOT). Not a real-cluster test: no kubelet or container runs.
 
 Bundle verification and the image import are skipped (--skip-tags bundle,offline_images): the
 bundle here holds simulated snaps only, and both have their own tests (test_bundle.py,
@@ -276,7 +277,7 @@ def test_remove_node_drain_respects_pdb_and_force_removes_an_unreachable_node(tm
         "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}})
     deadline = time.time() + 30
     while not [p for p in core.list_namespaced_pod("demo").items if p.spec.node_name == "n2"]:
-        assert time.time() < deadline, "the fake API did not place the pod on n2"
+        assert time.time() < deadline, "the scheduler did not place the pod on n2"
         time.sleep(1)
     playbook = REPO / "remove_node.yml"
 

@@ -294,6 +294,20 @@ def test_last_voter_refused(sim_nodes, sim_bundle):
     assert proc.returncode == 1 and "acting as a node" in proc.stdout
 
 
+def test_config_and_kubectl_on_a_worker_print_the_wrappers_notice_and_exit_0(sim_nodes, sim_bundle):
+    """microk8s-resources/wrappers/microk8s-config.wrapper and microk8s-kubectl.wrapper at the
+    pinned track: on a worker they echo a notice and exit 0 (README conformance row 50)."""
+    cp, worker = sim_nodes(2)
+    for node in (cp, worker):
+        node.install_microk8s(sim_bundle)
+    info = json.loads(cp.microk8s("add-node", "--format", "json").stdout)
+    worker.microk8s("join", info["urls"][0], "--worker")
+    for cmd, args in (("config", []), ("kubectl", ["get", "nodes"])):
+        proc = worker.microk8s(cmd, *args, check=False)
+        assert (proc.returncode, proc.stdout) == (0, "This MicroK8s deployment is acting as a node in a cluster. "
+                                                  "Please use the microk8s %s on the master.\n" % cmd), proc
+
+
 def test_kubectl_label_taint_cordon(sim_nodes, sim_bundle):
     first, worker = sim_nodes(2)
     join_cluster([first], [worker], sim_bundle)
