@@ -83,64 +83,26 @@ def fault_stage(name: str, match: list[dict[str, Any]], status_template: str, we
                      "next": {"statusTemplate": status_template}}}
 
 
+def _pod_not_ready_status(reason: str, started: bool, state: str, phase: str) -> str:
+    """A KWOK status template: every container not ready in ``state`` (YAML under ``state:``),
+    the pod's Ready and ContainersReady False with ``reason``, and ``phase``."""
+    state_lines = "".join(f"    {line}\n" for line in state.splitlines())
+    return ("{{ $now := Now }}\ncontainerStatuses:\n{{ range .spec.containers }}\n"
+            "- image: {{ .image | Quote }}\n  name: {{ .name | Quote }}\n  ready: false\n  restartCount: 0\n"
+            f"  started: {'true' if started else 'false'}\n  state:\n{state_lines}{{{{ end }}}}\n"
+            "conditions:\n- lastTransitionTime: {{ $now | Quote }}\n  status: \"True\"\n  type: Initialized\n"
+            + "".join(f"- lastTransitionTime: {{{{ $now | Quote }}}}\n  status: \"False\"\n  reason: {reason}\n"
+                      f"  type: {kind}\n" for kind in ("Ready", "ContainersReady"))
+            + f"phase: {phase}\n")
+
+
 #: Status templates for fault_stage (KWOK's Go templates; cf. kwok v0.8.0
-#: kustomize/stage/pod/chaos/pod-container-running-failed.yaml).
-POD_FAILED = """{{ $now := Now }}
-containerStatuses:
-{{ range .spec.containers }}
-- image: {{ .image | Quote }}
-  name: {{ .name | Quote }}
-  ready: false
-  restartCount: 0
-  started: false
-  state:
-    terminated:
-      exitCode: 1
-      finishedAt: {{ $now | Quote }}
-      reason: Error
-      startedAt: {{ $now | Quote }}
-{{ end }}
-conditions:
-- lastTransitionTime: {{ $now | Quote }}
-  status: "True"
-  type: Initialized
-- lastTransitionTime: {{ $now | Quote }}
-  status: "False"
-  reason: PodFailed
-  type: Ready
-- lastTransitionTime: {{ $now | Quote }}
-  status: "False"
-  reason: PodFailed
-  type: ContainersReady
-phase: Failed
-"""
-POD_RUNNING_NOT_READY = """{{ $now := Now }}
-conditions:
-- lastTransitionTime: {{ $now | Quote }}
-  status: "True"
-  type: Initialized
-- lastTransitionTime: {{ $now | Quote }}
-  status: "False"
-  reason: ContainersNotReady
-  type: Ready
-- lastTransitionTime: {{ $now | Quote }}
-  status: "False"
-  reason: ContainersNotReady
-  type: ContainersReady
-containerStatuses:
-{{ range .spec.containers }}
-- image: {{ .image | Quote }}
-  name: {{ .name | Quote }}
-  ready: false
-  restartCount: 0
-  started: true
-  state:
-    running:
-      startedAt: {{ $now | Quote }}
-{{ end }}
-phase: Running
-startTime: {{ $now | Quote }}
-"""
+#: kustomize/stage/pod/chaos/pod-container-running-failed.yaml): the containers exit 1 ...
+POD_FAILED = _pod_not_ready_status("PodFailed", False, "terminated:\n  exitCode: 1\n  finishedAt: {{ $now | Quote }}\n"
+                                   "  reason: Error\n  startedAt: {{ $now | Quote }}", "Failed")
+#: ... or run and never become ready.
+POD_RUNNING_NOT_READY = _pod_not_ready_status("ContainersNotReady", True, "running:\n  startedAt: {{ $now | Quote }}",
+                                              "Running")
 
 
 def free_port() -> int:
@@ -599,7 +561,7 @@ class Broker:
                 self.planes[cid] = plane
             plane.publish(plane_dir, f"{self.upstream_host}:{plane.port}")
             sys.path.insert(0, str(HERE))
-            from operators import OperatorSimulator  # noqa: PLC0415 - needs PyYAML, unlike the rest of this file
+            from operators import OperatorSimulator  # pylint: disable=import-outside-toplevel  # needs PyYAML, unlike the rest of this file
             with self.lock:
                 self.operators[cid] = OperatorSimulator(plane, {}, interval=0.5, hosts_dir=self.kube / "hosts").start()
         except Exception as exc:  # noqa: BLE001 - reported to the simulator, which fails with it
@@ -742,4 +704,4 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-__all__ = ["Broker", "ControlPlane", "build", "fault_stage", "POD_FAILED", "POD_RUNNING_NOT_READY"]
+__all__ = ["POD_FAILED", "POD_RUNNING_NOT_READY", "Broker", "ControlPlane", "build", "fault_stage"]
