@@ -159,7 +159,9 @@ def test_node_that_never_becomes_ready_fails_naming_the_host(tmp_path, sim_nodes
     assert "Node n2 (n2) joined the cluster but did not become Ready within 3s (microk8s_join_ready_timeout)" in text
     ready = {n["metadata"]["name"]: [c["status"] for c in n["status"]["conditions"] if c["type"] == "Ready"][0]
              for n in nodes[0].nodes()}
-    assert ready == {"n1": "True", "n2": "False"}
+    # n2's kubelet posted Ready=False; after the node-monitor grace period the real node
+    # lifecycle controller turns a node that stopped posting Unknown (both: not Ready)
+    assert ready["n1"] == "True" and ready["n2"] in ("False", "Unknown"), ready
 
 
 def test_expired_join_token_fails_clearly(tmp_path, sim_nodes, sim_bundle):
