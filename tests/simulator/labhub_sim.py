@@ -1004,9 +1004,10 @@ def _real_bootstrap(cluster, joining=False):
     open(kube.ppath(cid, "bootstrapped"), "w").close()
 
 
-def _real_api_server_up():
-    """kubelite's API server on this control-plane node: its cluster's real control plane (waited
-    for, and bootstrapped once), the node's forwarder on :16443 and its client.config."""
+def _api_server_up():
+    """Like kubelite on a control-plane node, the API server runs while MicroK8s does: its
+    cluster's real control plane (waited for, and bootstrapped once), the node's forwarder on
+    :16443 and its client.config."""
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
     m = node_state().get("microk8s") or {}
     cid = m.get("cluster_id")
@@ -1028,11 +1029,6 @@ def _kube_addon(cluster, name, args, enable):
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
     import sim_charts.microk8s_builtin as builtin  # pylint: disable=import-outside-toplevel
     kube.apply_objects(cluster["id"], builtin.addon_objects(name, args), delete=not enable)
-
-
-def _api_server_up():
-    """Like kubelite on a control-plane node: the API server runs while MicroK8s does."""
-    return _real_api_server_up()
 
 
 def _drop_from_cluster(cid, name):
