@@ -43,7 +43,9 @@ kube: ## build (or reuse, cached by go.sum) the test Kubernetes control plane fr
 # (other collections come from the PyPI `ansible` package inside the venv).
 collection-link:
 	mkdir -p $(COLL_ROOT)/labhub
-	ln -sfn $(CURDIR) $(COLL_ROOT)/labhub/platform
+	# only when missing or wrong: lanes of `make test` run side by side, and a link being
+	# replaced is briefly absent for the other lane
+	[ "$$(readlink $(COLL_ROOT)/labhub/platform)" = "$(CURDIR)" ] || ln -sfn $(CURDIR) $(COLL_ROOT)/labhub/platform
 
 base-image: ## build (or reuse) the local Debian 12 systemd image for Molecule
 	tests/harness/base-image.sh
@@ -85,8 +87,10 @@ portal-test: ## the portal's own suite (its own venv), when present
 hub-test: ## the hub extensions' real-JupyterHub suite, when present
 	if [ -f files/hub/Makefile ]; then $(MAKE) -C files/hub test; else echo "hub extensions: no suite yet"; fi
 
+# Setup first, then two lanes side by side (tests/harness/stages.sh): pytest, and the rest one
+# after the other.
 test: ## the whole suite; ends with a table of minutes per stage
-	tests/harness/stages.sh host-deps venvs kube lint sanity unit base-image molecule portal-test hub-test
+	tests/harness/stages.sh host-deps venvs kube base-image 'unit | lint sanity molecule portal-test hub-test'
 	@echo "labhub: all suites passed"
 
 render: venv ## render the local single-node deployment (values + manifests) without a cluster

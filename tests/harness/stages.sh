@@ -1,15 +1,28 @@
 #!/usr/bin/env bash
 # `make test`: runs the given make targets in order and ends with a table of minutes per stage
 # (also when a stage fails: the table shows where the time went and which stage stopped the run).
+#
+# An argument holding `|` is a group of lanes run side by side, each lane its stages in order:
+#   stages.sh venvs 'unit | lint sanity molecule'
+# runs `unit` while `lint`, `sanity` and `molecule` run one after the other beside it (the suite
+# spends much of its time waiting on processes it started, so two lanes use the two cores of a CI
+# machine better than one). Each output line of a lane is prefixed with its first stage's name;
+# the table has a row per stage (marked with its lane) and one for the group's wall time. A lane
+# stops at its first failed stage; the other lanes run to their end, then the run fails.
+#
 # A stage may add rows of its own under its line: it appends `name<TAB>minutes<TAB>result` lines
-# to the file named by $LABHUB_STAGE_ROWS (molecule-all.sh writes one per scenario).
+# to the file named by $LABHUB_STAGE_ROWS (molecule-all.sh writes one per scenario, unit.sh one
+# per pytest process).
 set -uo pipefail
-stages=("$@")
+here=$(cd "$(dirname "$0")" && pwd)
 names=(); mins=(); results=()
 total_start=$(date +%s)
-LABHUB_STAGE_ROWS=$(mktemp /tmp/labhub-stage-rows.XXXXXX)
-export LABHUB_STAGE_ROWS
-trap 'rm -f "$LABHUB_STAGE_ROWS"' EXIT
+work=$(mktemp -d /tmp/labhub-stages.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+# Lane mode (internal): run the stages, write their rows to $LABHUB_LANE_REPORT, print no table.
+lane_report=${LABHUB_LANE_REPORT:-}
+unset LABHUB_LANE_REPORT
 
 label() {
   case "$1" in
@@ -27,26 +40,85 @@ minutes() { awk -v s="$1" 'BEGIN{printf "%.1f", s/60}'; }
 table() {
   echo
   echo "labhub: minutes per stage"
-  printf '  %-26s %8s  %s\n' STAGE MINUTES RESULT
+  printf '  %-34s %8s  %s\n' STAGE MINUTES RESULT
   for i in "${!names[@]}"; do
-    printf '  %-26s %8s  %s\n' "${names[$i]}" "${mins[$i]}" "${results[$i]}"
+    printf '  %-34s %8s  %s\n' "${names[$i]}" "${mins[$i]}" "${results[$i]}"
   done
-  printf '  %-26s %8s\n' total "$(minutes $(( $(date +%s) - total_start )))"
+  printf '  %-34s %8s\n' total "$(minutes $(( $(date +%s) - total_start )))"
 }
-for stage in "${stages[@]}"; do
+finish_failed() {  # stage name
+  if [ -n "$lane_report" ]; then
+    rows_out
+  else
+    table
+  fi
+  echo "labhub: stage $1 failed" >&2
+  exit 1
+}
+rows_out() {
+  for i in "${!names[@]}"; do
+    printf '%s\t%s\t%s\n' "${names[$i]}" "${mins[$i]}" "${results[$i]}"
+  done >"$lane_report"
+}
+
+run_stage() {  # make target; sets $result
+  local stage=$1 start rows
   start=$(date +%s)
-  : >"$LABHUB_STAGE_ROWS"
-  if make --no-print-directory "$stage"; then result=passed; else result=FAILED; fi
+  rows="$work/rows.$stage"
+  : >"$rows"
+  if LABHUB_STAGE_ROWS=$rows make --no-print-directory "$stage"; then result=passed; else result=FAILED; fi
   names+=("$(label "$stage")"); results+=("$result")
   mins+=("$(minutes $(( $(date +%s) - start )))")
   while IFS=$'\t' read -r row_name row_min row_result; do
     [ -n "$row_name" ] || continue
     names+=("  $row_name"); mins+=("$row_min"); results+=("$row_result")
-  done <"$LABHUB_STAGE_ROWS"
-  if [ "$result" = FAILED ]; then
-    table
-    echo "labhub: stage $stage failed" >&2
-    exit 1
+  done <"$rows"
+}
+
+run_lanes() {  # "stage ... | stage ... [| ...]"; sets $result
+  local group=$1 start n=0 lane pids=() tags=() reports=() tag i
+  start=$(date +%s)
+  result=passed
+  IFS='|' read -r -a lanes <<<"$group"
+  for lane in "${lanes[@]}"; do
+    read -r -a lane_stages <<<"$lane"
+    [ ${#lane_stages[@]} -gt 0 ] || continue
+    n=$((n + 1))
+    tag=${lane_stages[0]}
+    tags+=("$tag"); reports+=("$work/lane.$n")
+    # each line of the lane's output prefixed with its tag, as it comes
+    ( LABHUB_LANE_REPORT="$work/lane.$n" "$here/stages.sh" "${lane_stages[@]}" 2>&1 \
+        | sed -u "s/^/[$tag] /" ) &
+    pids+=($!)
+  done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || true
+  done
+  for i in "${!reports[@]}"; do
+    if [ ! -s "${reports[$i]}" ]; then
+      names+=("[${tags[$i]}] (lane)"); mins+=("-"); results+=("FAILED")
+      result=FAILED
+      continue
+    fi
+    while IFS=$'\t' read -r row_name row_min row_result; do
+      names+=("[${tags[$i]}] $row_name"); mins+=("$row_min"); results+=("$row_result")
+      [ "$row_result" = FAILED ] && result=FAILED
+    done <"${reports[$i]}"
+  done
+  names+=("side by side, wall time"); results+=("$result")
+  mins+=("$(minutes $(( $(date +%s) - start )))")
+}
+
+for stage in "$@"; do
+  if [[ "$stage" == *"|"* ]]; then
+    run_lanes "$stage"
+  else
+    run_stage "$stage"
   fi
+  [ "$result" = FAILED ] && finish_failed "$stage"
 done
+if [ -n "$lane_report" ]; then
+  rows_out
+  exit 0
+fi
 table

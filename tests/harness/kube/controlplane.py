@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import ipaddress
 import json
 import os
@@ -167,6 +168,12 @@ class ControlPlane:
     port: int = 0
     server: str = ""
     bin_dir: Path = Path()
+    #: request(): one admin TLS context, and one kept-alive connection per thread (the simulated
+    #: operator controllers poll several times a second: a new TLS handshake and client
+    #: certificate check per request cost the API server and the test process more CPU than
+    #: the requests themselves)
+    _ctx: ssl.SSLContext | None = field(default=None, repr=False)
+    _local: threading.local = field(default_factory=threading.local, repr=False)
 
     @property
     def pki(self) -> Path:
@@ -342,18 +349,41 @@ class ControlPlane:
         ctx.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
         return ctx
 
+    def _connection(self, fresh: bool = False) -> http.client.HTTPSConnection:
+        conn: http.client.HTTPSConnection | None = getattr(self._local, "conn", None)
+        if conn is not None and (fresh or getattr(self._local, "server", "") != self.server):
+            conn.close()
+            conn = None
+        if conn is None:
+            if self._ctx is None:
+                self._ctx = self.ssl_context()
+            host, port = self.server.removeprefix("https://").rsplit(":", 1)
+            conn = http.client.HTTPSConnection(host, int(port), context=self._ctx, timeout=30)
+            self._local.conn, self._local.server = conn, self.server
+        return conn
+
     def request(self, method: str, path: str, body: Any = None,
                 content_type: str = "application/json") -> tuple[int, Any]:
         """One admin request; returns (status, decoded JSON body)."""
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.server + path, data=data, method=method,
-                                     headers={"Content-Type": content_type, "Accept": "application/json"})
-        try:
-            with urllib.request.urlopen(req, context=self.ssl_context(), timeout=30) as resp:
-                raw = resp.read()
-                status = resp.status
-        except urllib.error.HTTPError as err:
-            raw, status = err.read(), err.code
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        for attempt in (1, 2):
+            conn = self._connection(fresh=attempt == 2)
+            try:
+                conn.request(method, path, body=data, headers=headers)
+                resp = conn.getresponse()
+                raw, status = resp.read(), resp.status
+                break
+            except (http.client.RemoteDisconnected, http.client.CannotSendRequest, BrokenPipeError,
+                    ConnectionResetError):
+                # a kept-alive connection the server closed while idle: once more on a new one
+                conn.close()
+                if attempt == 2:
+                    raise
+            except OSError:
+                conn.close()
+                self._local.conn = None
+                raise
         try:
             return status, json.loads(raw) if raw else None
         except ValueError:

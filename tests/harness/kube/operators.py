@@ -199,16 +199,22 @@ class OperatorSimulator:
     plane: Any
     hosts: dict[str, Host]
     interval: float = 0.3
+    #: While a pass writes nothing, the wait between passes grows up to this (an idle plane then
+    #: costs the API server a few requests a second at most); any write brings it back to interval.
+    idle_interval: float = 2.0
     hosts_dir: Path | None = None
     log: list[str] = field(default_factory=list)
     _thread: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _errors: list[str] = field(default_factory=list)
+    _wrote: bool = False
 
     # -- API helpers ---------------------------------------------------------------------------
     def _req(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
              ok: tuple[int, ...] = (200, 201)) -> Any:
         status, data = self.plane.request(method, path, body, content_type)
+        if method != "GET":
+            self._wrote = True
         if status not in ok:
             raise ApiError(f"{method} {path}: {status} {data}")
         return data
@@ -296,12 +302,16 @@ class OperatorSimulator:
         self._stop.clear()
 
         def loop() -> None:
+            wait = self.interval
             while not self._stop.is_set():
+                self._wrote = False
                 try:
                     self.reconcile()
                 except Exception as err:  # noqa: BLE001 - reported by stop() / errors
                     self._errors.append(repr(err))
-                self._stop.wait(self.interval)
+                    self._wrote = True  # retried soon, as a controller requeues an error
+                wait = self.interval if self._wrote else min(wait * 1.5, max(self.idle_interval, self.interval))
+                self._stop.wait(wait)
 
         self._thread = threading.Thread(target=loop, name="operator-simulator", daemon=True)
         self._thread.start()
