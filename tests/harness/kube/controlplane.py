@@ -349,9 +349,10 @@ class ControlPlane:
         ctx.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
         return ctx
 
-    def _connection(self, fresh: bool = False) -> http.client.HTTPSConnection:
+    def _connection(self) -> http.client.HTTPSConnection:
+        """This thread's connection to the API server (a new one after a failure or a restart)."""
         conn: http.client.HTTPSConnection | None = getattr(self._local, "conn", None)
-        if conn is not None and (fresh or getattr(self._local, "server", "") != self.server):
+        if conn is not None and self._local.server != self.server:
             conn.close()
             conn = None
         if conn is None:
@@ -368,22 +369,20 @@ class ControlPlane:
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": content_type, "Accept": "application/json"}
         for attempt in (1, 2):
-            conn = self._connection(fresh=attempt == 2)
+            conn = self._connection()
             try:
                 conn.request(method, path, body=data, headers=headers)
                 resp = conn.getresponse()
                 raw, status = resp.read(), resp.status
                 break
-            except (http.client.RemoteDisconnected, http.client.CannotSendRequest, BrokenPipeError,
-                    ConnectionResetError):
-                # a kept-alive connection the server closed while idle: once more on a new one
-                conn.close()
-                if attempt == 2:
-                    raise
-            except OSError:
+            except (OSError, http.client.HTTPException) as err:
                 conn.close()
                 self._local.conn = None
-                raise
+                # a kept-alive connection the server closed while idle: once more on a new one
+                stale = isinstance(err, (http.client.RemoteDisconnected, http.client.CannotSendRequest,
+                                         BrokenPipeError, ConnectionResetError))
+                if not stale or attempt == 2:
+                    raise
         try:
             return status, json.loads(raw) if raw else None
         except ValueError:
