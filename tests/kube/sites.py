@@ -202,8 +202,10 @@ def ansible_env() -> dict[str, str]:
 #: Rendered sites are kept here by a digest of everything the render reads (as build.sh keeps the
 #: binaries by go.sum): the collection's roles, plugins, playbooks and files, the inventory, the
 #: hardware trees, this file, the variables and the Ansible version. LABHUB_KUBE_SITES_CACHE=0
-#: renders every time.
-CACHE = REPO / ".cache" / "kube-sites"
+#: renders every time. The cache is the machine's (LABHUB_CACHE_DIR, default
+#: ${XDG_CACHE_HOME:-~/.cache}/labhub, as build.sh's), so a fresh clone on a warm machine reuses it.
+CACHE = Path(os.environ.get("LABHUB_CACHE_DIR")
+             or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "labhub") / "kube-sites"
 SKIP_DIRS = {".venv", "__pycache__", "node_modules", ".pytest_cache", ".credentials", ".runs"}
 
 

@@ -891,7 +891,6 @@ def m_install(info, prev):
     if prev is None:
         with locked(cluster_dir()):
             _new_standalone_cluster()
-        _api_server_up()
         _ready_delay_from_now()
 
 
@@ -970,27 +969,25 @@ def _new_standalone_cluster():
 
 # -- Kubernetes: the cluster's REAL control plane (labhub_sim_kube.py) -------------------------
 def _kube_bootstrap(cluster):
-    """Ask the broker for the new cluster's control plane (_api_server_up waits for it and applies
-    the objects a fresh MicroK8s holds, sim_charts/microk8s_builtin.py)."""
+    """Register the new cluster with the broker. Its REAL control plane starts when something first
+    needs the cluster's API (_api_server_up), which then applies what a fresh MicroK8s holds
+    (sim_charts/microk8s_builtin.py): a node that joins another cluster first never starts one.
+    Not like MicroK8s, whose kubelite starts at install; what a client sees is the same, since every
+    way to reach the API (kubectl, config, helm3, the forwarder a config names) starts it first."""
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
     kube.require_broker()
-    kube.request_plane(cluster["id"], certs_dir())
+    kube.register_plane(cluster["id"], certs_dir())
 
 
-def _real_bootstrap(cluster, joining=False):
-    """Serve ``cluster`` from its REAL control plane: Node objects for its members and, for a new
-    cluster, MicroK8s' own objects and its enabled addons applied (caller holds the lock)."""
+def _real_bootstrap(cluster):
+    """Start ``cluster``'s REAL control plane and serve the cluster from it: Node objects for its
+    members, MicroK8s' own objects and its enabled addons applied (caller holds the lock)."""
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
     import sim_charts.microk8s_builtin as builtin  # pylint: disable=import-outside-toplevel
     cid = cluster["id"]
+    kube.want_plane(cid)
     kube.wait_plane(cid)
-    me = next((n for n in cluster["nodes"] if n["name"] == hostname()), None)
-    if me is not None and me.get("control_plane") and not me.get("left"):
-        kube.publish_node_cert(cid)
-        kube.write_client_config(kube.forward_up(cid))
     kube.sync_nodes(cluster)
-    if joining:
-        return
     # what the real API server and controllers make themselves: the system namespaces, each
     # namespace's 'default' ServiceAccount, the 'kubernetes' Service
     own = {("Namespace", None, n) for n in ("default", "kube-system", "kube-public", "kube-node-lease")}
@@ -1013,12 +1010,12 @@ def _api_server_up():
     cid = m.get("cluster_id")
     if m.get("role") == "worker" or cid is None:
         return None
-    kube.wait_plane(cid)
-    if not os.path.exists(kube.ppath(cid, "bootstrapped")):
+    if not kube.bootstrapped(cid):
         with locked(cluster_dir()):
             cluster = load_cluster(cid)
-            if cluster is not None and not os.path.exists(kube.ppath(cid, "bootstrapped")):
+            if cluster is not None and not kube.bootstrapped(cid):
                 _real_bootstrap(cluster)
+    kube.wait_plane(cid)
     kube.publish_node_cert(cid)
     info = kube.forward_up(cid)
     kube.write_client_config(info)
@@ -1028,6 +1025,8 @@ def _api_server_up():
 def _kube_addon(cluster, name, args, enable):
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
     import sim_charts.microk8s_builtin as builtin  # pylint: disable=import-outside-toplevel
+    if not kube.bootstrapped(cluster["id"]):
+        return  # the bootstrap applies the enabled addons
     kube.apply_objects(cluster["id"], builtin.addon_objects(name, args), delete=not enable)
 
 
@@ -1101,7 +1100,6 @@ def _current():
         raise SimExit(1, "simulator: cluster state %s is missing from %s" % (m["cluster_id"], cluster_dir()))
     if m["role"] != "worker":
         _write_backend(cluster)
-        _api_server_up()
     return state, m, cluster
 
 
@@ -1150,7 +1148,7 @@ def m_helm3(argv):
     _state, m, cluster = _current()
     _exit_if_worker(m)
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-    if kube.plane_info(cluster["id"]) is None:
+    if _api_server_up() is None or kube.plane_info(cluster["id"]) is None:
         raise SimExit(1, "Error: Kubernetes cluster unreachable: Get \"https://127.0.0.1:16443/version\": "
                       "dial tcp 127.0.0.1:16443: connect: connection refused")
     kube.exec_helm(argv)
@@ -1593,9 +1591,13 @@ def m_join(argv):
         target["nodes"].append(entry)
         save_cluster(target)
         import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-        # this node's API server now serves the cluster it joins (a worker runs none)
+        # this node's API server now serves the cluster it joins (a worker runs none); its Node
+        # object appears now if that cluster's control plane runs, else at its start
         kube.forward_down()
-        _real_bootstrap(target, joining=True)
+        if kube.bootstrapped(target["id"]):
+            kube.sync_nodes(target)
+            if not args.worker:
+                kube.publish_node_cert(target["id"])
         # the node's own single-node cluster goes away
         _drop_from_cluster(own["id"], hostname())
         state["microk8s"] = {"cluster_id": target["id"], "role": "worker" if args.worker else "control-plane"}
@@ -1638,7 +1640,8 @@ def m_leave(argv):
             me["ready_at"] = None
             import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
             kube.forward_down()
-            kube.kubelet_stopped(cluster["id"], me["name"])
+            if kube.bootstrapped(cluster["id"]):
+                kube.kubelet_stopped(cluster["id"], me["name"])
         save_cluster(cluster)
         for cl in all_clusters():
             if cl["id"] == cluster["id"]:
@@ -1646,7 +1649,6 @@ def m_leave(argv):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(lock_file("clustered.lock"))
         _new_standalone_cluster()
-    _api_server_up()
     out("Generating new cluster certificates.\nWaiting for node to start. .\n"
         "Configuring services.\nStopping services.\nStarting services.")
     return 0
@@ -1819,7 +1821,8 @@ def m_remove_node(argv):
         save_cluster(cluster)
         _write_backend(cluster)
         import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-        kube.delete_node(cluster["id"], target["name"])
+        if kube.bootstrapped(cluster["id"]):
+            kube.delete_node(cluster["id"], target["name"])
     return 0
 
 
@@ -1852,7 +1855,7 @@ def m_kubectl(argv):
     _state, m, cluster = _current()
     _exit_if_worker(m, "kubectl")
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-    if kube.plane_info(cluster["id"]) is None:
+    if _api_server_up() is None or kube.plane_info(cluster["id"]) is None:
         raise SimExit(1, "The connection to the server 127.0.0.1:16443 was refused - did you specify the "
                       "right host or port?")
     kube.exec_kubectl(argv)

@@ -98,9 +98,11 @@ def plane_info(cid):
         return None
 
 
-def request_plane(cid, certs):
-    """Ask the broker for cluster ``cid``'s control plane, with the CA in ``certs`` (caller holds
-    the cluster lock; does not wait: ``wait_plane``)."""
+def register_plane(cid, certs):
+    """Give the broker cluster ``cid``'s CA (from ``certs``) without starting anything (caller holds
+    the cluster lock). Its control plane starts when something first needs its API (want_plane):
+    most one-node clusters a `snap install` makes are joined into another cluster before anything
+    asks theirs, and each real control plane costs seconds of CPU to start."""
     os.makedirs(ppath(cid), exist_ok=True)
     for name in ("ca.crt", "ca.key"):
         with open(os.path.join(certs, name), "rb") as src:
@@ -108,7 +110,22 @@ def request_plane(cid, certs):
         with open(ppath(cid, name), "wb") as dst:
             dst.write(data)
         os.chmod(ppath(cid, name), 0o600 if name.endswith(".key") else 0o644)
-    open(ppath(cid, "want"), "w").close()
+
+
+def want_plane(cid):
+    """Ask the broker for cluster ``cid``'s control plane (registered before); does not wait:
+    ``wait_plane``."""
+    if not os.path.exists(ppath(cid, "ca.crt")):
+        raise sim.SimExit(1, "simulator: cluster %s was never registered with the broker" % cid)
+    if not os.path.exists(ppath(cid, "want")):
+        open(ppath(cid, "want"), "w").close()
+
+
+def bootstrapped(cid):
+    """True once cluster ``cid``'s control plane runs and holds the cluster's objects and Nodes
+    (labhub_sim._real_bootstrap); until then, changes to the cluster stay in its state file and the
+    bootstrap applies them."""
+    return os.path.exists(ppath(cid, "bootstrapped")) and not os.path.exists(ppath(cid, "release"))
 
 
 def wait_plane(cid, timeout=240.0):

@@ -1,24 +1,26 @@
 #!/usr/bin/env bash
 # Builds the test control plane (kube-apiserver, kube-controller-manager, kube-scheduler, etcd,
-# KWOK, Helm 3, kubectl) from the Go modules pinned in go.mod/go.sum into
-# .cache/kube/<go.sum digest>/bin. A warm run (same go.sum) builds nothing. Prints the directory
-# on the last line of stdout.
+# KWOK, Helm 3, kubectl) from the Go modules pinned in go.mod/go.sum into the machine's cache,
+# $LABHUB_CACHE_DIR (default ${XDG_CACHE_HOME:-~/.cache}/labhub)/kube/<digest>/bin, outside the
+# checkout so that a fresh clone on a warm machine (as CI makes) builds nothing either. Prints the
+# directory on the last line of stdout.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../../.." && pwd)
 # The Go check itself is tests/harness/go-check.sh (also the first step of `make test`); it reads
 # need_go from this file (so it is not used below).
 # shellcheck disable=SC2034
 need_go=1.26
 "$here/../go-check.sh" >&2
 digest=$(cat "$here/go.sum" "$here/go.mod" "$here/build.sh" "$here"/etcd/*.go | sha256sum | cut -c1-16)
-out="$root/.cache/kube/$digest"
-# One build at a time (several test sessions share the checkout): a second caller waits here and
-# then finds the cache the first one built, instead of racing on $out.tmp.
-mkdir -p "$root/.cache/kube"
-exec 9>"$root/.cache/kube/.build.lock"
+cache="${LABHUB_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/labhub}/kube"
+out="$cache/$digest"
+# One build at a time (several test sessions and checkouts share the cache): a second caller waits
+# here and then finds the cache the first one built, instead of racing on $out.tmp.
+mkdir -p "$cache"
+exec 9>"$cache/.build.lock"
 flock 9
 if [ -x "$out/bin/kube-apiserver" ] && [ -f "$out/kwok.yaml" ]; then
+  touch "$out"  # in use: kept by the clean-up below
   echo "labhub: test control plane binaries cached ($out)" >&2
   echo "$out"
   exit 0
@@ -61,7 +63,7 @@ kwok_dir=$(go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
 } > "$out.tmp/kwok.yaml"
 rm -rf "$out"
 mv "$out.tmp" "$out"
-# Older builds are dropped: one cache per go.sum.
-find "$root/.cache/kube" -mindepth 1 -maxdepth 1 -type d ! -name "$digest" -exec rm -rf {} +
+# Builds no checkout used for two weeks are dropped (other checkouts may pin another go.sum).
+find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name "$digest" -mtime +14 -exec rm -rf {} +
 echo "labhub: built the test control plane in $(( $(date +%s) - start )) s into $out" >&2
 echo "$out"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,14 @@ def cluster(tmp_path, sim_nodes, sim_bundle):
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(nodes[0].microk8s("config").stdout)
     kubeconfig.chmod(0o600)
+    # as on a converged MicroK8s: calico-node ready on both nodes before the role rolls it
+    deadline = time.time() + 120
+    while True:
+        status = api_get(kubeconfig, "/apis/apps/v1/namespaces/kube-system/daemonsets/calico-node").get("status", {})
+        if status.get("desiredNumberScheduled") == 2 and status.get("numberReady") == 2:
+            break
+        assert time.time() < deadline, f"calico-node never became ready on both nodes: {status}"
+        time.sleep(0.5)
     return nodes, kubeconfig
 
 
