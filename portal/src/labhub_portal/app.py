@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from . import __version__
+from .apidocs import mount_api_docs
 from .cluster import ClusterClient, cluster_from_settings
 from .config import Settings
 from .db.engine import make_engine, make_sessionmaker
@@ -86,8 +87,13 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterClient | Non
                     "<PORTAL_TOKEN>`; browsers log in through JupyterHub (OAuth).",
         lifespan=lifespan,
         root_path=settings.root_path,
+        # FastAPI's own /docs and /redoc load their assets from a CDN: /docs is served locally
+        # instead (apidocs.py), /redoc not at all
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
+    mount_api_docs(app)
     app.add_middleware(MetricsMiddleware)
 
     @app.exception_handler(RequestValidationError)

@@ -129,12 +129,14 @@ async def browser():
 
 @pytest_asyncio.fixture
 async def page(browser, demo_portal):
-    """A fresh browser context; fails the test if any request left loopback or the page threw."""
+    """A fresh browser context with the network cut: every request that would leave loopback is
+    aborted (as on an air-gapped site) and fails the test, as does a JavaScript error on the page."""
     context = await browser.new_context(viewport={"width": 1360, "height": 900}, base_url=demo_portal.base_url,
                                         locale="en-US", timezone_id="Asia/Taipei")
     requests: list[str] = []
     errors: list[str] = []
     context.on("request", lambda request: requests.append(request.url))
+    await context.route(lambda url: urlsplit(url).hostname != "127.0.0.1", lambda route: route.abort("internetdisconnected"))
     pg = await context.new_page()
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
     pg.requests = requests

@@ -292,3 +292,21 @@ async def test_times_are_shown_in_the_configured_zone(page, demo_portal):
     assert local.strftime("%Y-%m-%d %H:%M") in card
     assert "Asia/Taipei" in await page.inner_text(".header-meta")
 
+
+
+async def test_api_docs_load_everything_from_the_portal(page, screenshot_dir):
+    """/docs (Swagger UI) renders with the network cut (the page fixture aborts and
+    reports any request leaving loopback): their JavaScript and CSS come from the portal
+    (/static-docs), not FastAPI's CDN."""
+    responses: list[tuple[str, int]] = []
+    page.on("response", lambda response: responses.append((response.url, response.status)))
+    await page.goto("/docs")
+    await page.wait_for_selector(".swagger-ui .info .title", timeout=30000)
+    assert "Labhub usage portal" in await page.inner_text(".swagger-ui .info .title")
+    await page.wait_for_selector(".opblock", timeout=30000)
+    paths = await page.eval_on_selector_all(".opblock .opblock-summary-path", "els => els.map(e => e.dataset.path)")
+    assert "/api/sessions" in paths and len(paths) >= 10, paths
+    await page.screenshot(path=str(screenshot_dir / "api-docs.png"), full_page=False)
+    assert (await page.request.get("/redoc")).status == 404  # ReDoc would fetch its logo from cdn.redoc.ly
+    assets = {url.rsplit("/", 1)[-1]: status for url, status in responses if "/static-docs/" in url}
+    assert assets == {"swagger-ui-bundle.js": 200, "swagger-ui.css": 200, "favicon.png": 200}, assets
