@@ -88,6 +88,11 @@ def test_network_operator_release_policy_and_rdma_resources(example: SiteCluster
     env = {e["name"] for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "OFED_INIT_CONTAINER_IMAGE" not in env  # operator.ofedDriver.initContainer.enable: false
     assert example.get("/apis/nfd.k8s-sigs.io/v1alpha1/nodefeaturerules/nvidia-nics-rules")  # nfd.deployNodeFeatureRules
+    # one Node Feature Discovery: the GPU Operator's (its worker labels the NICs, its master runs the rule above)
+    workers = example.get("/apis/apps/v1/daemonsets?labelSelector=app.kubernetes.io%2Fname%3Dnode-feature-discovery")
+    assert [(d["metadata"]["namespace"], d["metadata"]["name"]) for d in workers["items"]] == [
+        (example.site.gpu_role["namespace"], f"{example.site.gpu_role['release']}-node-feature-discovery-worker")], workers["items"]
+    assert example.site.network["values"]["nfd"] == {"enabled": False, "deployNodeFeatureRules": True}
     assert example.plane.request("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/sriov-network-operator")[0] == 404
     wait_network_converged(example)
     policy = object_when(example, "/apis/mellanox.com/v1alpha1/nicclusterpolicies/nic-cluster-policy",
