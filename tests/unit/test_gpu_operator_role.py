@@ -99,7 +99,7 @@ def test_host_mode_values_labels_and_images(tmp_path):
     assert env_of(values, "toolkit") == {
         "CONTAINERD_CONFIG": "/var/snap/microk8s/current/args/containerd-template.toml",
         "CONTAINERD_SOCKET": "/var/snap/microk8s/common/run/containerd.sock",
-        "RUNTIME_CONFIG_SOURCE": "file", "CONTAINERD_RUNTIME_CLASS": "nvidia", "CONTAINERD_SET_AS_DEFAULT": "false"}
+        "RUNTIME_CONFIG_SOURCE": "file", "CONTAINERD_RUNTIME_CLASS": "nvidia", "NVIDIA_RUNTIME_SET_AS_DEFAULT": "false"}
     assert values["mig"]["strategy"] == "none" and values["migManager"]["enabled"] is False
     assert "config" not in values["devicePlugin"]
     assert values["validator"]["image"] == "gpu-operator"
@@ -256,3 +256,16 @@ def test_every_default_is_specified_with_the_same_value_and_documented():
         assert name in readme, name
     assert all(ref in MANIFEST_REFS for key, ref in defaults["gpu_operator_images"].items() if key != "driver")
     assert defaults["gpu_operator_smoke_test_image"] in MANIFEST_REFS
+
+
+def test_containerd_set_as_default_reaches_the_toolkit_through_the_variable_it_reads_first(tmp_path):
+    """gpu_operator_containerd_set_as_default: true makes nvidia containerd's default runtime. The
+    toolkit reads NVIDIA_RUNTIME_SET_AS_DEFAULT before CONTAINERD_SET_AS_DEFAULT, and with cdi.enabled
+    (the chart default) the operator sets it to "false" unless toolkit.env sets it, so only that name
+    has an effect."""
+    proc, values, _plan = run_render(tmp_path, HOST_MODE, ["gpu1", "gpu2"],
+                                     extra={"gpu_operator_containerd_set_as_default": True})
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    env = env_of(values, "toolkit")
+    assert env["NVIDIA_RUNTIME_SET_AS_DEFAULT"] == "true" and "CONTAINERD_SET_AS_DEFAULT" not in env
+    assert values.get("cdi", {}).get("enabled", True) is True  # the case the operator overrides
