@@ -149,11 +149,21 @@ def _gpu_node(site, report, host, refs, manifest_var):
                 suffix = "%s%s" % (os_info.get("id") or "", os_info.get("version") or "")
                 images = site.get(host, "gpu_operator_images", {})
                 driver = images.get("driver", "") if isinstance(images, dict) else ""
-                ref = "%s-%s" % (driver, suffix)
+                precompiled = site.get(site.hub_host, "gpu_operator_driver_use_precompiled", False) is True
+                ref = driver_image_ref(driver, suffix, hw.get("kernel") if precompiled else None)
                 if refs is not None and ref not in refs:
-                    report.add(host, mode_var, "is 'operator' but the driver image for %s (%s) is not in %s"
-                               % (suffix or "an unknown OS", ref, manifest_var),
-                               "'host' with the driver installed, or an OS the bundle has a driver image for", value=mode)
+                    if precompiled:
+                        report.add(host, mode_var, "is 'operator' with precompiled drivers but the image for kernel "
+                                   "%s on %s (%s) is not in %s" % (hw.get("kernel") or "(unknown)",
+                                                                  suffix or "an unknown OS", ref, manifest_var),
+                                   "the precompiled driver image of each GPU node's kernel in the bundle "
+                                   "(gpu_operator_images.driver names the driver branch, e.g. nvcr.io/nvidia/driver:580)",
+                                   value=mode)
+                    else:
+                        report.add(host, mode_var, "is 'operator' but the driver image for %s (%s) is not in %s"
+                                   % (suffix or "an unknown OS", ref, manifest_var),
+                                   "'host' with the driver installed, or an OS the bundle has a driver image for",
+                                   value=mode)
     mig = site.get(host, "gpu_operator_mig_profile", "")
     mig_var = user_var(site, host, "gpu_operator_mig_profile")
     if mig is None or mig == "":
@@ -175,6 +185,14 @@ def _gpu_node(site, report, host, refs, manifest_var):
     if strategy == "none":
         report.add(host, mig_var, "sets a MIG profile but gpu_operator_mig_strategy is none",
                    "gpu_operator_mig_strategy single or mixed (or '' for automatic)", value=mig)
+
+
+def driver_image_ref(driver, os_tag, kernel=None):
+    """The driver image the GPU Operator runs on a node (gpu-operator v25.10.1
+    controllers/object_controls.go resolveDriverTag): ``<driver>-<os tag>`` (os tag = os-release
+    ID + VERSION_ID, e.g. ubuntu22.04), or with usePrecompiled ``<driver>-<kernel>-<os tag>``, the
+    kernel as NFD's kernel-version.full label has it (uname -r) and the driver's version a branch."""
+    return "%s-%s-%s" % (driver, kernel, os_tag) if kernel else "%s-%s" % (driver, os_tag)
 
 
 def check_gpu_operator(site, report):
