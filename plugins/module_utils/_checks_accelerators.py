@@ -153,9 +153,9 @@ def _gpu_node(site, report, host, refs, manifest_var):
                 ref = driver_image_ref(driver, suffix, hw.get("kernel") if precompiled else None)
                 if refs is not None and ref not in refs:
                     if precompiled:
+                        kernel = hw.get("kernel") or "(unknown)"
                         report.add(host, mode_var, "is 'operator' with precompiled drivers but the image for kernel "
-                                   "%s on %s (%s) is not in %s" % (hw.get("kernel") or "(unknown)",
-                                                                  suffix or "an unknown OS", ref, manifest_var),
+                                   "%s on %s (%s) is not in %s" % (kernel, suffix or "an unknown OS", ref, manifest_var),
                                    "the precompiled driver image of each GPU node's kernel in the bundle "
                                    "(gpu_operator_images.driver names the driver branch, e.g. nvcr.io/nvidia/driver:580)",
                                    value=mode)
