@@ -73,11 +73,12 @@ def _hw(site, host):
     return hw if isinstance(hw, dict) and not hw.get("error") else None
 
 
+def _truthy(value):
+    return value if is_bool(value) else str(value).lower() in ("true", "yes", "1", "on")
+
+
 def _enabled(site, host, var):
-    value = site.get(host, var, False)
-    if is_bool(value):
-        return value
-    return str(value).lower() in ("true", "yes", "1", "on")
+    return _truthy(site.get(host, var, False))
 
 
 def _bool_row(site, report, host, var):
@@ -377,37 +378,33 @@ def check_network_operator(site, report):
     _one_nfd(site, report, hub)
 
 
-def nfd_owner(gpu_operator_on, gpu_nfd_on, network_nfd_on):
-    """Which Node Feature Discovery labels the nodes: "gpu-operator", "network-operator", or an
-    error text when both charts would deploy one (two nfd-masters writing the same labels) or
-    neither does (nothing labels the NICs feature.node.kubernetes.io/pci-15b3.present, so the
-    RDMA shared device plugin is never scheduled)."""
-    gpu = bool(gpu_operator_on and gpu_nfd_on)
-    if gpu and network_nfd_on:
-        return ("error", "is true while the GPU Operator deploys its own Node Feature Discovery "
+def nfd_problem(gpu_nfd_runs, network_nfd_on):
+    """Why the Node Feature Discovery setup is wrong, or None when exactly one NFD labels the nodes:
+    both charts would deploy one (two nfd-masters writing the same labels), or neither does (nothing
+    labels the NICs feature.node.kubernetes.io/pci-15b3.present, so the RDMA shared device plugin is
+    never scheduled)."""
+    if gpu_nfd_runs and network_nfd_on:
+        return ("is true while the GPU Operator deploys its own Node Feature Discovery "
                 "(gpu_operator_nfd_enabled): two NFDs would label the same nodes")
-    if not gpu and not network_nfd_on:
-        return ("error", "is false and no other Node Feature Discovery runs (GPU Operator off or "
+    if not gpu_nfd_runs and not network_nfd_on:
+        return ("is false and no other Node Feature Discovery runs (GPU Operator off or "
                 "gpu_operator_nfd_enabled false): nothing labels the NICs pci-15b3.present and the RDMA "
                 "device plugin never starts")
-    return ("gpu-operator", None) if gpu else ("network-operator", None)
+    return None
 
 
 def _one_nfd(site, report, hub):
-    gpu_on = site.get(hub, "gpu_operator_enabled", bool(site.group(GPU_GROUP)))
-    gpu_nfd = site.get(hub, "gpu_operator_nfd_enabled", True)
-    net_nfd = site.get(hub, "network_operator_nfd_enabled", not (_truthy(gpu_on) and _truthy(gpu_nfd)))
-    if not all(is_bool(v) for v in (gpu_nfd, net_nfd)):
-        for var, value in (("gpu_operator_nfd_enabled", gpu_nfd), ("network_operator_nfd_enabled", net_nfd)):
-            if not is_bool(value):
-                _bool_row(site, report, hub, var)
+    gpu_nfd_runs = _truthy(site.get(hub, "gpu_operator_enabled", bool(site.group(GPU_GROUP)))) \
+        and _truthy(site.get(hub, "gpu_operator_nfd_enabled", True))
+    values = {var: site.get(hub, var, default) for var, default in
+              (("gpu_operator_nfd_enabled", True), ("network_operator_nfd_enabled", not gpu_nfd_runs))}
+    wrong = [var for var, value in values.items() if not is_bool(value)]
+    for var in wrong:
+        _bool_row(site, report, hub, var)
+    if wrong:
         return
-    owner, problem = nfd_owner(_truthy(gpu_on), gpu_nfd, net_nfd)
-    if owner == "error":
+    problem = nfd_problem(gpu_nfd_runs, values["network_operator_nfd_enabled"])
+    if problem:
         report.add(hub, "network_operator_nfd_enabled", problem,
                    "unset (one NFD: the GPU Operator's when it runs with one, else the Network Operator's)",
-                   value=net_nfd)
-
-
-def _truthy(value):
-    return value if is_bool(value) else str(value).lower() in ("true", "yes", "1", "on")
+                   value=values["network_operator_nfd_enabled"])
