@@ -123,6 +123,15 @@ def custom_mig_configs(extra_values):
     return names
 
 
+def driver_repo_config(extra_values):
+    """The ConfigMap of package repositories the driver container compiles with, from
+    gpu_operator_extra_values.driver.repoConfig.configMapName ('' when not given)."""
+    driver = extra_values.get("driver") if isinstance(extra_values, dict) else None
+    repo = driver.get("repoConfig") if isinstance(driver, dict) else None
+    name = repo.get("configMapName") if isinstance(repo, dict) else None
+    return name if is_str(name) else ""
+
+
 def _gpu_node(site, report, host, refs, manifest_var):
     in_group = host in site.group(site.get(host, "gpu_operator_gpu_group", GPU_GROUP) or GPU_GROUP)
     hw = _hw(site, host)
@@ -165,6 +174,18 @@ def _gpu_node(site, report, host, refs, manifest_var):
                                    % (suffix or "an unknown OS", ref, manifest_var),
                                    "'host' with the driver installed, or an OS the bundle has a driver image for",
                                    value=mode)
+                elif not precompiled and not driver_repo_config(site.get(site.hub_host, "gpu_operator_extra_values", {})):
+                    # Not precompiled, the driver container builds the module on the node and
+                    # installs the kernel headers with the OS package manager from the
+                    # distribution's repositories; spec.driver.repoConfig.configMapName replaces
+                    # them (gpu-operator v25.10.1 controllers/object_controls.go mounts the
+                    # ConfigMap at /etc/apt/sources.list.d or /etc/yum.repos.d).
+                    report.add(host, mode_var, "is 'operator' with drivers built on the node "
+                               "(gpu_operator_driver_use_precompiled: false), which downloads the kernel headers "
+                               "for %s from the distribution's package repositories, and no local package "
+                               "repository is given" % (suffix or "the node's OS"),
+                               "gpu_operator_extra_values.driver.repoConfig.configMapName naming a ConfigMap of "
+                               "the site's package mirror, precompiled drivers, or 'host'", value=mode)
     mig = site.get(host, "gpu_operator_mig_profile", "")
     mig_var = user_var(site, host, "gpu_operator_mig_profile")
     if mig is None or mig == "":

@@ -88,6 +88,8 @@ def good_inventory(trees):
             "vault_github_client_secret": "s3cr3t-value",
             "jupyterhub_profiles": [{"name": "cpu", "gpus": 0}, {"name": "gpu-1", "gpus": 1}],
             "preflight_min_memory_mb": 16384,
+            # gpu2 builds its driver on the node: kernel headers from the site's package mirror
+            "gpu_operator_extra_values": {"driver": {"repoConfig": {"configMapName": "site-apt-mirror"}}},
             "preflight_min_disk_free": [{"path": "/var", "free_mb": 64}],
             # the usage portal (installed by default): its secrets, distinct and strong, and its
             # wheel on the controller (a fixture instead of a bundle)

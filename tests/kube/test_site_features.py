@@ -47,6 +47,8 @@ def test_sriov_network_operator_and_rdma_on_the_reserved_node(features: SiteClus
     config = features.get(f"/apis/sriovnetwork.openshift.io/v1/namespaces/{ns}/sriovoperatorconfigs/default")
     # the config daemon waits for the Network Operator's own node label (set on NVIDIA NIC nodes)
     assert config["spec"]["configDaemonNodeSelector"]["network.nvidia.com/operator.mofed.wait"] == "false"
+    # the metrics exporter (no pinned image in the bundle) is off, not left to the operator's default
+    assert config["spec"]["featureGates"] == {"metricsExporter": False}
     images = features.release_images(net["release"], ns)
     assert "nvcr.io/nvidia/mellanox/sriov-network-operator:network-operator-v25.7.0" in images
     assert not unpinned(images), unpinned(images)

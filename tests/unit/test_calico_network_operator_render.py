@@ -194,6 +194,7 @@ def test_values_and_policy_from_infiniband_hcas(tmp_path):
     assert "%s:%s" % (nfd["repository"], nfd["tag"]) in REFS
     assert values["nfd"] == {"enabled": True, "deployNodeFeatureRules": True}
     assert values["sriovNetworkOperator"] == {"enabled": False}
+    assert values["sriov-network-operator"]["sriovOperatorConfig"] == {"featureGates": {"metricsExporter": False}}
     spec = policy["spec"]
     assert policy["kind"] == "NicClusterPolicy" and policy["apiVersion"] == "mellanox.com/v1alpha1"
     assert "ofedDriver" not in spec, "inbox drivers: the policy must not deploy the DOCA-OFED container"

@@ -34,6 +34,10 @@ def hardware(gpus=0, driver=True, os_id="ubuntu", os_version="22.04", name="NVID
                      "nvidia_smi": {"present": driver and gpus > 0, "ok": driver and gpus > 0}}}
 
 
+# a package mirror for drivers built on the node (gpu_operator_driver_mode: operator, not precompiled)
+MIRROR = {"driver": {"repoConfig": {"configMapName": "site-apt-mirror"}}}
+
+
 def run_render(tmp_path: Path, hosts: dict, gpu_hosts, extra=None, cluster_vars=None, args=()):
     """hosts: name -> host vars (labhub_hardware, gpu_operator_driver_mode, ...)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -124,9 +128,11 @@ def test_operator_mode_enables_the_driver_from_the_bundle(tmp_path):
     hosts = {"cp1": {"labhub_hardware": hardware(0)},
              "gpu1": {"labhub_hardware": hardware(2, driver=False, os_version="24.04"), "gpu_operator_driver_mode": "operator"},
              "gpu2": {"labhub_hardware": hardware(8), "gpu_operator_driver_mode": "host"}}
-    proc, values, plan = run_render(tmp_path, hosts, ["gpu1", "gpu2"])
+    proc, values, plan = run_render(tmp_path, hosts, ["gpu1", "gpu2"], cluster_vars={"gpu_operator_extra_values": MIRROR})
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert values["driver"]["enabled"] is True and values["driver"]["usePrecompiled"] is False
+    # built on the node: the kernel headers come from the site's package mirror
+    assert values["driver"]["repoConfig"] == {"configMapName": "site-apt-mirror"}
     driver = "%s/%s:%s" % (values["driver"]["repository"], values["driver"]["image"], values["driver"]["version"])
     assert driver + "-ubuntu24.04" in MANIFEST_REFS
     assert plan["node_labels"]["gpu1"]["nvidia.com/gpu.deploy.driver"] == "true"
@@ -163,8 +169,10 @@ def test_same_inventory_gives_the_same_values_whatever_the_play_hosts(tmp_path):
     """add_node.yml runs the role for one node: the values (so the release and the smoke-test Job)
     must not change, and only that node is labelled."""
     hosts = dict(HOST_MODE, gpu1={"labhub_hardware": hardware(8), "gpu_operator_driver_mode": "operator"})
-    _p, values, full = run_render(tmp_path / "a", hosts, ["gpu1", "gpu2"])
-    proc, part_values, part = run_render(tmp_path / "b", hosts, ["gpu1", "gpu2"], args=["--limit", "gpu2"])
+    mirror = {"gpu_operator_extra_values": MIRROR}
+    _p, values, full = run_render(tmp_path / "a", hosts, ["gpu1", "gpu2"], cluster_vars=mirror)
+    proc, part_values, part = run_render(tmp_path / "b", hosts, ["gpu1", "gpu2"], cluster_vars=mirror,
+                                         args=["--limit", "gpu2"])
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert values["driver"]["enabled"] is True and part_values == values
     assert full["smoke_test_job"] == part["smoke_test_job"]
