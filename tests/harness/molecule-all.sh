@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs `molecule test` for every scenario under molecule/ except `real` (delegated
-# to real hosts, not for CI). Scenario names on the command line restrict the run.
+# to real hosts, not for CI) and those named in $LABHUB_MOLECULE_SKIP. Scenario names on the
+# command line restrict the run.
 # Ends with a table of minutes per scenario; when $LABHUB_STAGE_ROWS names a file
 # (tests/harness/stages.sh sets it), the rows are appended there for `make test`'s table.
 set -euo pipefail
@@ -13,6 +14,8 @@ else
   for d in molecule/*/; do
     s=$(basename "$d")
     [ "$s" = real ] && continue
+    # LABHUB_MOLECULE_SKIP: scenarios another lane of `make test` runs (Makefile, MOLECULE_BESIDE_PYTEST)
+    [[ " ${LABHUB_MOLECULE_SKIP:-} " == *" $s "* ]] && continue
     [ -f "$d/molecule.yml" ] && scenarios+=("$s")
   done
 fi

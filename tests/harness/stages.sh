@@ -33,6 +33,8 @@ label() {
     base-image) echo "base image" ;;
     portal-test) echo "portal" ;;
     hub-test) echo "hub" ;;
+    molecule-beside-pytest) echo "molecule" ;;
+    molecule-lane) echo "molecule" ;;
     *) echo "$1" ;;
   esac
 }
