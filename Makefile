@@ -16,7 +16,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help host-deps venv venvs kube base-image collection-link build lint yamllint ansible-lint role-docs docs sanity unit hub-env molecule molecule-beside-pytest molecule-lane portal-test hub-test test demo render constraints clean
+.PHONY: help host-deps venv venvs kube base-image collection-link build lint yamllint ansible-lint role-docs docs sanity unit hub-env molecule portal-test hub-test test demo render constraints clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -83,16 +83,6 @@ hub-env:
 molecule: venv base-image kube ## every Molecule scenario except the delegated 'real' one
 	tests/harness/molecule-all.sh
 
-# `make test` splits the scenarios over its two lanes: MOLECULE_BESIDE_PYTEST at the end of the
-# pytest lane, the others in the Molecule lane (balance: the quiet warm run of fb13dde ended the
-# pytest lane at 43.4 min and the Molecule lane at 48.6, jupyterhub taking 1.8 of it).
-MOLECULE_BESIDE_PYTEST ?= jupyterhub
-molecule-beside-pytest: venv base-image kube
-	tests/harness/molecule-all.sh $(MOLECULE_BESIDE_PYTEST)
-
-molecule-lane: venv base-image kube
-	LABHUB_MOLECULE_SKIP="$(MOLECULE_BESIDE_PYTEST)" tests/harness/molecule-all.sh
-
 portal-test: ## the portal's own suite (its own venv), when present
 	if [ -f portal/Makefile ]; then $(MAKE) -C portal test; else echo "portal: no suite yet"; fi
 
@@ -100,10 +90,12 @@ hub-test: ## the hub extensions' real-JupyterHub suite, when present
 	if [ -f files/hub/Makefile ]; then $(MAKE) -C files/hub test; else echo "hub extensions: no suite yet"; fi
 
 # Setup first, then two lanes side by side (tests/harness/stages.sh), balanced by their last
-# measured minutes (see MOLECULE_BESIDE_PYTEST): lint, sanity, pytest, portal, hub and the
-# jupyterhub scenario one after the other; the other Molecule scenarios beside them.
+# measured minutes: pytest (itself two processes, tests/harness/unit.sh) in one; lint, sanity,
+# portal, hub and every Molecule scenario one after the other in the other. (Since the scenarios
+# connect through the pipelined labhub_podman connection they take about 14 minutes alone, and
+# pytest is the long lane.)
 test: ## the whole suite; ends with a table of minutes per stage
-	tests/harness/stages.sh host-deps venvs kube base-image 'lint sanity unit portal-test hub-test molecule-beside-pytest | molecule-lane'
+	tests/harness/stages.sh host-deps venvs kube base-image 'unit | lint sanity portal-test hub-test molecule'
 	@echo "labhub: all suites passed"
 
 render: venv ## render the local single-node deployment (values + manifests) without a cluster

@@ -14,7 +14,7 @@ else
   for d in molecule/*/; do
     s=$(basename "$d")
     [ "$s" = real ] && continue
-    # LABHUB_MOLECULE_SKIP: scenarios another lane of `make test` runs (Makefile, MOLECULE_BESIDE_PYTEST)
+    # LABHUB_MOLECULE_SKIP: scenarios to leave out (e.g. when another process runs them)
     [[ " ${LABHUB_MOLECULE_SKIP:-} " == *" $s "* ]] && continue
     [ -f "$d/molecule.yml" ] && scenarios+=("$s")
   done

@@ -33,8 +33,6 @@ label() {
     base-image) echo "base image" ;;
     portal-test) echo "portal" ;;
     hub-test) echo "hub" ;;
-    molecule-beside-pytest) echo "molecule" ;;
-    molecule-lane) echo "molecule" ;;
     *) echo "$1" ;;
   esac
 }
