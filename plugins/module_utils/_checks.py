@@ -43,6 +43,7 @@ CHECKS = {
     "microk8s": cluster.check_microk8s,
     "microk8s_bundle": cluster.check_microk8s_bundle,
     "calico": cluster.check_calico,
+    "ingress": cluster.check_ingress,
     "offline_images": cluster.check_offline_images,
     "offline_images_bundle": cluster.check_offline_images_bundle,
     "nodes": nodes.check_nodes,
@@ -58,7 +59,8 @@ CHECKS = {
 }
 
 _CLUSTER = ("renamed", "unknown", "topology", "booleans", "node_names", "features")
-_ROLES = ("bundle_verify", "microk8s", "offline_images", "calico", "nodes", "gpu_operator", "network_operator")
+_ROLES = ("bundle_verify", "microk8s", "offline_images", "calico", "nodes", "gpu_operator", "network_operator",
+          "ingress")
 # add_node.yml runs every role but calico (its DaemonSet covers the new node).
 _ADD_NODE = ("bundle_verify", "microk8s", "offline_images", "nodes", "gpu_operator", "network_operator")
 
@@ -68,7 +70,7 @@ PLAYBOOKS = {
     "site": _CLUSTER + ("hardware",) + _ROLES + ("portal", "hub"),
     "add_node": ("add_node_args",) + _CLUSTER + ("hardware",) + _ADD_NODE,
     "remove_node": ("remove_node",) + _CLUSTER,
-    "render": ("renamed", "unknown", "render_args", "booleans", "portal", "hub"),
+    "render": ("renamed", "unknown", "render_args", "booleans", "portal", "hub", "ingress"),
     "uninstall": ("renamed", "booleans", "uninstall"),
     "bundle": ("renamed", "bundle"),
     "verify_bundle": ("renamed", "bundle_verify"),

@@ -22,13 +22,18 @@ import re
 from ansible_collections.labhub.platform.plugins.module_utils._checks_inventory import check_quorum
 from ansible_collections.labhub.platform.plugins.module_utils._validation import (
     a_type_name,
+    DNS_LABEL_RE,
+    DNS_SUBDOMAIN_RE,
     HOSTNAME_RE,
     INVENTORY,
     is_bool,
     is_int,
     is_list,
     is_str,
+    label_key_error,
+    label_value_error,
     MISSING,
+    port_error,
 )
 
 ROLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "roles")
@@ -205,7 +210,7 @@ def check_microk8s(site, report):
         _microk8s_host(site, report, host)
     if site.get(hub, "microk8s_ingress_enabled", False) is True:
         report.add(hub, "microk8s_ingress_enabled", "is refused: " + INGRESS_REFUSED,
-                   "false (bring an ingress controller of your own from the bundle instead)", value=True)
+                   "false (role ingress installs the same controller, Traefik, from the bundle: ingress_enabled)", value=True)
     _microk8s_channel(site, report, hub)
 
 
@@ -587,3 +592,83 @@ def check_remove_node(site, report):
     purge = opts.get("remove_node_purge", False)
     if not is_bool(purge) and str(purge).lower() not in _BOOL_WORDS:
         report.add(INVENTORY, "remove_node_purge", "is not a boolean", "true or false", value=purge)
+
+
+# --------------------------------------------------------------------------------------
+# ingress: the controller the hub's Ingress needs (role ingress)
+# --------------------------------------------------------------------------------------
+def ingress_on(site, host):
+    """Whether site.yml runs role ingress: ingress_enabled, by default on exactly when the hub is
+    exposed through an ingress (roles/ingress/defaults/main.yml)."""
+    value = site.get(host, "ingress_enabled", MISSING)
+    if value is MISSING:
+        return site.get(host, "jupyterhub_expose", "nodeport") == "ingress"
+    return value is True or str(value).lower() in ("true", "yes", "1", "on")
+
+
+def check_ingress(site, report):
+    """The ingress role's settings, and that the hub's Ingress has a controller (cluster-wide)."""
+    host = site.hub_host
+
+    def add(var, problem, expected, value=MISSING):
+        report.add(host, var, problem, expected, value=site.get(host, var) if value is MISSING else value)
+
+    enabled = site.get(host, "ingress_enabled", MISSING)
+    if enabled is not MISSING and not is_bool(enabled):
+        add("ingress_enabled", "is %s, not a boolean" % a_type_name(enabled), "true or false (unquoted YAML)")
+        return
+    on = ingress_on(site, host)
+    expose = site.get(host, "jupyterhub_expose", "nodeport")
+    hub_class = site.get(host, "jupyterhub_ingress_class", "public")
+    own_class = site.get(host, "ingress_class", "public")
+    if expose == "ingress" and not on and hub_class == own_class:
+        add("ingress_enabled", "is false while jupyterhub_expose is ingress with jupyterhub_ingress_class %s: no "
+            "controller would serve the hub's Ingress (MicroK8s' ingress addon cannot be enabled offline)"
+            % _quote(hub_class),
+            "ingress_enabled: true (Labhub's controller, the default with jupyterhub_expose: ingress), or "
+            "jupyterhub_ingress_class naming the IngressClass of the cluster's own controller", value=False)
+    if not on:
+        return
+    if expose == "ingress" and is_str(hub_class) and is_str(own_class) and hub_class != own_class:
+        add("jupyterhub_ingress_class", "is %s but Labhub's controller serves IngressClass %s (ingress_class)"
+            % (_quote(hub_class), _quote(own_class)), "the same class in both, or ingress_enabled: false when "
+            "another controller serves %s" % _quote(hub_class))
+    if not (is_str(own_class) and DNS_SUBDOMAIN_RE.match(own_class)):
+        add("ingress_class", "is not an IngressClass name", "a DNS subdomain name, e.g. public")
+    namespace = site.get(host, "ingress_namespace", "ingress")
+    if not (is_str(namespace) and DNS_LABEL_RE.match(namespace)):
+        add("ingress_namespace", "is not a namespace name", "a DNS label: lower-case letters, digits, '-'")
+    ports = {}
+    for var, default in (("ingress_http_port", 80), ("ingress_https_port", 443)):
+        value = site.get(host, var, default)
+        error = port_error(value)
+        if error:
+            add(var, error, "a port number 1-65535")
+        elif value in ports:
+            add(var, "is the same port as %s" % ports[value], "two different host ports")
+        else:
+            ports[value] = var
+    timeout = site.get(host, "ingress_read_timeout_seconds", 3600)
+    if not is_int(timeout) or timeout < 0:
+        add("ingress_read_timeout_seconds", "is not a whole number of seconds", "0 (no limit) or more, e.g. 3600")
+    for var in ("ingress_wait_timeout", "ingress_wait_delay"):
+        if not pos_int(site.get(host, var, 1)):
+            add(var, "is not a whole number of seconds above 0", "e.g. 300 (timeout), 5 (delay)")
+    selector = site.get(host, "ingress_node_selector", {})
+    if not isinstance(selector, dict):
+        add("ingress_node_selector", "is %s, not a mapping" % a_type_name(selector), "node labels, e.g. {labhub.io/ingress: \"true\"}")
+    else:
+        for key, val in selector.items():
+            error = label_key_error(key) or label_value_error(val)
+            if error:
+                add("ingress_node_selector", error, "node labels, e.g. {labhub.io/ingress: \"true\"}", value={key: val})
+    path = site.get(host, "ingress_manifest_file", MISSING)
+    if path is not MISSING and not site.get(host, "ingress_render_dir", ""):
+        data, error = manifest(path)
+        refs = [i.get("ref") for i in ((data or {}).get("images") or []) if isinstance(i, dict)
+                and "ingress" in (i.get("used_by") or [])]
+        if error:
+            add("ingress_manifest_file", "cannot be read: " + error, "the bundle manifest (files/bundle-manifest.yml)")
+        elif len(refs) != 1:
+            add("ingress_manifest_file", "lists %d images used_by ingress" % len(refs),
+                "exactly one: the controller image, e.g. docker.io/library/traefik:v3.6.13")

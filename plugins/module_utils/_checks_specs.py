@@ -22,6 +22,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.labhub.platform.plugins.module_utils._validation import MISSING, REDACTED, is_secret
 from ansible_collections.labhub.platform.plugins.module_utils._checks_hub import secrets_left_out
+from ansible_collections.labhub.platform.plugins.module_utils._checks_cluster import ingress_on
 
 # Where each role runs: the hub host, the portal hosts, or the scope's cluster nodes.
 ROLE_HOSTS = {
@@ -29,6 +30,7 @@ ROLE_HOSTS = {
     "portal": "portal",
     "uninstall": "hub",
     "calico": "hub",
+    "ingress": "hub",
     "microk8s": "nodes",
     "offline_images": "nodes",
     "nodes": "nodes",
@@ -39,12 +41,13 @@ ROLE_HOSTS = {
 
 # The roles each entry playbook runs (their specs are checked).
 PLAYBOOK_ROLES = {
-    "site": ("microk8s", "offline_images", "calico", "nodes", "gpu_operator", "network_operator", "jupyterhub", "portal"),
-    "preflight": ("microk8s", "offline_images", "calico", "nodes", "gpu_operator", "network_operator", "jupyterhub",
-                  "portal"),
+    "site": ("microk8s", "offline_images", "calico", "nodes", "gpu_operator", "network_operator", "ingress", "jupyterhub",
+             "portal"),
+    "preflight": ("microk8s", "offline_images", "calico", "nodes", "gpu_operator", "network_operator", "ingress",
+                  "jupyterhub", "portal"),
     "add_node": ("microk8s", "offline_images", "nodes", "gpu_operator", "network_operator"),
     # render.yml runs the jupyterhub role on each render host; the portal only through tasks_from.
-    "render": ("jupyterhub",),
+    "render": ("jupyterhub", "ingress"),
     "uninstall": ("uninstall",),
 }
 
@@ -69,6 +72,8 @@ def _hosts(site, where):
 def _enabled(site, role):
     if role == "portal":
         return site.hub("portal_enabled", True) is not False
+    if role == "ingress":
+        return ingress_on(site, site.hub_host)
     return True
 
 

@@ -44,6 +44,57 @@ def access(cluster: SiteCluster, user: str, verb: str, resource: str, namespace:
     return bool(body["status"].get("allowed"))
 
 
+def check_ingress(cluster: SiteCluster) -> dict[str, Any]:
+    """Role ingress' controller on the real control plane: the DaemonSet's pods run (KWOK plays the
+    kubelets: no Traefik process runs, its probes are not executed) on exactly the nodes a pod
+    without tolerations may use, from the bundle's image; the IngressClass the hub's Ingress names
+    is the controller's; the real RBAC authorizer gives its ServiceAccount what Traefik's
+    kubernetesIngress provider reads and writes, and no more."""
+    site = cluster.site
+    objs = {(o["kind"], o["metadata"]["name"]): o for o in site.ingress}
+    ds_obj = objs[("DaemonSet", "labhub-ingress")]
+    ns = ds_obj["metadata"]["namespace"]
+
+    def ready() -> dict[str, Any] | None:
+        status = cluster.get(f"/apis/apps/v1/namespaces/{ns}/daemonsets/labhub-ingress").get("status") or {}
+        desired = status.get("desiredNumberScheduled", 0)
+        return status if desired > 0 and status.get("numberReady") == desired else None
+
+    status = cluster.wait("the ingress controller ready on every node it may run on", ready, timeout=120)
+    pods = cluster.pods(ns, "app.kubernetes.io/name=traefik")
+    nodes = {p["spec"]["nodeName"] for p in pods if p["status"].get("phase") == "Running"}
+    assert nodes == schedulable_nodes(cluster, pods[0]["spec"]), nodes
+    assert status["desiredNumberScheduled"] == len(nodes)
+    image = pods[0]["spec"]["containers"][0]["image"]
+    assert not unpinned({image}), image
+    ports = {p["name"]: p.get("hostPort") for p in pods[0]["spec"]["containers"][0]["ports"]}
+    assert (ports["web"], ports["websecure"]) == (80, 443), ports
+
+    klass = site.hub_values["ingress"]["ingressClassName"]
+    assert cluster.get(f"/apis/networking.k8s.io/v1/ingressclasses/{klass}")["spec"]["controller"] == \
+        "traefik.io/ingress-controller"
+    hub_ingresses = cluster.items(f"/apis/networking.k8s.io/v1/namespaces/{site.hub_namespace}/ingresses")
+    assert [i["spec"]["ingressClassName"] for i in hub_ingresses] == [klass], hub_ingresses
+
+    sa = f"system:serviceaccount:{ns}:labhub-ingress"
+    for verb, resource, group, namespace in (("list", "ingresses", "networking.k8s.io", ""),
+                                             ("watch", "ingressclasses", "networking.k8s.io", ""),
+                                             ("list", "endpointslices", "discovery.k8s.io", ""),
+                                             ("list", "services", "", ""),
+                                             ("get", "secrets", "", site.hub_namespace)):
+        assert access(cluster, sa, verb, resource, namespace, group=group), (verb, resource)
+    for verb, resource, group in (("create", "pods", ""), ("delete", "ingresses", "networking.k8s.io"),
+                                  ("update", "secrets", "")):
+        assert not access(cluster, sa, verb, resource, site.hub_namespace, group=group), (verb, resource)
+    code, body = cluster.plane.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"user": sa, "groups": ["system:serviceaccounts"],
+                 "resourceAttributes": {"verb": "update", "resource": "ingresses", "subresource": "status",
+                                        "group": "networking.k8s.io", "namespace": site.hub_namespace}}})
+    assert code == 201 and body["status"].get("allowed"), body
+    return {"nodes": sorted(nodes), "image": image, "class": klass}
+
+
 def unpinned(images: set[str]) -> list[str]:
     return sorted(i for i in images if i not in BUNDLE_REFS)
 

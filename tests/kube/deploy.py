@@ -1,6 +1,6 @@
 """Deploy a rendered site the way playbooks/site.yml does, against a real control plane: node
 labels and taints (roles nodes, gpu_operator, network_operator), the GPU Operator chart, the
-Network Operator chart and its NicClusterPolicy, then the hub's objects and the z2jh chart, each
+Network Operator chart and its NicClusterPolicy, the ingress controller (role ingress), then the hub's objects and the z2jh chart, each
 chart with the role's own kubernetes.core.helm parameters. Records what the tests assert on."""
 from __future__ import annotations
 
@@ -60,6 +60,10 @@ def deploy(cluster: SiteCluster) -> dict[str, Any]:
         record["helm"]["network-operator"] = cluster.install("network-operator", net["release"], net["namespace"],
                                                              atomic=True, timeout="10m", create_namespace=True)
         cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(net["policy"]))
+
+    # roles/ingress/tasks/apply.yml (site.yml runs it before the hub): its objects, when on.
+    if site.ingress:
+        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(site.ingress))
 
     # roles/jupyterhub/tasks/apply.yml: the objects, then helm (atomic, wait, no create_namespace).
     cluster.apply_hub_objects()

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from checks import (assert_second_run_changes_nothing, check_gpu_release, check_hub, gpu_resources, object_when,
+from checks import (assert_second_run_changes_nothing, check_gpu_release, check_hub, check_ingress, gpu_resources,
+                    object_when,
                     rdma_resource, rerun, run_smoke_job, wait_gpu_converged, wait_network_converged)
 from cluster import SiteCluster
 from deploy import site_cluster
@@ -135,6 +136,12 @@ def test_a_second_policy_is_left_alone_as_upstream_does(example: SiteCluster) ->
 def test_hub_on_the_example_site(example: SiteCluster) -> None:
     placed = check_hub(example)
     assert placed["hub"] != "gpu04" and placed["proxy"] != "gpu04"  # reserved: labhub.io/reserved taint
+
+
+def test_ingress_controller_serves_the_hub_ingress_offline(example: SiteCluster) -> None:
+    """jupyterhub_expose: ingress turns role ingress on (ingress_enabled's default)."""
+    placed = check_ingress(example)
+    assert "gpu04" not in placed["nodes"]  # reserved: labhub.io/reserved taint, and no toleration
 
 
 def test_a_second_run_with_the_same_values_changes_nothing(example: SiteCluster) -> None:
