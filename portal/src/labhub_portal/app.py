@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 
 from . import __version__
 from .apidocs import mount_api_docs
+from .bodylimit import BodyLimitMiddleware
 from .cluster import ClusterClient, cluster_from_settings
 from .config import Settings
 from .db.engine import make_engine, make_sessionmaker
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterClient | Non
     app.state.settings = settings
     mount_api_docs(app)
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):

@@ -8,6 +8,7 @@ import itertools
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -227,6 +228,50 @@ def test_demo_command_serves_the_portal_on_demo_data(tmp_path):
     socket_path = re.search(r"private MariaDB at (\S+)", text).group(1)
     assert not os.path.exists(os.path.dirname(socket_path))
     assert proc.returncode == 0, text
+
+
+def test_demo_on_a_busy_port_says_so_at_once_and_exits():
+    """A taken port is reported before any data is prepared; no "Serving on" line, exit code 2."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, "-m", "labhub_portal.demo", "--port", str(port)],
+                                capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"cannot listen on 127.0.0.1 port {port}" in result.stderr and "--port" in result.stderr
+    assert "Serving on" not in result.stdout and "Preparing demo data" not in result.stdout
+    assert time.monotonic() - started < 30
+
+
+def test_demo_stops_on_sigterm_while_preparing_and_while_serving(tmp_path):
+    for wait_for_line in ("Preparing demo data", "Serving on"):
+        port = free_ui_port()
+        proc = subprocess.Popen([sys.executable, "-m", "labhub_portal.demo", "--port", str(port), "--history-days", "3"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        output = []
+        try:
+            deadline = time.time() + 180
+            while time.time() < deadline:
+                line = proc.stdout.readline()
+                output.append(line)
+                if wait_for_line in line or (not line and proc.poll() is not None):
+                    break
+            assert wait_for_line in "".join(output), "".join(output)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        text = "".join(output) + proc.stdout.read()
+        assert proc.returncode == (130 if wait_for_line == "Preparing demo data" else 0), (wait_for_line, text)
+        database = re.search(r"Database:\s+(\S+) \(temporary\)", text)
+        assert database is None or not os.path.exists(database.group(1)), text  # cleaned up
+        with socket.socket() as again:  # the port is free again
+            again.bind(("127.0.0.1", port))
 
 
 def test_demo_refuses_non_loopback_bind():

@@ -8,7 +8,7 @@ import math
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import func, or_, select
 
@@ -20,7 +20,20 @@ from .common import CurrentPrincipal, SafeStr, SettingsDep, TimeRange, local_iso
 from .schemas import SessionItem, SessionPage
 
 router = APIRouter(prefix="/api", tags=["sessions"])
-CSV_LIMIT = 200_000
+#: Rows fetched per round trip while a CSV export streams (memory stays bounded by it, whatever the total).
+CSV_FETCH = 1000
+#: Bytes of CSV text collected before they are sent on.
+CSV_CHUNK = 64 * 1024
+#: A cell a spreadsheet would read as a formula (OWASP "CSV Injection"): =, +, -, @, tab, carriage return.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """A value as a CSV cell that spreadsheets show as text: user-controlled text starting like a
+    formula gets a leading apostrophe (numbers stay numbers)."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
 
 
 def _like(value: str) -> str:
@@ -66,10 +79,28 @@ def _item(cs, user, dept, settings, now) -> dict:
             "memory_gib_hours": usage["memory_gib_hours"], "cost": usage["cost"]}
 
 
+async def _csv_rows(sessionmaker, stmt, settings, now):
+    """Every matching row as CSV, streamed: fetched CSV_FETCH rows at a time on the export's own
+    database session (the request's is closed once the handler returns), sent in chunks."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(SessionItem.model_fields))
+    writer.writeheader()
+    async with sessionmaker() as session:
+        result = await session.stream(stmt.execution_options(yield_per=CSV_FETCH))
+        async for cs, user, dept in result:
+            writer.writerow({k: csv_cell(v) for k, v in _item(cs, user, dept, settings, now).items()})
+            if buffer.tell() >= CSV_CHUNK:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+            session.expunge(cs)
+    yield buffer.getvalue()
+
+
 @router.get("/sessions", response_model=SessionPage,
             responses={200: {"content": {"text/csv": {}}, "description": "JSON page, or CSV with format=csv"}},
             summary="Container sessions: filters, pagination, CSV export (format=csv, all matching rows)")
-async def list_sessions(session: SessionDep, settings: SettingsDep, _: CurrentPrincipal,
+async def list_sessions(request: Request, session: SessionDep, settings: SettingsDep, _: CurrentPrincipal,
                         window: Annotated[TimeRange, Depends()],
                         user: Annotated[SafeStr | None, Query(description="exact user name")] = None,
                         department: Annotated[SafeStr | None, Query(description="department name")] = None,
@@ -82,15 +113,9 @@ async def list_sessions(session: SessionDep, settings: SettingsDep, _: CurrentPr
     stmt = _query(user, department, q, window, state)
     order = (ContainerSession.started_at.desc(), ContainerSession.id.desc())
     if format == "csv":
-        rows = (await session.execute(stmt.order_by(*order).limit(CSV_LIMIT))).all()
-        buffer = io.StringIO()
-        fields = list(SessionItem.model_fields)
-        writer = csv.DictWriter(buffer, fieldnames=fields)
-        writer.writeheader()
-        for cs, u, d in rows:
-            writer.writerow(_item(cs, u, d, settings, now))
         stamp = now.astimezone(settings.zone).strftime("%Y%m%d-%H%M")
-        return StreamingResponse(iter([buffer.getvalue()]), media_type="text/csv; charset=utf-8",
+        return StreamingResponse(_csv_rows(request.app.state.sessionmaker, stmt.order_by(*order), settings, now),
+                                 media_type="text/csv; charset=utf-8",
                                  headers={"Content-Disposition": f'attachment; filename="sessions-{stamp}.csv"'})
     total = (await session.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one()
     rows = (await session.execute(stmt.order_by(*order).offset((page - 1) * page_size).limit(page_size))).all()

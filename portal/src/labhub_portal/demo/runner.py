@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -104,7 +105,8 @@ async def prepare(settings: Settings, cluster: SimulatedCluster, history_days: f
 
 @contextlib.contextmanager
 def _plain_keyboard_interrupt():
-    """Ctrl-C during the preparation stops the demo at once.
+    """Ctrl-C or SIGTERM during the preparation stops the demo at once (and ends the serving, after
+    uvicorn's graceful shutdown, with the cleanup run).
 
     (asyncio.run would turn SIGINT into a task cancellation, which a cancellation-swallowing
     ``asyncio.wait_for`` of Python 3.11 can lose; a handler that raises is not replaced by it.)
@@ -116,11 +118,33 @@ def _plain_keyboard_interrupt():
     def _raise(_signum, _frame):
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, _raise)
+    previous = {sig: signal.signal(sig, _raise) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class PortInUse(Exception):
+    """The demo's port is taken: said before any data is prepared or any service starts."""
+
+
+def claim_port(host: str, port: int) -> socket.socket:
+    """Bind and listen on host:port now, so a busy port fails at once with a clear message (uvicorn
+    would report it only after the app's services started, then wait for them); uvicorn serves on
+    this very socket."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise PortInUse(f"cannot listen on {host} port {port}: {exc.strerror or exc}; another program (or another "
+                        f"demo) uses it - stop it, or choose another port with --port") from exc
+    sock.set_inheritable(True)
+    return sock
 
 
 def build_demo(options: DemoOptions, database_path: str):
@@ -174,6 +198,12 @@ def parse_args(argv: list[str] | None) -> DemoOptions:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Ctrl-C and SIGTERM stop the demo at any point, with its cleanup (temporary files, private MariaDB)
+    with _plain_keyboard_interrupt():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     import uvicorn
 
     options = parse_args(sys.argv[2:] if argv is None and sys.argv[1:2] == ["demo"] else argv)
@@ -182,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     keep_database = bool(options.database)
     database_path = os.path.abspath(options.database) if keep_database else os.path.join(tmpdir, "demo.sqlite3")
     mariadb = None
+    try:
+        listener = claim_port(options.host, options.port)
+    except PortInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        return 2
     try:
         if options.private_mariadb:
             from .mariadb import MariaDBUnavailable, PrivateMariaDB
@@ -211,11 +247,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  Report sync: {sync}", flush=True)
         print("  Stop with Ctrl-C.", flush=True)
         print(flush=True)
-        uvicorn.run(app, host=options.host, port=options.port, log_level="warning")
+        # uvicorn serves on the socket bound above and shuts down gracefully on Ctrl-C or SIGTERM, then
+        # raises the signal again: here it becomes a KeyboardInterrupt, so the cleanup below runs for both
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        with _plain_keyboard_interrupt():
+            try:
+                server.run(sockets=[listener])
+            except KeyboardInterrupt:
+                pass
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
+        listener.close()
         if mariadb is not None:
             mariadb.stop()
         shutil.rmtree(tmpdir, ignore_errors=True)

@@ -249,7 +249,8 @@ async def usage_page(request: Request, session: SessionDep, principal: PagePrinc
                                  width=540, row_height=34, label_width=140)
 
     # session table: the API's own query (same filters, same billing)
-    result = await sessions_api.list_sessions(session, settings, principal, window, user=user, department=department,
+    result = await sessions_api.list_sessions(request, session, settings, principal, window, user=user,
+                                              department=department,
                                               q=q, state="all", page=page, page_size=PAGE_SIZE, format="json")
     rows = []
     for item in result.items:
