@@ -221,6 +221,18 @@ class _HostCheck(HostCheck):
         host = self.get("portal_bind_host")
         if not isinstance(host, str) or not host.strip():
             self.add("portal_bind_host", "is empty", "an address to listen on, e.g. 127.0.0.1", value=host)
+        allowed = self.get("portal_allowed_hosts", [])
+        if not isinstance(allowed, list) or not all(isinstance(h, str) and h.strip() and "," not in h
+                                                    and not any(c.isspace() for c in h.strip()) for h in allowed):
+            self.add("portal_allowed_hosts", "is not a list of host names", "host names the portal answers to, "
+                     "e.g. [portal.lab.example, '*.lab.example']", value=allowed)
+        elif isinstance(host, str) and host.strip() in ("0.0.0.0", "::") and not allowed \
+                and not self.get("portal_public_url", ""):
+            self.add("portal_bind_host", "is %s (every address) but neither portal_public_url nor portal_allowed_hosts "
+                     "names the host browsers use: the portal answers only loopback and those names (Host check "
+                     "against DNS rebinding), so every request from another machine would get 400" % host.strip(),
+                     "portal_public_url (its host is allowed), or portal_allowed_hosts, e.g. [node1.lab.example]",
+                     value=host)
         raw = self.get("portal_bind_port")
         port = _int(raw)
         error = port_error(port) if port is not None else "is %s, not a port number" % a_type_name(raw)

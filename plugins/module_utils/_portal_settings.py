@@ -51,6 +51,7 @@ WEAK_SECRETS = frozenset((
 # PORTAL_<name> -> the role variable it comes from (DATABASE_URL from several: named by its host).
 SOURCES = {
     "ADMIN_GROUP": "portal_admin_group",
+    "ALLOWED_HOSTS": "portal_allowed_hosts",
     "BASE_URL": "portal_public_url",
     "BIND_HOST": "portal_bind_host",
     "BIND_PORT": "portal_bind_port",
@@ -120,6 +121,9 @@ def build(values, kubeconfig_present=True):
                                           get("portal_database_name"), options if isinstance(options, dict) else {})
         elif name == "KUBECONFIG":
             settings[name] = _text(get(var)) if kubeconfig_present else ""
+        elif name == "ALLOWED_HOSTS":
+            hosts = get(var, [])
+            settings[name] = ",".join(_text(h) for h in hosts) if isinstance(hosts, (list, tuple)) else _text(hosts)
         elif name == "COOKIE_SECURE":
             settings[name] = "true" if boolean(get(var, True), strict=False) else "false"
         else:

@@ -363,6 +363,31 @@ async def test_request_bodies_over_the_limit_get_413_and_change_nothing(settings
         assert ok.status_code == 200, ok.text
 
 
+async def test_only_allowed_host_names_are_served(settings_factory, tx_sessionmaker):
+    """DNS rebinding: a page on evil.example resolving to the portal's address sends Host: evil.example;
+    it gets 400 on every route (no page, no CSRF token, no stop); loopback, the base URL's host and
+    PORTAL_ALLOWED_HOSTS (exact or *.domain) are served."""
+    from labhub_portal.hosts import allowed_hosts, host_allowed, host_name
+
+    settings = settings_factory(base_url="https://hub.lab.example/services/labhub-portal",
+                                allowed_hosts="portal.test, *.cluster.lab.example")
+    allowed = allowed_hosts(settings)
+    for header, ok in (("127.0.0.1:8780", True), ("[::1]:8780", True), ("LOCALHOST", True),
+                       ("hub.lab.example", True), ("hub.lab.example:443", True), ("n1.cluster.lab.example", True),
+                       ("cluster.lab.example.evil.example", False), ("evil.example", False),
+                       ("hub.lab.example.evil.example", False), ("", False), ("[::1", False)):
+        assert host_allowed(host_name(header), allowed) is ok, header
+    async with running_app(settings, sessionmaker=tx_sessionmaker) as (_app, client):
+        for method, path in (("GET", "/usage"), ("GET", "/api/sessions"), ("POST", "/api/pods/stop"),
+                             ("GET", "/healthz")):
+            resp = await client.request(method, path, headers={**AUTH, "Host": "evil.example:8780"})
+            assert resp.status_code == 400, (path, resp.status_code)
+            assert resp.json()["detail"][0]["field"] == "host" and "PORTAL_ALLOWED_HOSTS" in resp.text
+            assert "csrf" not in resp.headers.get("set-cookie", "").lower()
+        assert (await client.get("/api/sessions", headers=AUTH)).status_code == 200  # Host: portal.test
+        assert (await client.get("/healthz", headers={"Host": "127.0.0.1:8780"})).status_code == 200
+
+
 def test_settings_refuse_unsafe_combinations(monkeypatch):
     base = {"_env_file": None, "database_url": "postgresql://u@localhost/db"}
     with pytest.raises(ValidationError, match="neither PORTAL_TOKEN nor JupyterHub OAuth"):

@@ -19,7 +19,7 @@ COOKIE_SECRET = "test-cookie-secret-0123456789abcdef"
 def make_settings(pg_server, **overrides) -> Settings:
     values = dict(database_url=pg_server.url(), token=TOKEN, cookie_secret=COOKIE_SECRET, cookie_secure=False,
                   hub_namespace="jhub", kube_timeout=10.0, record_interval=30.0, gap_intervals=3,
-                  timezone="Asia/Taipei")
+                  timezone="Asia/Taipei", allowed_hosts="portal.test")  # the test clients' host
     values.update(overrides)
     return Settings(_env_file=None, **values)
 

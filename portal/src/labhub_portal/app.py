@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from . import __version__
 from .apidocs import mount_api_docs
 from .bodylimit import BodyLimitMiddleware
+from .hosts import HostCheckMiddleware, allowed_hosts
 from .cluster import ClusterClient, cluster_from_settings
 from .config import Settings
 from .db.engine import make_engine, make_sessionmaker
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterClient | Non
     mount_api_docs(app)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(HostCheckMiddleware, allowed=allowed_hosts(settings))  # outermost: first to see a request
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):

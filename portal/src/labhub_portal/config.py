@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     oauth_client_id: str = Field("service-labhub-portal", description="OAuth client id of the hub service.")
     admin_group: str | None = Field(None, description="Hub group whose members may use the portal (besides hub admins).")
     stop_timeout: float = Field(15.0, gt=0)
+    allowed_hosts: str = Field("", description="Host names the portal answers to besides loopback, the bind address "
+                                             "and the host of PORTAL_BASE_URL: comma-separated, *.domain for its "
+                                             "subdomains, * for any. Other Host headers get 400 (DNS rebinding).")
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024,
                                    description="Largest request body accepted (413 beyond); the users import "
                                                "takes files up to 5 MiB.")

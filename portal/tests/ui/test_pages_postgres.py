@@ -39,6 +39,7 @@ async def empty_pg(clean_db):
 
 async def test_pages_render_from_postgresql(empty_pg):
     settings = Settings(_env_file=None, database_url=empty_pg.url(), token=TOKEN, cookie_secure=False,
+                        allowed_hosts="portal.test",
                         cookie_secret="ui-pg-cookie-secret-0123456789", kubeconfig=None, kube_in_cluster=False,
                         timezone="Asia/Taipei", record_interval=30.0)
     cluster = SimulatedCluster(churn=False, min_running=5)

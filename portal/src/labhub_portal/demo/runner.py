@@ -105,8 +105,7 @@ async def prepare(settings: Settings, cluster: SimulatedCluster, history_days: f
 
 @contextlib.contextmanager
 def _plain_keyboard_interrupt():
-    """Ctrl-C or SIGTERM during the preparation stops the demo at once (and ends the serving, after
-    uvicorn's graceful shutdown, with the cleanup run).
+    """Ctrl-C or SIGTERM during the preparation stops the demo at once.
 
     (asyncio.run would turn SIGINT into a task cancellation, which a cancellation-swallowing
     ``asyncio.wait_for`` of Python 3.11 can lose; a handler that raises is not replaced by it.)
@@ -197,10 +196,24 @@ def parse_args(argv: list[str] | None) -> DemoOptions:
                        mysql_url=args.mysql_url, timezone=args.timezone, private_mariadb=args.mariadb)
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _raise_keyboard_interrupt(_signum, _frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
-    # Ctrl-C and SIGTERM stop the demo at any point, with its cleanup (temporary files, private MariaDB)
-    with _plain_keyboard_interrupt():
+    """Ctrl-C and SIGTERM stop the demo at any point, with its cleanup (temporary files, private
+    MariaDB): while it prepares, at once (KeyboardInterrupt); once it serves, by asking uvicorn to
+    shut down (no exception raised into whatever runs at that moment)."""
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, _raise_keyboard_interrupt) for sig in STOP_SIGNALS} if on_main_thread else {}
+    try:
         return _main(argv)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _main(argv: list[str] | None) -> int:
@@ -230,6 +243,12 @@ def _main(argv: list[str] | None) -> int:
                 return 2
         print(f"Preparing demo data ({options.history_days:g} days of simulated history) ...", flush=True)
         settings, _cluster, app = build_demo(options, database_path)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        if threading.current_thread() is threading.main_thread():
+            # from here a stop signal asks uvicorn to shut down gracefully (also before it serves); uvicorn
+            # captures the signals itself while serving and raises them again here afterwards
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, lambda _signum, _frame: setattr(server, "should_exit", True))
         host = f"[{options.host}]" if ":" in options.host else options.host
         url = f"http://{host}:{options.port}/"
         print(flush=True)
@@ -247,14 +266,7 @@ def _main(argv: list[str] | None) -> int:
         print(f"  Report sync: {sync}", flush=True)
         print("  Stop with Ctrl-C.", flush=True)
         print(flush=True)
-        # uvicorn serves on the socket bound above and shuts down gracefully on Ctrl-C or SIGTERM, then
-        # raises the signal again: here it becomes a KeyboardInterrupt, so the cleanup below runs for both
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-        with _plain_keyboard_interrupt():
-            try:
-                server.run(sockets=[listener])
-            except KeyboardInterrupt:
-                pass
+        server.run(sockets=[listener])  # on the socket bound at the start
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
