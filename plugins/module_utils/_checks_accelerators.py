@@ -25,6 +25,7 @@ from ansible_collections.labhub.platform.plugins.module_utils._validation import
     label_key_error,
     label_value_error,
     MISSING,
+    truthy,
 )
 from ansible_collections.labhub.platform.plugins.module_utils._checks_cluster import (
     cluster_scope,
@@ -73,12 +74,8 @@ def _hw(site, host):
     return hw if isinstance(hw, dict) and not hw.get("error") else None
 
 
-def _truthy(value):
-    return value if is_bool(value) else str(value).lower() in ("true", "yes", "1", "on")
-
-
 def _enabled(site, host, var):
-    return _truthy(site.get(host, var, False))
+    return truthy(site.get(host, var, False))
 
 
 def _bool_row(site, report, host, var):
@@ -415,8 +412,8 @@ def nfd_problem(gpu_nfd_runs, network_nfd_on):
 
 
 def _one_nfd(site, report, hub):
-    gpu_nfd_runs = _truthy(site.get(hub, "gpu_operator_enabled", bool(site.group(GPU_GROUP)))) \
-        and _truthy(site.get(hub, "gpu_operator_nfd_enabled", True))
+    gpu_nfd_runs = truthy(site.get(hub, "gpu_operator_enabled", bool(site.group(GPU_GROUP)))) \
+        and truthy(site.get(hub, "gpu_operator_nfd_enabled", True))
     values = {var: site.get(hub, var, default) for var, default in
               (("gpu_operator_nfd_enabled", True), ("network_operator_nfd_enabled", not gpu_nfd_runs))}
     wrong = [var for var, value in values.items() if not is_bool(value)]

@@ -34,6 +34,7 @@ from ansible_collections.labhub.platform.plugins.module_utils._validation import
     label_value_error,
     MISSING,
     port_error,
+    truthy,
 )
 
 ROLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "roles")
@@ -603,7 +604,7 @@ def ingress_on(site, host):
     value = site.get(host, "ingress_enabled", MISSING)
     if value is MISSING:
         return site.get(host, "jupyterhub_expose", "nodeport") == "ingress"
-    return value is True or str(value).lower() in ("true", "yes", "1", "on")
+    return truthy(value)
 
 
 def check_ingress(site, report):

@@ -45,6 +45,7 @@ from ansible_collections.labhub.platform.plugins.module_utils._validation import
     memory_error,
     MEMORY_QUANTITY_RE,
     MISSING,
+    truthy,
     url_error,
 )
 
@@ -147,10 +148,7 @@ class _Hub(HostCheck):
         self.report.add(self.host, shown, problem, expected, value=value, secret=secret, covers=(variable + path,))
 
     def truthy(self, var):
-        value = self.value(var)
-        if is_bool(value):
-            return value
-        return str(value).strip().lower() in ("true", "yes", "on", "1")
+        return truthy(self.value(var))
 
 
 def hub_hosts(site):

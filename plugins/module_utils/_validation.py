@@ -316,6 +316,14 @@ def is_bool(value):
     return isinstance(value, bool)
 
 
+def truthy(value):
+    """A boolean setting as Ansible's ``bool`` filter reads it: a bool as is, else "true", "yes",
+    "on" or "1" in any case (surrounding spaces ignored) for true and anything else false."""
+    if is_bool(value):
+        return value
+    return str(value).strip().lower() in ("true", "yes", "on", "1")
+
+
 def is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 

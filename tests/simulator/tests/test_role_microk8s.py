@@ -58,18 +58,44 @@ def run_role(tmp_path: Path, inventory: Path, *extra_args):
                             *extra_args, timeout=600)
 
 
-def test_role_forms_ha_cluster_idempotent_and_check_mode_exact(tmp_path, sim_nodes, sim_bundle):
+RESTART_DOWNTIME = 3
+
+
+def assert_restarts_rolled(nodes, since):
+    """containerd/kubelite restarts since `since` never overlap: each node's restarts start only
+    after the previous node's API server answered again (the simulator keeps a restarted kubelite's
+    API down for `restart_downtime` seconds and logs every restart with its time in node.json)."""
+    spans = []
+    for node in nodes:
+        times = [e["time"] for e in node.node_state()["restart_log"] if e["time"] >= since]
+        if times:
+            spans.append((min(times), max(times), node.name))
+    spans.sort()
+    assert [s[2] for s in spans] == [n.name for n in nodes], spans
+    for (_first, last, name), (nxt, _l, other) in zip(spans, spans[1:]):
+        assert nxt >= last + RESTART_DOWNTIME, "%s restarted %.1fs after %s, before its API was back" % (
+            other, nxt - last, name)
+
+
+def test_role_forms_ha_cluster_idempotent_check_mode_exact_and_restarts_roll(tmp_path, sim_nodes, sim_bundle):
+    """Three control-plane nodes and a worker: check mode on fresh nodes, the real run, a second run
+    changing nothing, check mode predicting a kubelet change exactly, that change applied with the
+    restarts rolling one node at a time (also on the first run), an API address change."""
     nodes = sim_nodes(4)
+    for node in nodes:
+        node.set_faults(restart_downtime=RESTART_DOWNTIME)
     cps, workers = nodes[:3], nodes[3:]
-    inv = write_inventory(tmp_path / "hosts.yml", cps, workers, sim_bundle)
+    inv = write_inventory(tmp_path / "hosts.yml", cps, workers, sim_bundle, extra={"microk8s_wait_ready_timeout": 60})
 
     proc, recap = run_role(tmp_path, inv, "--check")
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert all(n.node_state() is None or not n.node_state()["snaps"] for n in nodes), "check mode changed a node"
 
+    started = time.time()
     proc, recap = run_role(tmp_path, inv)
     assert proc.returncode == 0, proc.stdout[-6000:]
     assert all(recap[n.name]["changed"] > 0 for n in nodes)
+    assert_restarts_rolled(nodes, started)
 
     status = cps[0].status()
     voters = [n for n in status["high-availability"]["nodes"] if n["role"] == "voter"]
@@ -110,12 +136,21 @@ def test_role_forms_ha_cluster_idempotent_and_check_mode_exact(tmp_path, sim_nod
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert {h: r["changed"] for h, r in recap.items()} == {n.name: 0 for n in nodes}, proc.stdout[-4000:]
 
-    proc, recap = run_role(tmp_path, inv, "--check", "-e", json.dumps({"microk8s_kubelet_max_pods": 200}))
+    max_pods = ["-e", json.dumps({"microk8s_kubelet_max_pods": 200})]
+    proc, recap = run_role(tmp_path, inv, "--check", *max_pods)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert all(recap[n.name]["changed"] == 1 for n in nodes), proc.stdout[-4000:]
     assert "--max-pods=110\n" in (nodes[0].root / "var/snap/microk8s/current/args/kubelet").read_text()
 
-    proc, recap = run_role(tmp_path, inv, "-e", "microk8s_api_address=localhost")
+    started = time.time()
+    proc, recap = run_role(tmp_path, inv, *max_pods)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert_restarts_rolled(nodes, started)
+    for node in nodes:
+        assert "--max-pods=200\n" in (node.root / "var/snap/microk8s/current/args/kubelet").read_text()
+        assert node.node_state()["restarts"]["microk8s.daemon-kubelite"] == 2
+
+    proc, recap = run_role(tmp_path, inv, *max_pods, "-e", "microk8s_api_address=localhost")
     assert proc.returncode == 0, proc.stdout[-4000:]
     server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
     assert server == "https://localhost:%d" % cps[0].api_server()["port"]
@@ -131,7 +166,7 @@ def test_role_forms_ha_cluster_idempotent_and_check_mode_exact(tmp_path, sim_nod
             "microk8s.daemon-kubelite", "microk8s.daemon-cluster-agent"]
     api = kclient.CoreV1Api(kconfig.new_client_from_config(str(kubeconfig)))
     assert len(api.list_node().items) == 4
-    proc, recap = run_role(tmp_path, inv, "-e", "microk8s_api_address=localhost")
+    proc, recap = run_role(tmp_path, inv, *max_pods, "-e", "microk8s_api_address=localhost")
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert {h: r["changed"] for h, r in recap.items()} == {n.name: 0 for n in nodes}, proc.stdout[-4000:]
 
@@ -221,34 +256,3 @@ def test_join_uses_the_first_control_planes_cluster_address(tmp_path, sim_nodes,
     assert "join address 10.77.0.1" in proc.stdout
     names = {n["metadata"]["name"] for n in first.nodes()}
     assert names == {"n1", "n2"}
-
-
-def test_restarts_roll_one_node_at_a_time_with_the_api_checked_between(tmp_path, sim_nodes, sim_bundle):
-    """containerd/kubelite restarts never overlap: each node's restarts start only after the
-    previous node's API server answered again (the simulator keeps a restarted kubelite's API down
-    for `restart_downtime` seconds and logs every restart with its time in node.json)."""
-    downtime = 3
-    nodes = sim_nodes(3)
-    for node in nodes:
-        node.set_faults(restart_downtime=downtime)
-    inv = write_inventory(tmp_path / "hosts.yml", nodes, [], sim_bundle, extra={"microk8s_wait_ready_timeout": 60})
-
-    def windows(since):
-        out = []
-        for node in nodes:
-            times = [e["time"] for e in node.node_state()["restart_log"] if e["time"] >= since]
-            if times:
-                out.append((min(times), max(times), node.name))
-        return sorted(out)
-
-    for extra in ([], ["-e", json.dumps({"microk8s_kubelet_max_pods": 120})]):
-        started = time.time()
-        proc, _recap = run_role(tmp_path, inv, *extra)
-        assert proc.returncode == 0, proc.stdout[-4000:]
-        spans = windows(started)
-        assert [s[2] for s in spans] == ["n1", "n2", "n3"], spans
-        for (_first, last, name), (nxt, _l, other) in zip(spans, spans[1:]):
-            assert nxt >= last + downtime, "%s restarted %.1fs after %s, before its API was back" % (
-                other, nxt - last, name)
-    assert {n.name: n.node_state()["restarts"]["microk8s.daemon-kubelite"] for n in nodes} == {
-        "n1": 2, "n2": 2, "n3": 2}

@@ -103,9 +103,12 @@ async def prepare(settings: Settings, cluster: SimulatedCluster, history_days: f
         await engine.dispose()
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def _plain_keyboard_interrupt():
-    """Ctrl-C or SIGTERM during the preparation stops the demo at once.
+    """Ctrl-C or SIGTERM stops the demo at once (main() while it starts; build_demo() for other callers).
 
     (asyncio.run would turn SIGINT into a task cancellation, which a cancellation-swallowing
     ``asyncio.wait_for`` of Python 3.11 can lose; a handler that raises is not replaced by it.)
@@ -117,7 +120,7 @@ def _plain_keyboard_interrupt():
     def _raise(_signum, _frame):
         raise KeyboardInterrupt
 
-    previous = {sig: signal.signal(sig, _raise) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, _raise) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
@@ -196,24 +199,12 @@ def parse_args(argv: list[str] | None) -> DemoOptions:
                        mysql_url=args.mysql_url, timezone=args.timezone, private_mariadb=args.mariadb)
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def _raise_keyboard_interrupt(_signum, _frame):
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     """Ctrl-C and SIGTERM stop the demo at any point, with its cleanup (temporary files, private
     MariaDB): while it prepares, at once (KeyboardInterrupt); once it serves, by asking uvicorn to
     shut down (no exception raised into whatever runs at that moment)."""
-    on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = {sig: signal.signal(sig, _raise_keyboard_interrupt) for sig in STOP_SIGNALS} if on_main_thread else {}
-    try:
+    with _plain_keyboard_interrupt():
         return _main(argv)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _main(argv: list[str] | None) -> int:

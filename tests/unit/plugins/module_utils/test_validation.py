@@ -42,7 +42,7 @@ from ansible_collections.labhub.platform.plugins.action.validate import (
     load_role_specs,
 )
 from ansible_collections.labhub.platform.plugins.module_utils import _checks
-from ansible_collections.labhub.platform.plugins.module_utils._validation import REDACTED, is_secret
+from ansible_collections.labhub.platform.plugins.module_utils._validation import REDACTED, is_secret, truthy
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
@@ -176,3 +176,12 @@ def test_every_playbook_lists_known_checks():
     for playbook, names in _checks.PLAYBOOKS.items():
         for name in names:
             assert name in _checks.CHECKS, (playbook, name)
+
+
+@pytest.mark.parametrize("value, expected", [
+    (True, True), (False, False), ("yes", True), (" On ", True), ("TRUE", True), (1, True), ("1", True),
+    ("no", False), ("false", False), ("", False), (0, False), (None, False), ("enabled", False),
+])
+def test_truthy_reads_booleans_as_ansible_does(value, expected):
+    """One reading of on/off settings for every check (the `bool` filter's true words)."""
+    assert truthy(value) is expected
