@@ -16,7 +16,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help host-deps venv venvs kube base-image collection-link build lint yamllint ansible-lint role-docs docs sanity unit hub-env molecule portal-test hub-test test demo render constraints clean
+.PHONY: help host-deps venv venvs kube base-image collection-link build lint yamllint ansible-lint role-docs python-lint docs sanity unit hub-env molecule portal-test hub-test test demo render constraints clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -67,7 +67,18 @@ role-docs: venv
 docs: venv ## regenerate the role READMEs' reference sections from meta/argument_specs.yml (aar-doc)
 	tests/harness/role-docs.sh
 
-lint: yamllint ansible-lint role-docs ## yamllint + ansible-lint (production profile) + role READMEs up to date
+# ruff and mypy over every Python file of the repository: the collection's plugins (as the package
+# Ansible imports), test harness, tests and benchmarks here (.config/ruff.toml, .config/mypy.ini);
+# the portal and the hub extensions in their own venvs with their own settings (pyproject.toml).
+python-lint: venv
+	ruff check --config .config/ruff.toml .
+	mypy --config-file .config/mypy.ini -p ansible_collections.labhub.platform.plugins
+	mypy --config-file .config/mypy.ini \
+	  tests/harness/*.py tests/harness/kube/*.py tests/simulator/*.py bench/ctr_image.py bench/hardware_facts.py
+	$(MAKE) -C portal lint
+	$(MAKE) -C files/hub lint
+
+lint: yamllint ansible-lint role-docs python-lint ## yamllint + ansible-lint (production profile) + role READMEs up to date + ruff and mypy
 
 sanity: venv ## ansible-test sanity from an ansible_collections/labhub/platform copy
 	tests/harness/sanity.sh
@@ -90,14 +101,14 @@ hub-test: ## the hub extensions' real-JupyterHub suite, when present
 	if [ -f files/hub/Makefile ]; then $(MAKE) -C files/hub test; else echo "hub extensions: no suite yet"; fi
 
 # Setup first, then two lanes side by side (tests/harness/stages.sh): pytest (itself two
-# processes, tests/harness/unit.sh) in one, at niceness 10; lint, sanity, portal, hub and every
-# Molecule scenario one after the other in the other, at normal priority. The second lane is a
-# chain of short steps that each wait for the last (about 1 core for 22 minutes alone) and the
-# first a crowd of processes (1.8 cores for 25 minutes alone): at equal priority the chain waited
-# behind the crowd at every step (48 minutes side by side); served first, it takes what it needs
-# and pytest fills the rest of the two cores.
+# processes, tests/harness/unit.sh) at niceness 10, then the portal's and hub's suites, in one;
+# lint, sanity and every Molecule scenario one after the other in the other, at normal priority.
+# The Molecule lane is a chain of short steps that each wait for the last (about 1 core for 22
+# minutes alone) and pytest a crowd of processes (1.8 cores for 25 minutes alone): at equal
+# priority the chain waited behind the crowd at every step (48 minutes side by side; 44 with
+# pytest niced, pytest then ending 7 minutes before Molecule, so portal and hub moved after it).
 test: ## the whole suite; ends with a table of minutes per stage
-	LABHUB_UNIT_NICE=10 tests/harness/stages.sh host-deps venvs kube base-image 'unit | lint sanity portal-test hub-test molecule'
+	LABHUB_UNIT_NICE=10 tests/harness/stages.sh host-deps venvs kube base-image 'unit portal-test hub-test | lint sanity molecule'
 	@echo "labhub: all suites passed"
 
 render: venv ## render the local single-node deployment (values + manifests) without a cluster

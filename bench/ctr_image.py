@@ -69,7 +69,7 @@ def bench_present(work: Path, count: int, playbook: bool) -> dict:
         ia.docker_archive(path, [(["bench.example/lab/img%02d:1" % n], {"etc/id": "image %d\n" % n,
                                                                         "data/blob": os.urandom(64 * 1024)})])
         archives.append((path, file_sha256(path)))
-    out = {"images": count}
+    out: dict[str, float] = {"images": count}
     with Containerd() as daemon:
         common = {"address": daemon.address, "namespace": "bench", "ctr_path": CTR}
         for path, _ in archives:
@@ -78,7 +78,7 @@ def bench_present(work: Path, count: int, playbook: bool) -> dict:
         noop.write_text("from ansible.module_utils.basic import AnsibleModule\n"
                         "AnsibleModule(argument_spec={}).exit_json(changed=False)\n")
         (work / "noop.json").write_text('{"ANSIBLE_MODULE_ARGS": {}}')
-        times = {"module": [], "ctr_ls": [], "noop": []}
+        times: dict[str, list[float]] = {"module": [], "ctr_ls": [], "noop": []}
         # Interleaved per image, so the three see the same machine load:
         # the module (one process per archive, all present), the raw baseline (one
         # `ctr images ls`, what the module must do at least once), and the floor (an
@@ -147,7 +147,9 @@ def bench_import(work: Path, size_mb: int, rounds: int) -> dict:
     cpu, wall = time.process_time(), time.perf_counter()
     digest = file_sha256(path)
     sha_cpu, sha_wall = time.process_time() - cpu, time.perf_counter() - wall
-    raw, module, module_nosum = [], [], []
+    raw: list[float] = []
+    module: list[float] = []
+    module_nosum: list[float] = []
     runs = [(raw, None), (module, {"sha256": digest}), (module_nosum, {})]
     for round_no in range(rounds):
         # Rotate the order every round so no variant always runs first (page cache, load).
@@ -188,7 +190,7 @@ def report(present: dict, first: dict, command: str) -> str:
         "`labhub.platform.ctr_image` against raw `ctr` on the harness's private containerd (Debian containerd "
         "1.6), same run. Command: `%s` (%s UTC, %d CPUs, load average %s at the end; the machine is shared "
         "with other test jobs: compare ratios, not absolute times)." % (
-            command, time.strftime("%Y-%m-%d %H:%M", time.gmtime()), os.cpu_count(), load),
+            command, time.strftime("%Y-%m-%d %H:%M", time.gmtime()), os.cpu_count() or 0, load),
         "",
         "**Already present, %d images** (each module run gets `sha256` like the offline_images role passes it, "
         "reads the archive's index, lists the namespace once and reports `present`; as documented it does not "

@@ -77,7 +77,7 @@ def in_playbook(repeats: int, warmup: int) -> dict:
                               capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         sys.exit("ansible-playbook failed:\n" + proc.stdout[-3000:] + proc.stderr[-3000:])
-    times = dict((label, []) for label in VARIANTS)
+    times: dict[str, list[float]] = {label: [] for label in VARIANTS}
     for task in json.loads(proc.stdout)["plays"][0]["tasks"]:
         label, round_no = task["task"]["name"].rsplit("|", 1)
         if int(round_no) < warmup:
@@ -89,7 +89,7 @@ def in_playbook(repeats: int, warmup: int) -> dict:
 
 def ad_hoc(repeats: int) -> dict:
     """Wall time of whole `ansible localhost -m <module>` commands, interleaved."""
-    times = dict((label, []) for label in VARIANTS)
+    times: dict[str, list[float]] = {label: [] for label in VARIANTS}
     for _ in range(repeats):
         for label, (module, args) in VARIANTS.items():
             start = time.perf_counter()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "portal" / "tests"))
@@ -69,7 +70,7 @@ def start_cluster(tmp: Path, pods: int, nodes: int = 20) -> tuple[KubeCluster, N
 def settings(pg: PostgresServer, **overrides):
     from labhub_portal.config import Settings
 
-    values = dict(database_url=pg.url(), token=TOKEN, hub_namespace="jhub", kube_timeout=30.0)
+    values: dict[str, Any] = dict(database_url=pg.url(), token=TOKEN, hub_namespace="jhub", kube_timeout=30.0)
     values.update(overrides)
     return Settings(_env_file=None, **values)
 

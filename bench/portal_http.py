@@ -93,7 +93,8 @@ FROM generate_series(1, 20000) g"""))
                 pass
             await asyncio.sleep(0.1)
         else:
-            raise RuntimeError(proc.stderr.read().decode() if proc.poll() is not None else "portal did not become ready")
+            raise RuntimeError(proc.stderr.read().decode() if proc.stderr and proc.poll() is not None
+                               else "portal did not become ready")
         results = {}
         for path in ("/healthz", "/api/pods", "/api/stats?group_by=user", "/api/stats?group_by=day"):
             results[path] = await load(url, path)

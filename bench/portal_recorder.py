@@ -95,7 +95,7 @@ async def main() -> None:
         raw_ms = []
         for _ in range(CYCLES):
             now = datetime.now(timezone.utc)
-            params = {c: a for c, a in zip(cols, arrays)}
+            params: dict[str, object] = dict(zip(cols, arrays))
             params.update(now=now, gap=90.0)
             t = time.perf_counter()
             async with conn.transaction():

@@ -77,7 +77,7 @@ async def main() -> None:
     from sqlalchemy import text
 
     from labhub_portal.app import create_app
-    from labhub_portal.stats_service import _sql
+    from labhub_portal.stats_service import GroupBy, _sql
 
     pg = start_postgres()
     try:
@@ -96,10 +96,11 @@ async def main() -> None:
                 raw = await asyncpg.connect(pg.url().replace("postgresql+asyncpg", "postgresql"),
                                             server_settings={"jit": "off"})  # same as the portal's engine
                 now = datetime.now(timezone.utc)
-                for label, days, group_by in (("last 30 days by user", 30, "user"),
+                cases: tuple[tuple[str, int, GroupBy], ...] = (("last 30 days by user", 30, "user"),
                                               ("whole 400 days by user", 401, "user"),
                                               ("last 30 days by day", 30, "day"),
-                                              ("whole 400 days by department", 401, "department")):
+                                              ("whole 400 days by department", 401, "department"))
+                for label, days, group_by in cases:
                     lo, hi = now - timedelta(days=days), now
                     params = {"group_by": group_by, "from": lo.isoformat(), "to": hi.isoformat()}
 

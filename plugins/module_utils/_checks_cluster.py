@@ -48,7 +48,7 @@ PLAYBOOK_ALIASES = {
     "bundle_manifest_file": "labhub_bundle_manifest_file",
 }
 _ALIAS_RE = re.compile(r"^\s*\{\{\s*(labhub_[A-Za-z0-9_]+)\s*(\|\s*default\b.*)?\}\}\s*$")
-_CACHE = {}
+_CACHE = {}  # type: dict
 
 
 # --------------------------------------------------------------------------------------

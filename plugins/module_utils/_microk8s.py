@@ -242,7 +242,7 @@ def add_csr_alt_names(text, names):
     block = "\n".join(lines)
     if re.search(r"(?m)^#MOREIPS", text):
         return re.sub(r"(?m)^#MOREIPS", lambda m: block + "\n#MOREIPS", text, count=1), lines
-    out, section, done = [], None, False
+    out, done = [], False
     rows = text.splitlines()
     last = max([i for i, row in enumerate(rows) if re.match(r"^\s*(DNS|IP)\.\d+\s*=", row)] + [-1])
     for i, row in enumerate(rows):

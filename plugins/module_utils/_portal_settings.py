@@ -150,7 +150,7 @@ class ModelUnavailable(Exception):
     """The portal's Settings model cannot be loaded on the controller (message says why)."""
 
 
-_MODULE = {}
+_MODULE = {}  # type: dict
 _MODULE_NAME = "_labhub_platform_portal_config"
 
 
@@ -185,7 +185,7 @@ def load_config_module(path=CONFIG_PATH):
     return module
 
 
-_ISOLATED = {}
+_ISOLATED = {}  # type: dict
 
 
 def _isolated(settings_cls):

@@ -43,7 +43,8 @@ def rootfs_layer(files: dict[str, bytes | str]) -> bytes:
                     info.type = tarfile.DIRTYPE
                     info.mode = 0o755
                     tar.addfile(info)
-            data = files[name].encode() if isinstance(files[name], str) else files[name]
+            content = files[name]
+            data = content.encode() if isinstance(content, str) else content
             info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mode = 0o644

@@ -237,7 +237,7 @@ def _save(path, data):
     os.replace(tmp, path)
 
 
-_HELD = {}
+_HELD: dict = {}
 _HELD_GUARD = threading.Lock()
 
 

@@ -61,7 +61,7 @@ class ClusterClient(Protocol):
 
 # ---------------------------------------------------------------------------------------------
 # quantities
-_SUFFIX = {
+_SUFFIX: dict[str, int | Decimal] = {
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
     "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
     "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
@@ -117,7 +117,7 @@ class PodObservation:
     node: str | None
     phase: str | None
     ready: bool
-    started_at: datetime | None
+    started_at: datetime  # pods not started yet are not observed
     cpu_request: float | None
     cpu_limit: float | None
     memory_request: int | None

@@ -28,7 +28,7 @@ from sqlalchemy import select, text
 
 from .cluster import parse_quantity
 from .config import Settings
-from .db.engine import make_engine, make_sessionmaker
+from .db.engine import dialect_name, make_engine, make_sessionmaker
 from .db.models import ContainerSession
 from .recorder.repository import lock_changes, next_change_seq_sqlite
 
@@ -113,7 +113,7 @@ async def import_history_file(settings: Settings, path: str, zone: str, dry_run:
                 if dry_run or not new:
                     return {"inserted": len(new), "skipped": len(rows) - len(new)}
                 now = datetime.now(timezone.utc)
-                if session.bind.dialect.name == "postgresql":
+                if dialect_name(session) == "postgresql":
                     seqs = (await session.execute(text(
                         "SELECT nextval('container_sessions_change_seq') FROM generate_series(1, :n)"),
                         {"n": len(new)})).scalars().all()

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .billing import GIB, Usage, billable_seconds, rates_for
 from .config import Settings
+from .db.engine import dialect_name
 from .db.models import ContainerSession, Department, User
 
 GroupBy = Literal["total", "user", "department", "day", "month"]
@@ -184,7 +185,7 @@ async def stats(session: AsyncSession, settings: Settings, group_by: GroupBy, lo
                 now: datetime, user: str | None = None, department: str | None = None) -> list[dict]:
     if group_by in ("day", "month"):
         buckets(lo, hi, group_by, settings)  # raises ValueError when the range is too long
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         return await sql_stats(session, settings, group_by, lo, hi, now, user, department)
     return await python_stats(session, settings, group_by, lo, hi, now, user, department)
 

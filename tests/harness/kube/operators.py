@@ -39,6 +39,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -63,7 +64,7 @@ class Host:
         """PCI devices as NFD's pci source reads them (node-feature-discovery source/pci/utils.go
         readSinglePciAttribute: the sysfs file, '0x' stripped, class cut to 4 hex digits). The
         fixture trees hold class, vendor and device only (upstream also reads subsystem_*)."""
-        out = []
+        out: list[dict[str, str]] = []
         base = self.root / "sys" / "bus" / "pci" / "devices"
         if not base.is_dir():
             return out
@@ -239,7 +240,7 @@ class OperatorSimulator:
     def _merge(self, path: str, patch: dict[str, Any]) -> Any:
         return self._req("PATCH", path, patch, "application/merge-patch+json")
 
-    def _label_node(self, node: dict[str, Any], wanted: dict[str, str | None], who: str) -> None:
+    def _label_node(self, node: dict[str, Any], wanted: Mapping[str, str | None], who: str) -> None:
         labels = node["metadata"].get("labels") or {}
         diff = {k: v for k, v in wanted.items() if labels.get(k) != v and not (v is None and k not in labels)}
         if diff:

@@ -249,7 +249,7 @@ def test_never_ready_after_join(sim_nodes, sim_bundle):
 def test_leave_remove_node_and_last_voter(sim_nodes, sim_bundle):
     nodes = sim_nodes(3)
     first = join_cluster(nodes[:2], nodes[2:], sim_bundle)
-    second, worker = nodes[1], nodes[2]
+    second = nodes[1]
     proc = first.microk8s("remove-node", "n2", check=False)
     assert proc.returncode == 1 and "is registered with dqlite" in proc.stdout
     proc = first.microk8s("remove-node", "nosuch", check=False)

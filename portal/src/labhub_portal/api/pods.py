@@ -62,6 +62,19 @@ async def list_pods(request: Request, settings: SettingsDep, _: CurrentPrincipal
     return PodList(namespace=settings.hub_namespace, pods=items)
 
 
+async def _delete_pod(cluster, name: str, timeout: float, hub_error: str | None) -> StopResult:
+    """The fallback when the hub did not stop the server: delete the pod."""
+    prefix = f"hub API failed ({hub_error}); " if hub_error else ""
+    try:
+        await asyncio.wait_for(cluster.delete_pod(name), timeout)
+        return StopResult(pod_name=name, result="deleted", method="pod-delete", detail=prefix + "pod deleted")
+    except PodNotFound:
+        return StopResult(pod_name=name, result="failed", method="pod-delete", detail=prefix + "pod no longer exists")
+    except (ClusterError, asyncio.TimeoutError, OSError) as exc:
+        return StopResult(pod_name=name, result="failed", method="pod-delete",
+                          detail=prefix + f"pod deletion failed: {type(exc).__name__}: {exc}"[:300])
+
+
 @router.post("/pods/stop", response_model=StopResponse,
              summary="Stop several single-user servers (hub API first, pod deletion as fallback)",
              description="Targets are checked against the live list of the hub namespace's single-user pods "
@@ -86,28 +99,17 @@ async def stop_pods(request: Request, body: StopRequest, session: SessionDep, se
             annotations, labels = meta.get("annotations") or {}, meta.get("labels") or {}
             username = annotations.get(USERNAME_KEY) or labels.get(USERNAME_KEY)
             server = annotations.get(SERVERNAME_KEY) or labels.get(SERVERNAME_KEY) or ""
-            result = None
+            stopped: StopResult | None = None
             hub_error = None
             if hub is not None and username:
                 try:
                     code = await hub.stop_server(username, server)
-                    result = StopResult(pod_name=name, result="stopping", method="hub",
-                                        detail=f"hub accepted the stop of {username}'s server"
-                                               f"{' ' + repr(server) if server else ''} (HTTP {code})")
+                    stopped = StopResult(pod_name=name, result="stopping", method="hub",
+                                         detail=f"hub accepted the stop of {username}'s server"
+                                                f"{' ' + repr(server) if server else ''} (HTTP {code})")
                 except HubError as exc:
                     hub_error = str(exc)
-            if result is None:
-                prefix = f"hub API failed ({hub_error}); " if hub_error else ""
-                try:
-                    await asyncio.wait_for(cluster.delete_pod(name), settings.kube_timeout)
-                    result = StopResult(pod_name=name, result="deleted", method="pod-delete",
-                                        detail=prefix + "pod deleted")
-                except PodNotFound:
-                    result = StopResult(pod_name=name, result="failed", method="pod-delete",
-                                        detail=prefix + "pod no longer exists")
-                except (ClusterError, asyncio.TimeoutError, OSError) as exc:
-                    result = StopResult(pod_name=name, result="failed", method="pod-delete",
-                                        detail=prefix + f"pod deletion failed: {type(exc).__name__}: {exc}"[:300])
+            result = stopped if stopped is not None else await _delete_pod(cluster, name, settings.kube_timeout, hub_error)
         metrics.POD_STOPS.labels(result.result).inc()
         session.add(AuditLog(at=datetime.now(timezone.utc), actor=f"{principal.kind}:{principal.name}",
                              action="stop_server", target=target, result=result.result,

@@ -53,7 +53,7 @@ def parse_users_csv(raw: bytes) -> list[dict]:
     if missing:
         raise _error([{"loc": ["body", "file"], "field": c, "row": 1, "msg": f"header lacks column '{c}'",
                        "type": "missing"} for c in missing])
-    index = {name: header.index(name) for name in ("username", "department", "display_name") if name in header}
+    index: dict[str, int] = {name: header.index(name) for name in ("username", "department", "display_name") if name in header}
     rows: list[dict] = []
     errors: list[dict] = []
     seen: dict[str, int] = {}

@@ -29,6 +29,14 @@ def make_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> AsyncEng
                                                               "server_settings": {"jit": "off"}})
 
 
+def dialect_name(session: AsyncSession) -> str:
+    """The SQL dialect of the engine the session is bound to ("postgresql" or "sqlite")."""
+    bind = session.bind
+    if bind is None:
+        raise RuntimeError("the database session is not bound to an engine")
+    return bind.dialect.name
+
+
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 

@@ -30,6 +30,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from ..config import LOOPBACK_HOSTS, Settings
 from .simulator import SimulatedCluster
@@ -56,7 +57,7 @@ class DemoOptions:
 
 def demo_settings(options: DemoOptions, database_path: str) -> Settings:
     """Settings of the demo: explicit values, so a stray env file cannot turn the demo into something else."""
-    values = {
+    values: dict[str, Any] = {
         "demo": True, "bind_host": options.host, "bind_port": options.port,
         "database_url": f"sqlite+aiosqlite:///{database_path}",
         "record_interval": options.record_interval, "report_sync_interval": options.report_sync_interval,
@@ -214,7 +215,7 @@ def _main(argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tmpdir = tempfile.mkdtemp(prefix="labhub-portal-demo-")
     keep_database = bool(options.database)
-    database_path = os.path.abspath(options.database) if keep_database else os.path.join(tmpdir, "demo.sqlite3")
+    database_path = os.path.abspath(options.database) if options.database else os.path.join(tmpdir, "demo.sqlite3")
     mariadb = None
     try:
         listener = claim_port(options.host, options.port)

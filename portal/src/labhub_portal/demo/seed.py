@@ -40,12 +40,12 @@ async def seed_directory(sessionmaker: async_sessionmaker[AsyncSession], cluster
         await session.flush()
         users = {u.username: u for u in (await session.execute(select(User))).scalars()}
         for demo_user in cluster.users:
-            row = users.get(demo_user.username)
-            if row is None:
-                row = User(username=demo_user.username)
-                session.add(row)
-            row.display_name = demo_user.display_name
-            row.department_id = existing[demo_user.department].id
+            user = users.get(demo_user.username)
+            if user is None:
+                user = User(username=demo_user.username)
+                session.add(user)
+            user.display_name = demo_user.display_name
+            user.department_id = existing[demo_user.department].id
 
 
 async def replay_history(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession],

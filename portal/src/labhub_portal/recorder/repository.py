@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import CursorResult, TextClause, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..cluster import PodObservation
+from ..db.engine import dialect_name
 from ..db.models import ContainerSession
 
 # Advisory lock key shared by every writer of container_sessions.change_seq (PostgreSQL).
@@ -31,9 +32,14 @@ _MUTABLE = ("pod_name", "server_name", "namespace", "username", "image", "profil
             "cpu_limit", "memory_request", "memory_limit", "gpu_request", "gpu_limit", "gpu_model", "started_at")
 
 
+def _rowcount(result: object) -> int:
+    """Rows an UPDATE matched (session.execute types its result as a plain Result)."""
+    return (result.rowcount if isinstance(result, CursorResult) else 0) or 0
+
+
 async def lock_changes(session: AsyncSession, shared: bool = False) -> None:
     """Serialise change_seq writers (exclusive) against report-sync readers (shared)."""
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
         await session.execute(text(f"SELECT {fn}(:key)"), {"key": CHANGE_LOCK_KEY})
 
@@ -76,8 +82,8 @@ async def upsert_observations(session: AsyncSession, observations: Sequence[PodO
     """Insert new sessions / refresh open ones / reopen ones that reappear, in ONE statement."""
     if not observations:
         return
-    if session.bind.dialect.name == "postgresql":
-        params = {c: [getattr(o, c) for o in observations] for c in _COLUMNS}
+    if dialect_name(session) == "postgresql":
+        params: dict[str, object] = {c: [getattr(o, c) for o in observations] for c in _COLUMNS}
         params.update(now=now, gap=gap_seconds)
         await session.execute(text(_PG_UPSERT), params)
         return
@@ -118,8 +124,8 @@ async def close_gone(session: AsyncSession, namespace: str, now: datetime) -> in
     Must run in the cycle's transaction right after :func:`upsert_observations` with the same
     ``now``: every listed pod then has ``last_seen_at >= now``, so the open sessions with
     ``last_seen_at < now`` are exactly the ones whose pod is gone (no uid list to compare)."""
-    seq = None
-    if session.bind.dialect.name == "postgresql":
+    seq: TextClause | int
+    if dialect_name(session) == "postgresql":
         seq = text("nextval('container_sessions_change_seq')")
     else:
         seq = await next_change_seq_sqlite(session)
@@ -129,7 +135,7 @@ async def close_gone(session: AsyncSession, namespace: str, now: datetime) -> in
                ContainerSession.source == "recorder", ContainerSession.last_seen_at < now)
         .values(ended_at=ContainerSession.last_seen_at, end_reason="pod_gone", change_seq=seq, updated_at=now)
         .execution_options(synchronize_session=False))
-    return result.rowcount or 0
+    return _rowcount(result)
 
 
 async def close_unobserved(session: AsyncSession, namespace: str, now: datetime, gap_seconds: float) -> int:
@@ -139,20 +145,20 @@ async def close_unobserved(session: AsyncSession, namespace: str, now: datetime,
     from datetime import datetime as _dt, timezone as _tz
 
     cutoff_dt = _dt.fromtimestamp(cutoff, _tz.utc)
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         result = await session.execute(text("""
 UPDATE container_sessions SET ended_at = last_seen_at, end_reason = 'unobserved',
        change_seq = nextval('container_sessions_change_seq'), updated_at = :now
 WHERE ended_at IS NULL AND namespace = :ns AND source = 'recorder' AND last_seen_at < :cutoff"""),
             {"now": now, "ns": namespace, "cutoff": cutoff_dt})
-        return result.rowcount or 0
+        return _rowcount(result)
     seq = await next_change_seq_sqlite(session)
     result = await session.execute(update(ContainerSession).where(
         ContainerSession.ended_at.is_(None), ContainerSession.namespace == namespace,
         ContainerSession.source == "recorder", ContainerSession.last_seen_at < cutoff_dt).values(
         ended_at=ContainerSession.last_seen_at, end_reason="unobserved", change_seq=seq, updated_at=now)
         .execution_options(synchronize_session=False))
-    return result.rowcount or 0
+    return _rowcount(result)
 
 
 async def count_open(session: AsyncSession) -> int:

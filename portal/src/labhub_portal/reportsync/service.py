@@ -28,12 +28,14 @@ import random
 from datetime import datetime, timezone
 
 import aiomysql
-from sqlalchemy import func, select
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .. import metrics
-from ..billing import GIB, billable_seconds, rates_for
+from ..billing import GIB, Rates, billable_seconds, rates_for
 from ..config import Settings
 from ..db.models import ContainerSession, Department, SyncWatermark, User
 from ..recorder.repository import lock_changes
@@ -133,7 +135,9 @@ def values_statements(insert_sql: str, rows: list[tuple], escape_string, max_byt
     head, sep, tail = insert_sql.partition(" VALUES (")
     tail = tail[tail.index(")") + 1:]  # the ON DUPLICATE KEY UPDATE clause
     prefix = head + sep.rstrip("(")
-    statements, chunk, size = [], [], len(prefix) + len(tail)
+    statements: list[str] = []
+    chunk: list[str] = []
+    size = len(prefix) + len(tail)
     for row in rows:
         literal = "(" + ",".join([_sql_literal(value, escape_string) for value in row]) + ")"
         if chunk and size + len(literal) + 1 > max_bytes:
@@ -171,6 +175,9 @@ class ReportSync:
         PostgreSQL the three times come back as naive UTC (``timezone('UTC', ..)``), which is what
         MySQL gets, without a per-value conversion in Python (the sync's second hot spot)."""
         cs = ContainerSession.__table__.c
+        started: ColumnElement[Any]
+        seen: ColumnElement[Any]
+        ended: ColumnElement[Any]
         if self.settings.database_url.startswith("postgresql"):
             started, seen, ended = (func.timezone("UTC", col).label(col.name)
                                     for col in (cs.started_at, cs.last_seen_at, cs.ended_at))
@@ -192,7 +199,7 @@ class ReportSync:
                 await lock_changes(session, shared=True)
                 mark = await session.get(SyncWatermark, WATERMARK)
                 watermark = max(after, mark.last_change_seq if mark else 0)
-                rows = (await session.execute(self.batch_query(watermark))).all()
+                rows = list((await session.execute(self.batch_query(watermark))).all())
         return watermark, rows
 
     async def _next_batch(self, after: int, now: datetime, departments: dict, statement: str,
@@ -205,7 +212,7 @@ class ReportSync:
         """department id -> (name, float rates) for the projection; None -> the defaults."""
         async with self.sessionmaker() as session:
             departments = (await session.execute(select(Department))).scalars().all()
-        table = {None: (None, rates_for(None, self.settings))}
+        table: dict[int | None, tuple[str | None, Rates]] = {None: (None, rates_for(None, self.settings))}
         for dept in departments:
             table[dept.id] = (dept.name, rates_for(dept, self.settings))
         return table
@@ -214,7 +221,8 @@ class ReportSync:
         gap = self.settings.gap_seconds
         synced = _naive_utc(now)
         # billing compares the row's times with now: both naive UTC or both aware
-        bill_now = synced if rows and rows[0].started_at.tzinfo is None else now
+        naive_rows = bool(rows) and rows[0].started_at.tzinfo is None
+        bill_now = synced if naive_rows and synced is not None else now
         floats: dict = {}
         out = []
         for r in rows:
@@ -283,9 +291,10 @@ class ReportSync:
                         departments = await self.load_departments()
                         batch = self.settings.report_sync_batch
                         ahead = (now, departments, statement, conn.escape_string)
-                        prefetch = asyncio.ensure_future(self._next_batch(0, *ahead))
+                        prefetch: asyncio.Task[tuple[list, list[str]]] | None = asyncio.ensure_future(
+                            self._next_batch(0, *ahead))
                         try:
-                            while True:
+                            while prefetch is not None:  # no read ahead: that batch was the last
                                 rows, statements = await prefetch
                                 prefetch = None
                                 if not rows:
@@ -299,8 +308,6 @@ class ReportSync:
                                 await self._advance(new_mark, len(rows), now)
                                 total += len(rows)
                                 metrics.SYNC_ROWS.inc(len(rows))
-                                if prefetch is None:
-                                    break
                         finally:
                             if prefetch is not None:  # a write failed: drop the read ahead, quietly
                                 prefetch.cancel()

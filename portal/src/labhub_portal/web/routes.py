@@ -159,7 +159,7 @@ def _base_context(request: Request, principal: Principal, active: str, title: st
         "after_logout_url": request.url_for("web_index"),
         "csrf_token": csrf_token(request),
         "csrf_header": CSRF_HEADER,
-        "now_local": _local(now, settings, with_seconds=True) + f" {now.astimezone(settings.zone).strftime('%Z')}",
+        "now_local": f"{_local(now, settings, with_seconds=True)} {now.astimezone(settings.zone).strftime('%Z')}",
         "version": __version__,
     }
 
@@ -214,10 +214,10 @@ async def usage_page(request: Request, session: SessionDep, principal: PagePrinc
         window = TimeRange(request)
 
     # cards
-    today = await stats(session, settings, "total", day_start(now, settings), now, now)
-    month = await stats(session, settings, "total", month_start(now, settings), now, now)
+    today_rows = await stats(session, settings, "total", day_start(now, settings), now, now)
+    month_rows = await stats(session, settings, "total", month_start(now, settings), now, now)
     zero = {"cpu_core_hours": 0.0, "gpu_hours": 0.0, "cost": 0.0, "sessions": 0}
-    today, month = (today[0] if today else zero), (month[0] if month else zero)
+    today, month = (today_rows[0] if today_rows else zero), (month_rows[0] if month_rows else zero)
     active, active_gpus = (await session.execute(
         select(func.count(), func.coalesce(func.sum(ContainerSession.gpu_request), 0))
         .where(ContainerSession.ended_at.is_(None)))).one()
