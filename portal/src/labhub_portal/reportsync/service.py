@@ -25,11 +25,11 @@ import asyncio
 import logging
 import math
 import random
+from collections.abc import Sequence
 from datetime import datetime, timezone
-
-import aiomysql
 from typing import Any
 
+import aiomysql
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -193,17 +193,17 @@ class ReportSync:
                 .order_by(cs.change_seq)
                 .limit(self.settings.report_sync_batch))
 
-    async def _read_batch(self, after: int) -> tuple[int, list]:
+    async def _read_batch(self, after: int) -> tuple[int, Sequence[Any]]:
         async with self.sessionmaker() as session:
             async with session.begin():
                 await lock_changes(session, shared=True)
                 mark = await session.get(SyncWatermark, WATERMARK)
                 watermark = max(after, mark.last_change_seq if mark else 0)
-                rows = list((await session.execute(self.batch_query(watermark))).all())
+                rows = (await session.execute(self.batch_query(watermark))).all()
         return watermark, rows
 
     async def _next_batch(self, after: int, now: datetime, departments: dict, statement: str,
-                          escape_string) -> tuple[list, list[str]]:
+                          escape_string) -> tuple[Sequence[Any], list[str]]:
         """Read, project and render one batch (runs while the previous batch waits for MySQL)."""
         _, rows = await self._read_batch(after)
         return rows, values_statements(statement, self._project(rows, now, departments), escape_string)
@@ -291,7 +291,7 @@ class ReportSync:
                         departments = await self.load_departments()
                         batch = self.settings.report_sync_batch
                         ahead = (now, departments, statement, conn.escape_string)
-                        prefetch: asyncio.Task[tuple[list, list[str]]] | None = asyncio.ensure_future(
+                        prefetch: asyncio.Task[tuple[Sequence[Any], list[str]]] | None = asyncio.ensure_future(
                             self._next_batch(0, *ahead))
                         try:
                             while prefetch is not None:  # no read ahead: that batch was the last
