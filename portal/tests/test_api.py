@@ -25,6 +25,11 @@ from labhub_portal.stats_service import python_stats, sql_stats
 UTC = dt.timezone.utc
 
 
+def documented(app, method: str, path: str) -> set[int]:
+    """The statuses the OpenAPI document lists for an operation."""
+    return {int(code) for code in app.openapi()["paths"][path][method.lower()]["responses"]}
+
+
 def _mutating_routes(app):
     for path, item in app.openapi()["paths"].items():
         for method in item:
@@ -41,9 +46,21 @@ async def test_every_mutating_route_refuses_without_auth(settings_factory, tx_se
             for headers in ({}, {"Authorization": "Bearer wrong-token-wrong-token"}, {"Authorization": "Basic eDp5"}):
                 resp = await client.request(method, path, headers=headers, json={"pods": ["jupyter-x"]})
                 assert resp.status_code in (401, 403), (method, path, headers, resp.status_code)
+                assert resp.status_code in documented(app, method, path.replace("physics", "{name}")), (method, path)
         # reads need auth too; health endpoints do not
         assert (await client.get("/api/sessions")).status_code == 401
         assert (await client.get("/healthz")).status_code == 200
+        # every operation documents the statuses the shared layers give it (apidocs.common_responses)
+        for path, item in app.openapi()["paths"].items():
+            for method, operation in item.items():
+                codes = {int(c) for c in operation["responses"]}
+                assert 400 in codes, (method, path)  # Host not allowed
+                if operation.get("security"):
+                    assert 401 in codes and (method == "get" or 403 in codes), (method, path, codes)
+                if "requestBody" in operation:
+                    assert 413 in codes, (method, path)
+        resp = await client.get("/api/stats", headers={**AUTH, "Host": "attacker.example"})
+        assert resp.status_code == 400 and 400 in documented(app, "GET", "/api/stats")
         async with tx_sessionmaker() as s:
             assert (await s.execute(select(AuditLog))).scalars().all() == []
 
@@ -169,11 +186,16 @@ async def test_oauth_login_cookie_session_and_csrf(kube, hub, settings_factory, 
 
 async def test_users_import_all_or_nothing(settings_factory, tx_sessionmaker):
     async with running_app(settings_factory(), sessionmaker=tx_sessionmaker) as (app, client):
-        bad = "username,department,display_name\nalice,Physics,Alice\n,Physics,\nbob,,Bob\nalice,Chem,dup\n"
+        bad = ("username,department,display_name\nalice,Physics,Alice\n,Physics,\nbob,,Bob\nalice,Chem,dup\n"
+               "carol,(none),Carol\n")
         resp = await client.post("/api/users/import", files={"file": ("users.csv", bad, "text/csv")}, headers=AUTH)
         assert resp.status_code == 422
         errors = [(e["row"], e["field"]) for e in resp.json()["detail"]]
-        assert errors == [(3, "username"), (4, "department"), (5, "username")]
+        assert errors == [(3, "username"), (4, "department"), (5, "username"), (6, "department")]
+        assert "reserved" in resp.json()["detail"][-1]["msg"]
+        # "(none)" is the filter for users without a department: no department may take the name
+        resp = await client.put("/api/departments/(none)", json={}, headers=AUTH)
+        assert resp.status_code == 422 and resp.json()["detail"][0]["field"] == "name", resp.text
         async with tx_sessionmaker() as s:
             assert (await s.execute(select(User))).scalars().all() == []
             assert (await s.execute(select(Department))).scalars().all() == []
@@ -262,6 +284,11 @@ async def test_stats_and_usage_api(settings_factory, tx_sessionmaker):
                        {"group_by": "week"}, {"user": "a\x00b"}, {"from": "9999-12-31T23:59:59"}):
             resp = await client.get("/api/stats", params=params, headers=AUTH)
             assert resp.status_code == 422, (params, resp.status_code, resp.text)
+        # numbers are Unix seconds to pydantic: 0.5 would be a moment in 1970; times are ISO 8601 only
+        for field, value in (("from", "0.5"), ("from", "2026"), ("to", "1700000000"), ("to", "-1e3")):
+            resp = await client.get("/api/stats", params={field: value}, headers=AUTH)
+            assert resp.status_code == 422, (field, value, resp.text)
+            assert resp.json()["detail"][0]["loc"] == ["query", field] and "ISO 8601" in resp.json()["detail"][0]["msg"]
         usage = (await client.get("/api/usage", headers=AUTH)).json()
         assert usage["active_sessions"] == 2 and usage["timezone"] == "Asia/Taipei"
         assert usage["now"].endswith("+08:00")
@@ -465,3 +492,37 @@ async def test_loopback_without_auth_still_needs_csrf_for_writes(settings_factor
         assert resp.status_code == 200
         async with tx_sessionmaker() as s:
             assert (await s.execute(select(AuditLog.actor))).scalar_one() == "local:local"
+
+
+async def test_database_outage_answers_503_naming_postgresql_and_pods_still_work(kube, settings_factory):
+    """PostgreSQL not answering (here: nothing listens on its port): every route that needs it answers
+    503 naming it, JSON for the API and a page for browsers, never a bare 500; the pods, which come
+    from the cluster, are still listed (without departments and costs)."""
+    from servers import free_port
+    from labhub_portal.outages import is_database_outage
+
+    kube.start(singleuser_pod("alice"))
+    settings = settings_factory(database_url=f"postgresql+asyncpg://portal:pw-canary@127.0.0.1:{free_port()}/portal")
+    async with running_app(settings) as (app, client):
+        for path in ("/api/stats", "/api/usage", "/api/sessions", "/api/departments"):
+            resp = await client.get(path, headers=AUTH)
+            assert resp.status_code == 503, (path, resp.status_code, resp.text)
+            assert "PostgreSQL" in resp.json()["detail"] and resp.json()["unavailable"] == ["postgresql"]
+            assert resp.headers["retry-after"] == "10" and "pw-canary" not in resp.text
+            assert 503 in documented(app, "GET", path)
+        resp = await client.get("/usage", headers={**AUTH, "Accept": "text/html"})
+        assert resp.status_code == 503 and resp.headers["content-type"].startswith("text/html")
+        assert "Usage database unavailable" in resp.text and "PostgreSQL" in resp.text and "/pods" in resp.text
+        pods = await client.get("/api/pods", headers=AUTH)
+        assert pods.status_code == 200 and [p["pod_name"] for p in pods.json()["pods"]] == ["jupyter-alice"]
+        page = await client.get("/pods", headers={**AUTH, "Accept": "text/html"})
+        assert page.status_code == 200 and "jupyter-alice" in page.text
+        assert "Usage database (PostgreSQL) unavailable" in page.text
+        assert (await client.get("/healthz")).status_code == 200
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["database"].startswith("error")
+    # an OSError of the portal's own (not raised inside the driver) is not an outage: it stays a 500
+    try:
+        raise ConnectionRefusedError("not the database")
+    except ConnectionRefusedError as exc:
+        assert not is_database_outage(exc)

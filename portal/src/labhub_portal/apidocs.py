@@ -10,9 +10,13 @@ the "API docs by Redocly" footer), a request out of the site on every visit.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from importlib.resources import files
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -46,3 +50,64 @@ def mount_api_docs(app: FastAPI) -> None:
     @app.get(redirect_url, include_in_schema=False)
     async def swagger_ui_redirect() -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
+
+
+# --- statuses every route may answer, besides its own ----------------------------------------------
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _calls(dependant: Dependant) -> Iterator[Any]:
+    for dependency in dependant.dependencies:
+        yield dependency.call
+        yield from _calls(dependency)
+
+
+def common_responses(route: APIRoute) -> dict[int, dict[str, Any]]:
+    """The statuses the portal's middleware and shared dependencies give a route, for its OpenAPI
+    entry (FastAPI lists only the route's own): 400 (Host not allowed, hosts.py), 401 and 403
+    (authentication and the CSRF check, auth.py), 413 (body size, bodylimit.py), 503 (database
+    down, outages.py)."""
+    from .auth import require_principal
+    from .db.engine import get_session
+
+    calls = set(_calls(route.dependant))
+    out: dict[int, dict[str, Any]] = {
+        400: {"description": "The Host header names a host the portal does not serve (PORTAL_ALLOWED_HOSTS)"}}
+    if require_principal in calls:
+        out[401] = {"description": "No valid `Authorization: Bearer <PORTAL_TOKEN>` and no hub login session"}
+        if set(route.methods or ()) - SAFE_METHODS:
+            out[403] = {"description": "CSRF check failed: a browser session must send its CSRF cookie's value "
+                                       "in the X-CSRF-Token header"}
+    if route.body_field is not None:
+        out[413] = {"description": "Request body larger than PORTAL_MAX_REQUEST_BYTES"}
+    if get_session in calls:
+        out[503] = {"description": "The usage database (PostgreSQL) is unavailable (Retry-After given)"}
+    return out
+
+
+def _api_routes(routes: list[Any]) -> Iterator[APIRoute]:
+    """Every APIRoute, also inside included routers (FastAPI 0.165 keeps an included router as one
+    lazy entry holding the original router, whose routes it copies when first used)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif getattr(route, "original_router", None) is not None:
+            yield from _api_routes(route.original_router.routes)
+
+
+def document_common_statuses(app: FastAPI) -> None:
+    """Add common_responses to every API route (a status the route documents itself keeps its own
+    description, followed by the common one); call after the routers are included and before the
+    OpenAPI document is first built."""
+    for route in _api_routes(app.routes):
+        if route.include_in_schema:
+            responses = dict(route.responses)
+            for code, response in common_responses(route).items():
+                own = dict(responses.get(code) or responses.get(str(code)) or {})
+                if own.get("description") and own["description"] != response["description"]:
+                    own["description"] = f"{own['description']}; or: {response['description']}"
+                else:
+                    own.setdefault("description", response["description"])
+                responses.pop(str(code), None)
+                responses[code] = own
+            route.responses = responses

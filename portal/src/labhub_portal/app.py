@@ -23,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from . import __version__
-from .apidocs import mount_api_docs
+from .apidocs import document_common_statuses, mount_api_docs
 from .bodylimit import BodyLimitMiddleware
 from .hosts import HostCheckMiddleware, allowed_hosts
 from .cluster import ClusterClient, cluster_from_settings
@@ -31,6 +31,7 @@ from .config import Settings
 from .db.engine import make_engine, make_sessionmaker
 from .hubapi import HubClient
 from .metrics import MetricsMiddleware
+from .outages import install_outage_handlers
 from .recorder.service import Recorder
 from .reportsync.service import ReportSync
 
@@ -100,6 +101,8 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterClient | Non
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(HostCheckMiddleware, allowed=allowed_hosts(settings))  # outermost: first to see a request
 
+    install_outage_handlers(app)
+
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):
         errors = [{"loc": list(err.get("loc", ())), "field": ".".join(str(p) for p in err.get("loc", ())[1:]),
@@ -121,4 +124,5 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterClient | Non
         static = getattr(web, "mount_static", None)
         if static is not None:
             static(app)
+    document_common_statuses(app)
     return app

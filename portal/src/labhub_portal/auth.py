@@ -196,7 +196,9 @@ async def login(request: Request, next: str | None = None):  # noqa: A002 - quer
 
 @router.get("/oauth_callback", name="oauth_callback", summary="JupyterHub OAuth callback",
             responses={302: {"description": "logged in"}, 400: {"description": "bad state or code"},
-                       403: {"description": "not a hub admin / not in the admin group"}})
+                       403: {"description": "not a hub admin / not in the admin group"},
+                       404: {"description": "OAuth not configured"},
+                       502: {"description": "the hub did not answer the token exchange"}})
 async def oauth_callback(request: Request, code: str | None = None, state: str | None = None):
     settings = _oauth_or_404(request)
     saved = unsign(request.cookies.get(STATE_COOKIE), _secret(request))

@@ -4,12 +4,13 @@ any route reads them, whether they announce their size (Content-Length) or strea
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-def _detail(limit: int) -> list[dict]:
+def _detail(limit: int) -> list[dict[str, Any]]:
     return [{"loc": ["body"], "field": "body", "msg": f"request body larger than {limit} bytes", "type": "too_large"}]
 
 
@@ -21,7 +22,7 @@ class BodyTooLarge(HTTPException):
         super().__init__(status_code=413, detail=_detail(limit))
 
 
-def _answer(limit: int) -> tuple[dict, bytes]:
+def _answer(limit: int) -> tuple[dict[str, Any], bytes]:
     body = json.dumps({"detail": _detail(limit)}).encode()
     start = {"type": "http.response.start", "status": 413,
              "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),

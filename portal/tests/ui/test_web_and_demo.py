@@ -25,7 +25,7 @@ from labhub_portal.cluster import PodNotFound, pods_to_observations
 from labhub_portal.config import Settings
 from labhub_portal.db.migrate import upgrade
 from labhub_portal.demo.simulator import NODES, SimulatedCluster
-from labhub_portal.web.charts import horizontal_bars, nice_ceiling, vertical_bars
+from labhub_portal.web.charts import axis_ticks, horizontal_bars, nice_ceiling, vertical_bars
 
 TOKEN = "ui-test-token-0123456789abcdef"
 
@@ -164,6 +164,17 @@ def test_chart_geometry():
     assert heights[0] * 2 == pytest.approx(heights[1]) and heights[2] == 0
     assert all(bar.y + bar.height == pytest.approx(chart.plot_bottom) for bar in chart.bars)
     assert vertical_bars("x", []).empty
+    # every tick label says its value exactly (a quarter of 10 is 2.5, once labelled "2")
+    for top in (0.3, 1, 2, 2.5, 4, 5, 7, 10, 17, 25, 40, 99, 250, 1234, 0.004):
+        chart = vertical_bars("x", [("a", float(top)), ("b", top / 3)])
+        maximum = nice_ceiling(top)
+        assert [t.value for t in chart.ticks] == axis_ticks(maximum) and chart.ticks[-1].value == maximum
+        assert [float(t.display.replace(",", "")) for t in chart.ticks] == pytest.approx([t.value for t in chart.ticks])
+        assert chart.ticks[0].pos == pytest.approx(chart.plot_bottom) and chart.ticks[-1].pos == pytest.approx(chart.plot_top)
+        assert len(chart.ticks) in (5, 6)
+    assert [t.display for t in vertical_bars("x", [("a", 10.0)]).ticks] == ["0", "2", "4", "6", "8", "10"]
+    assert [t.display for t in vertical_bars("x", [("a", 2.5)]).ticks] == ["0.0", "0.5", "1.0", "1.5", "2.0", "2.5"]
+    assert [t.display for t in vertical_bars("x", [("a", 20.0)]).ticks] == ["0", "5", "10", "15", "20"]
     rows = horizontal_bars("y", [("B", 5.0), ("A", 10.0)])
     assert [bar.label for bar in rows.bars] == ["A", "B"]
     assert rows.bars[0].width == pytest.approx(rows.bars[1].width * 2)

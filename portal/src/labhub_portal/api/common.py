@@ -2,26 +2,42 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Query, Request
-from pydantic import StringConstraints
+from pydantic import BeforeValidator, StringConstraints
 
 from ..auth import CurrentPrincipal, Principal
 from ..config import Settings
 
-__all__ = ["CurrentPrincipal", "Principal", "SafeStr", "SettingsDep", "TimeRange", "as_utc", "local_iso",
-           "validation_error", "get_settings"]
+__all__ = ["CurrentPrincipal", "IsoDateTime", "Principal", "SafeStr", "SettingsDep", "TimeRange", "as_utc",
+           "local_iso", "validation_error", "get_settings"]
 
 # No control characters (PostgreSQL rejects NUL; nothing legitimate needs the others).
 SafeStr = Annotated[str, StringConstraints(max_length=255, pattern=r"^[^\x00-\x1f\x7f]*$")]
 MIN_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MAX_TIME = datetime(2200, 1, 1, tzinfo=timezone.utc)
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _iso_only(value: Any) -> Any:
+    """Pydantic reads a number (or a numeric string) as Unix seconds: `from=0.5` or `from=2026` would
+    be a moment in 1970. Times here are ISO 8601 only."""
+    if isinstance(value, (int, float)) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("expected an ISO 8601 date or date-time (e.g. 2026-11-21 or 2026-11-21T08:00), "
+                         "not a number")
+    return value
+
+
+# A date-time given as ISO 8601 text; numbers (Unix seconds to pydantic) are refused.
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 
 def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -57,8 +73,8 @@ class TimeRange:
     """``from``/``to`` query parameters (ISO 8601; without offset = configured zone)."""
 
     def __init__(self, request: Request,
-                 from_: Annotated[datetime | None, Query(alias="from", description="start (ISO 8601)")] = None,
-                 to: Annotated[datetime | None, Query(description="end, exclusive (ISO 8601)")] = None) -> None:
+                 from_: Annotated[IsoDateTime | None, Query(alias="from", description="start (ISO 8601)")] = None,
+                 to: Annotated[IsoDateTime | None, Query(description="end, exclusive (ISO 8601)")] = None) -> None:
         settings = request.app.state.settings
         self.lo = as_utc(from_, settings, "from")
         self.hi = as_utc(to, settings, "to")

@@ -15,13 +15,13 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", summary="Liveness: the process answers")
-async def healthz() -> dict:
+async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
 @router.get("/readyz", summary="Readiness: database reachable, cluster reachable when configured",
             responses={503: {"description": "a dependency is down"}})
-async def readyz(request: Request):
+async def readyz(request: Request) -> JSONResponse:
     state = request.app.state
     checks: dict[str, str] = {}
     ready = True

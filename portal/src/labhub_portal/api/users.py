@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 
 from ..db.engine import SessionDep
 from ..db.models import AuditLog, Department, User
-from .common import CurrentPrincipal
+from ..stats_service import NO_DEPARTMENT
+from .common import CurrentPrincipal, validation_error
 from .schemas import Department as DepartmentOut
 from .schemas import DepartmentRates, ImportResult
 
@@ -21,6 +22,10 @@ MAX_IMPORT_BYTES = 5 * 1024 * 1024
 MAX_IMPORT_ROWS = 100_000
 _TEXT = re.compile(r"^[^\x00-\x1f\x7f]+$")
 _USERNAME = re.compile(r"^[^\s\x00-\x1f\x7f]+$")
+
+
+# Filters and reports name users without a department "(none)" (stats_service.NO_DEPARTMENT).
+RESERVED_DEPARTMENT_MSG = f"{NO_DEPARTMENT!r} is reserved: it stands for users without a department"
 
 
 def _error(errors: list[dict]) -> HTTPException:
@@ -78,6 +83,9 @@ def parse_users_csv(raw: bytes) -> list[dict]:
                 elif len(value) > 255 or not pattern.match(value):
                     errors.append({"loc": ["body", "file", row_number, field], "field": field, "row": row_number,
                                    "msg": f"invalid {field} {value[:40]!r}", "type": "value_error"})
+                elif field == "department" and value == NO_DEPARTMENT:
+                    errors.append({"loc": ["body", "file", row_number, field], "field": field, "row": row_number,
+                                   "msg": RESERVED_DEPARTMENT_MSG, "type": "value_error"})
             if display and (len(display) > 255 or not _TEXT.match(display)):
                 errors.append({"loc": ["body", "file", row_number, "display_name"], "field": "display_name",
                                "row": row_number, "msg": "invalid display_name", "type": "value_error"})
@@ -153,6 +161,8 @@ async def list_departments(session: SessionDep, _: CurrentPrincipal) -> list[Dep
 async def put_department(session: SessionDep, principal: CurrentPrincipal, body: DepartmentRates,
                          name: Annotated[str, Path(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f/]+$")]
                          ) -> DepartmentOut:
+    if name == NO_DEPARTMENT:
+        raise validation_error("name", RESERVED_DEPARTMENT_MSG, loc="path")
     dept = (await session.execute(select(Department).where(Department.name == name))).scalar_one_or_none()
     if dept is None:
         dept = Department(name=name)

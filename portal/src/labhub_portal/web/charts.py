@@ -60,6 +60,25 @@ def nice_ceiling(value: float) -> float:
     return float(10 ** (exponent + 1))
 
 
+def axis_ticks(maximum: float) -> list[float]:
+    """Tick values from 0 to ``maximum`` (a nice_ceiling) at a 1, 2 or 5 x 10^n step: a quarter of
+    10 would be 2.5, which no whole-number label shows truly."""
+    if maximum <= 0:
+        return [0.0]
+    mantissa = maximum / 10 ** math.floor(math.log10(maximum))
+    intervals = 4 if math.isclose(mantissa, 2.0) else 5
+    step = maximum / intervals
+    return [round(step * i, 12) for i in range(intervals + 1)]
+
+
+def tick_decimals(values: list[float]) -> int:
+    """The fewest decimals (up to 6) that print every value exactly."""
+    for decimals in range(7):
+        if all(math.isclose(round(v, decimals), v, rel_tol=1e-9, abs_tol=1e-12) for v in values):
+            return decimals
+    return 6
+
+
 def _fmt(value: float, decimals: int) -> str:
     if decimals == 0:
         return f"{value:,.0f}"
@@ -88,10 +107,11 @@ def vertical_bars(title: str, items: list[tuple[str, float]], *, unit: str = "",
             width=round(bar_w, 2), height=round(h, 2),
             show_label=(len(items) - 1 - index) % every == 0,
         ))
-    for i in range(5):
-        tick_value = maximum * i / 4
-        chart.ticks.append(Tick(tick_value, _fmt(tick_value, 0 if maximum >= 10 else 1),
-                                round(top + plot_h - plot_h * i / 4, 2)))
+    ticks = axis_ticks(maximum)
+    decimals_ticks = tick_decimals(ticks)
+    for tick_value in ticks:
+        chart.ticks.append(Tick(tick_value, _fmt(tick_value, decimals_ticks),
+                                round(top + plot_h - plot_h * tick_value / maximum, 2)))
     return chart
 
 

@@ -38,6 +38,7 @@ from ..auth import (
 from ..billing import GIB, session_usage
 from ..db.engine import SessionDep
 from ..db.models import ContainerSession, Department, User
+from ..outages import is_database_outage, outage_reason
 from ..stats_service import day_start, month_start, stats
 from .charts import horizontal_bars, vertical_bars
 
@@ -308,11 +309,18 @@ async def _pod_context(request: Request, session, principal: Principal) -> dict:
         cluster_error, items = str(exc.detail).removeprefix("cluster unavailable: "), []
     uids = [p.pod_uid for p in items]
     names = {p.username for p in items}
-    depts = dict((await session.execute(
-        select(User.username, Department).join(Department, Department.id == User.department_id)
-        .where(User.username.in_(names)))).all()) if names else {}
-    open_sessions = {cs.pod_uid: cs for cs in (await session.execute(
-        select(ContainerSession).where(ContainerSession.pod_uid.in_(uids)))).scalars()} if uids else {}
+    database_error = None
+    try:
+        depts = dict((await session.execute(
+            select(User.username, Department).join(Department, Department.id == User.department_id)
+            .where(User.username.in_(names)))).all()) if names else {}
+        open_sessions = {cs.pod_uid: cs for cs in (await session.execute(
+            select(ContainerSession).where(ContainerSession.pod_uid.in_(uids)))).scalars()} if uids else {}
+    except Exception as exc:  # the pods come from the cluster: list them without departments and costs
+        if not is_database_outage(exc):
+            raise
+        await session.rollback()
+        database_error, depts, open_sessions = outage_reason(exc), {}, {}
     for p in items:
         dept = depts.get(p.username)
         cs = open_sessions.get(p.pod_uid)
@@ -329,7 +337,8 @@ async def _pod_context(request: Request, session, principal: Principal) -> dict:
             "age": _duration(p.age_seconds), "cost": _money(float(cost), settings.currency) if cost is not None else "—",
             "summary": f"{p.gpu_request} GPU" if p.gpu_request else f"{_cores(p.cpu_request)} CPU cores",
         })
-    return {"pods": pods, "cluster_error": cluster_error, "namespace": settings.hub_namespace}
+    return {"pods": pods, "cluster_error": cluster_error, "database_error": database_error,
+            "namespace": settings.hub_namespace}
 
 
 @router.get("/pods", name="web_pods", response_class=HTMLResponse)
