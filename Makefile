@@ -74,7 +74,7 @@ python-lint: venv
 	ruff check --config .config/ruff.toml .
 	mypy --config-file .config/mypy.ini -p ansible_collections.labhub.platform.plugins
 	mypy --config-file .config/mypy.ini \
-	  tests/harness/*.py tests/harness/kube/*.py tests/simulator/*.py bench/ctr_image.py bench/hardware_facts.py
+	  tests/harness/*.py tests/harness/zipimport_cache/*.py tests/harness/kube/*.py tests/simulator/*.py bench/ctr_image.py bench/hardware_facts.py
 	$(MAKE) -C portal lint
 	$(MAKE) -C files/hub lint
 

@@ -20,6 +20,13 @@ HARNESS = REPO / "tests" / "harness"
 if str(HARNESS) not in sys.path:
     sys.path.insert(0, str(HARNESS))
 pytest_plugins = ["labhub_skips"]
+# The processes the tests start (ansible-playbook and the Ansible modules it runs) keep the bytecode
+# of what they import from AnsiballZ zips, which CPython would otherwise compile on every module
+# run: see tests/harness/zipimport_cache/sitecustomize.py.
+ZIPIMPORT_CACHE = str(HARNESS / "zipimport_cache")
+os.environ.setdefault("LABHUB_ZIPIMPORT_CACHE", str(REPO / ".cache" / "zipimport"))
+if ZIPIMPORT_CACHE not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [ZIPIMPORT_CACHE, os.environ.get("PYTHONPATH")]))
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,11 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
+# Modules run on the controller (delegate_to localhost) keep the bytecode of what they import from
+# their AnsiballZ zips (tests/harness/zipimport_cache/sitecustomize.py; tests/conftest.py does the
+# same for pytest). Modules run in the node containers are untouched: their Python sees none of this.
+export LABHUB_ZIPIMPORT_CACHE=${LABHUB_ZIPIMPORT_CACHE:-$top/.cache/zipimport}
+export PYTHONPATH=$top/tests/harness/zipimport_cache${PYTHONPATH:+:$PYTHONPATH}
 if [ $# -gt 0 ]; then
   scenarios=("$@")
 else
