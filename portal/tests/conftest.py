@@ -147,11 +147,17 @@ TABLES = ("audit_log", "container_sessions", "users", "departments", "sync_water
 
 @pytest.fixture
 async def clean_db(pg_server):
-    engine = create_async_engine(pg_server.url())
-    async with engine.begin() as conn:
-        await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
-    await engine.dispose()
+    """Empty tables before the test, and after it: what it committed must not reach the tests that
+    count rows inside their own rolled-back transaction (tx_sessionmaker)."""
+    async def truncate() -> None:
+        engine = create_async_engine(pg_server.url())
+        async with engine.begin() as conn:
+            await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        await engine.dispose()
+
+    await truncate()
     yield pg_server
+    await truncate()
 
 
 @pytest.fixture

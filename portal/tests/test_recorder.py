@@ -143,6 +143,9 @@ async def test_api_errors_and_timeouts_back_off_and_recover(kube, kube_faults, s
         assert status["state"] == "error" and status["consecutive_errors"] == 2
         assert "Timeout" in status["last_error"] or "timeout" in status["last_error"].lower()
         assert recorder.next_delay() > first_delay  # exponential back-off
+        recorder.status["consecutive_errors"] = 12  # ... but never longer than one interval (30 s)
+        assert all(recorder.next_delay() <= 30.0 for _ in range(50))
+        recorder.status["consecutive_errors"] = 2
 
         # the session is still open (failed listings never close sessions within the gap window)
         rows = await _sessions(tx_sessionmaker)

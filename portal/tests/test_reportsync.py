@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import signal
@@ -87,6 +88,52 @@ async def test_sync_off_without_mysql(settings_factory, tx_sessionmaker):
         resp = await client.post("/api/pod-report-sync", headers=AUTH)
         assert resp.status_code == 409
         assert (await client.get("/api/pod-report-sync", headers=AUTH)).json()["enabled"] is False
+
+
+async def test_frozen_mysql_never_hangs_sync_now(kube, settings_factory, clean_db, mysql_clean, pg_server):
+    """MariaDB frozen (SIGSTOP: connections are accepted by the kernel, nothing answers): "Sync now"
+    answers at once with the running state, every MySQL step is abandoned after mysql_timeout, the
+    failure is shown, and once MariaDB resumes the next sync writes every row."""
+    import time
+
+    kube.start(*(singleuser_pod(f"u{i}") for i in range(3)))
+    settings = settings_factory(mysql_url=mysql_clean.url, mysql_timeout=2.0)
+    async with running_app(settings) as (app, client):
+        await app.state.recorder.run_once()
+        async with app.state.report_sync._lock:  # the scheduled sync running: no second one queued
+            started = time.monotonic()
+            resp = await client.post("/api/pod-report-sync", headers=AUTH)
+            assert resp.status_code == 202 and time.monotonic() - started < 1.5, resp.text
+        os.kill(mysql_clean.proc.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            first = await client.post("/api/pod-report-sync", params={"wait": 0}, headers=AUTH)
+            again = await client.post("/api/pod-report-sync", params={"wait": 0}, headers=AUTH)
+            assert time.monotonic() - started < 1.5, "Sync now waited for a frozen MySQL"
+            for resp in (first, again):
+                assert resp.status_code == 202 and resp.json()["rows"] is None, resp.text
+                assert resp.json()["status"]["state"] == "running"
+            assert 202 in {int(c) for c in app.openapi()["paths"]["/api/pod-report-sync"]["post"]["responses"]}
+            status = (await client.get("/api/pod-report-sync", headers=AUTH)).json()
+            assert status["state"] == "running"
+            # the connection attempt is abandoned after 2 s: the state says so
+            deadline = time.monotonic() + 15
+            while status["state"] == "running":
+                assert time.monotonic() < deadline, status
+                await asyncio.sleep(0.2)
+                status = (await client.get("/api/pod-report-sync", headers=AUTH)).json()
+            assert status["state"] == "error" and "did not answer within 2 s" in status["last_error"], status
+            # waiting for the result: a 503 within the timeout, not a hang
+            started = time.monotonic()
+            resp = await client.post("/api/pod-report-sync", params={"wait": 10}, headers=AUTH)
+            assert resp.status_code == 503 and "did not answer within 2 s" in resp.json()["detail"], resp.text
+            assert time.monotonic() - started < 6
+            assert await _watermark(pg_server) == 0
+        finally:
+            os.kill(mysql_clean.proc.pid, signal.SIGCONT)
+        resp = await client.post("/api/pod-report-sync", headers=AUTH)
+        assert resp.status_code == 200 and resp.json()["rows"] == 3, resp.text
+        assert len(_report(mysql_clean)) == 3
 
 
 async def test_mysql_down_then_back_loses_nothing(kube, settings_factory, clean_db, mysql_clean, pg_server):

@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     mysql_table: str = Field("pod_report", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
     report_sync_interval: float = Field(1800.0, gt=0, description="Seconds between report syncs.")
     report_sync_batch: int = Field(2000, ge=1, le=100000, description="Rows per MySQL transaction.")
+    mysql_timeout: float = Field(30.0, gt=0, le=3600, description="Seconds before a MySQL connection attempt, "
+                                                                   "statement or commit is abandoned: the sync "
+                                                                   "fails (nothing half-written: the batch's "
+                                                                   "transaction is not committed) and retries.")
 
     # --- cluster -----------------------------------------------------------------------------
     kubeconfig: str | None = Field(None, description="Path of a kubeconfig; unset and not in a pod = no cluster.")
@@ -114,7 +118,9 @@ class Settings(BaseSettings):
     record_interval: float = Field(30.0, gt=0, description="Seconds between recorder cycles.")
     gap_intervals: int = Field(3, ge=1, description="N: a pod unobserved for more than N record intervals is "
                                                     "in a gap (see README, gap rule).")
-    retry_max_backoff: float = Field(300.0, gt=0, description="Upper bound of the retry back-off in seconds.")
+    retry_max_backoff: float = Field(300.0, gt=0, description="Upper bound of the retry back-off in seconds (the "
+                                                              "recorder's is also at most record_interval, the "
+                                                              "report sync's at most report_sync_interval).")
 
     # --- JupyterHub --------------------------------------------------------------------------
     hub_api_url: str | None = Field(None, description="Hub API URL as seen by the portal, e.g. http://hub:8081/hub/api")

@@ -157,7 +157,7 @@ class StopResponse(BaseModel):
 
 
 class SyncResponse(BaseModel):
-    rows: int
+    rows: int | None = Field(description="rows written; null while the sync is still running (202)")
     status: SyncStatus
 
 

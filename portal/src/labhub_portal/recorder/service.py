@@ -115,13 +115,15 @@ class Recorder:
             log.warning("gap sweep skipped, database unavailable: %s", exc)
 
     def next_delay(self) -> float:
-        """Regular interval after success; exponential back-off (1 s, 2 s, 4 s ... capped) after errors."""
+        """Regular interval after success; after errors an exponential back-off (1 s, 2 s, 4 s ...)
+        that never waits longer than one interval (nor retry_max_backoff): an outage costs at most
+        one interval of observation more than it lasted."""
         errors = self.status["consecutive_errors"]
         if errors == 0:
             return self.settings.record_interval
         base = min(self.settings.record_interval, 1.0)
-        delay = min(self.settings.retry_max_backoff, base * 2 ** (errors - 1))
-        return delay * (0.9 + random.random() * 0.2)
+        delay = min(self.settings.retry_max_backoff, base * 2 ** (errors - 1)) * (0.9 + random.random() * 0.2)
+        return min(delay, self.settings.record_interval)
 
     async def run_forever(self) -> None:
         while True:

@@ -25,9 +25,9 @@ import asyncio
 import logging
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import aiomysql
 from sqlalchemy import ColumnElement, func, select
@@ -150,6 +150,9 @@ def values_statements(insert_sql: str, rows: list[tuple], escape_string, max_byt
     return statements
 
 
+_T = TypeVar("_T")
+
+
 class MySQLUnavailable(Exception):
     pass
 
@@ -160,15 +163,44 @@ class ReportSync:
         self.sessionmaker = sessionmaker
         self.target = settings.mysql_target
         self._lock = asyncio.Lock()
+        self._task: asyncio.Task[int] | None = None
         self._table_ready = False
         self.status: dict = {"enabled": True, "state": "idle", "last_run_at": None, "last_success_at": None,
                              "last_rows": None, "last_error": None, "consecutive_errors": 0}
 
     async def _connect(self):
+        timeout = self.settings.mysql_timeout
         try:
-            return await asyncio.wait_for(aiomysql.connect(**self.target.connect_kwargs(), connect_timeout=10), 15)
-        except (aiomysql.Error, OSError, asyncio.TimeoutError) as exc:
+            return await self._bounded(aiomysql.connect(**self.target.connect_kwargs(), connect_timeout=timeout),
+                                       "connect")
+        except (aiomysql.Error, OSError) as exc:
             raise MySQLUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _bounded(self, step: Awaitable[_T], what: str) -> _T:
+        """One MySQL step, abandoned after mysql_timeout (a frozen server must not hold the sync, and
+        with it "Sync now", forever)."""
+        timeout = self.settings.mysql_timeout
+        try:
+            return await asyncio.wait_for(step, timeout)
+        except asyncio.TimeoutError as exc:
+            raise MySQLUnavailable(f"MySQL did not answer within {timeout:g} s ({what})") from exc
+
+    @property
+    def running(self) -> bool:
+        """A sync (scheduled or asked for) is in progress."""
+        return self._lock.locked()
+
+    def start(self) -> asyncio.Task[int] | None:
+        """Start a sync in the background ("Sync now") and return it: the one already asked for while
+        it runs; None while the scheduled sync runs (asking would only queue a second one)."""
+        if self._task is not None and not self._task.done():
+            return self._task
+        if self.running:
+            return None
+        self._task = asyncio.create_task(self.run_once(), name="report-sync-now")
+        # its failure is recorded in the status; retrieve it so asyncio does not log it again
+        self._task.add_done_callback(lambda task: task.cancelled() or task.exception())
+        return self._task
 
     def batch_query(self, after: int):
         """Core select (no ORM objects: this runs for every row of the report) of one batch.  On
@@ -284,8 +316,9 @@ class ReportSync:
                 try:
                     async with conn.cursor() as cursor:
                         if not self._table_ready:
-                            await cursor.execute(create_table_sql(self.settings.mysql_table))
-                            await conn.commit()
+                            await self._bounded(cursor.execute(create_table_sql(self.settings.mysql_table)),
+                                                "CREATE TABLE")
+                            await self._bounded(conn.commit(), "commit")
                             self._table_ready = True
                         statement = upsert_sql(self.settings.mysql_table)
                         departments = await self.load_departments()
@@ -303,8 +336,8 @@ class ReportSync:
                                 if len(rows) >= batch:  # read n+1 while n is written
                                     prefetch = asyncio.ensure_future(self._next_batch(new_mark, *ahead))
                                 for sql in statements:
-                                    await cursor.execute(sql)
-                                await conn.commit()
+                                    await self._bounded(cursor.execute(sql), "INSERT ... ON DUPLICATE KEY UPDATE")
+                                await self._bounded(conn.commit(), "commit")
                                 await self._advance(new_mark, len(rows), now)
                                 total += len(rows)
                                 metrics.SYNC_ROWS.inc(len(rows))
@@ -358,4 +391,7 @@ class ReportSync:
         return status
 
     async def close(self) -> None:
-        return None
+        """Stop a "Sync now" still running (shutdown): its batch is not committed, nothing is lost."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -196,6 +196,8 @@
         .then(function (r) {
           if (!r.response.ok) {
             setStatus(status, "Sync failed: " + errorText(r.response, r.body), "err");
+          } else if (r.response.status === 202) {
+            setStatus(status, "Sync running in the background; the panel below shows its state.", "");
           } else {
             setStatus(status, "Sync finished: " + (r.body ? r.body.rows : 0) + " row(s) written.", "ok");
           }
