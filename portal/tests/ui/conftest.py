@@ -132,7 +132,9 @@ async def page(browser, demo_portal):
     """A fresh browser context with the network cut: every request that would leave loopback is
     aborted (as on an air-gapped site) and fails the test, as does a JavaScript error on the page."""
     context = await browser.new_context(viewport={"width": 1360, "height": 900}, base_url=demo_portal.base_url,
-                                        locale="en-US", timezone_id="Asia/Taipei")
+                                        # not the portal's zone (Asia/Taipei): every time shown must
+                                        # be the portal's, whatever the browser's zone
+                                        locale="en-US", timezone_id="America/Los_Angeles")
     requests: list[str] = []
     errors: list[str] = []
     context.on("request", lambda request: requests.append(request.url))

@@ -291,6 +291,13 @@ async def test_times_are_shown_in_the_configured_zone(page, demo_portal):
     card = await page.inner_text(f'.pod-card[data-pod="{name}"]')
     assert local.strftime("%Y-%m-%d %H:%M") in card
     assert "Asia/Taipei" in await page.inner_text(".header-meta")
+    # the list's "Updated" clock after a refresh (every 5 s) is the portal's too (the browser's
+    # zone here is America/Los_Angeles, 15 or 16 hours behind)
+    await page.wait_for_function("document.getElementById('pods-updated').textContent.startsWith('Updated ')",
+                                 timeout=15000)
+    stamp = (await page.inner_text("#pods-updated")).removeprefix("Updated ")
+    now = datetime.now(ZONE)
+    assert stamp[:5] in {(now - timedelta(minutes=m)).strftime("%H:%M") for m in (0, 1)}, (stamp, now)
 
 
 

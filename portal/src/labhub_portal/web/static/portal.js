@@ -16,6 +16,17 @@
     return headers;
   }
 
+  /* A clock time in the portal's zone (PORTAL_TIMEZONE, on <body data-zone>), as every time the
+   * server renders, not in the browser's own zone. */
+  function portalTime(date) {
+    var zone = document.body.getAttribute("data-zone") || "UTC";
+    try {
+      return date.toLocaleTimeString("en-GB", { timeZone: zone, hour12: false });
+    } catch (e) {  /* a zone this browser does not know: say which zone the time is in */
+      return date.toLocaleTimeString("en-GB", { timeZone: "UTC", hour12: false }) + " UTC";
+    }
+  }
+
   function setStatus(el, text, kind) {
     if (!el) { return; }
     el.textContent = text;
@@ -119,7 +130,7 @@
             if (again) { again.focus(); }
           }
           var stamp = document.getElementById("pods-updated");
-          if (stamp) { stamp.textContent = "Updated " + new Date().toLocaleTimeString("en-GB"); }
+          if (stamp) { stamp.textContent = "Updated " + portalTime(new Date()); }
         })
         .catch(function (err) { setStatus(status, "Could not refresh the pod list (" + err.message + ")", "err"); });
     }
