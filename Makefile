@@ -16,7 +16,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help host-deps venv venvs kube base-image collection-link build lint yamllint ansible-lint role-docs python-lint docs sanity unit hub-env molecule molecule-site molecule-others portal-test hub-test test demo render constraints clean
+.PHONY: help host-deps venv venvs kube base-image collection-link build lint yamllint ansible-lint role-docs python-lint docs sanity unit hub-env molecule portal-test hub-test test demo render constraints clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -94,30 +94,21 @@ hub-env:
 molecule: venv base-image kube ## every Molecule scenario except the delegated 'real' one
 	tests/harness/molecule-all.sh
 
-# `make test`'s two halves of `molecule`, each in a lane of its own: the site scenario (the
-# longest, about half of the Molecule time) and every other one.
-molecule-site: venv base-image kube
-	tests/harness/molecule-all.sh site
-
-molecule-others: venv base-image kube
-	LABHUB_MOLECULE_SKIP="site $${LABHUB_MOLECULE_SKIP:-}" tests/harness/molecule-all.sh
-
 portal-test: ## the portal's own suite (its own venv), when present
 	if [ -f portal/Makefile ]; then $(MAKE) -C portal test; else echo "portal: no suite yet"; fi
 
 hub-test: ## the hub extensions' real-JupyterHub suite, when present
 	if [ -f files/hub/Makefile ]; then $(MAKE) -C files/hub test; else echo "hub extensions: no suite yet"; fi
 
-# Setup first, then three lanes side by side (tests/harness/stages.sh): pytest (itself two
-# processes, tests/harness/unit.sh) at niceness 10; lint, sanity and the Molecule scenarios but
-# site; the site scenario, then the portal's and hub's suites. A Molecule scenario is a chain of
-# short steps that each wait for the last (about 1 core when alone) and pytest a crowd of
-# processes (1.8 cores for 25 minutes alone): at equal priority the chain waited behind the crowd
-# at every step (48 minutes side by side; 44-45 with pytest niced and all of Molecule in one
-# lane, that lane then ending last, with some CPU left unused while its steps waited): two
-# Molecule chains side by side keep both cores busy while pytest takes what they leave.
+# Setup first, then two lanes side by side (tests/harness/stages.sh): pytest (itself two
+# processes, tests/harness/unit.sh) at niceness 10, then the portal's and hub's suites, in one;
+# lint, sanity and every Molecule scenario one after the other in the other, at normal priority.
+# The Molecule lane is a chain of short steps that each wait for the last (about 1 core for 22
+# minutes alone) and pytest a crowd of processes (1.8 cores for 25 minutes alone): at equal
+# priority the chain waited behind the crowd at every step (48 minutes side by side; 44 with
+# pytest niced, pytest then ending 7 minutes before Molecule, so portal and hub moved after it).
 test: ## the whole suite; ends with a table of minutes per stage
-	LABHUB_UNIT_NICE=10 tests/harness/stages.sh host-deps venvs kube base-image 'unit | lint sanity molecule-others | molecule-site portal-test hub-test'
+	LABHUB_UNIT_NICE=10 tests/harness/stages.sh host-deps venvs kube base-image 'unit portal-test hub-test | lint sanity molecule'
 	@echo "labhub: all suites passed"
 
 render: venv ## render the local single-node deployment (values + manifests) without a cluster
