@@ -53,9 +53,6 @@ def mount_api_docs(app: FastAPI) -> None:
 
 
 # --- statuses every route may answer, besides its own ----------------------------------------------
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
 def _calls(dependant: Dependant) -> Iterator[Any]:
     for dependency in dependant.dependencies:
         yield dependency.call
@@ -67,7 +64,7 @@ def common_responses(route: APIRoute) -> dict[int, dict[str, Any]]:
     entry (FastAPI lists only the route's own): 400 (Host not allowed, hosts.py), 401 and 403
     (authentication and the CSRF check, auth.py), 413 (body size, bodylimit.py), 503 (database
     down, outages.py)."""
-    from .auth import require_principal
+    from .auth import SAFE_METHODS, require_principal
     from .db.engine import get_session
 
     calls = set(_calls(route.dependant))

@@ -37,6 +37,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from .plain_page import plain_page
+
 SESSION_COOKIE = "labhub_portal_session"
 CSRF_COOKIE = "labhub_portal_csrf"
 STATE_COOKIE = "labhub_portal_oauth_state"
@@ -244,12 +246,11 @@ def _refused_page(request: Request, name: str) -> HTMLResponse:
     group = settings.admin_group
     who = "hub admins" + (f" and members of the hub group <code>{html.escape(group)}</code>" if group else "")
     hub = html.escape(f"{settings.public_hub_url}/hub/home", quote=True)
-    response = HTMLResponse(
-        "<!doctype html><html lang=en><meta charset=utf-8><title>Access refused</title>"
-        "<body style='font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto'>"
-        f"<h1>Access refused</h1><p>The hub signed you in as <code>{html.escape(name)}</code>, who is neither a hub "
+    response = plain_page(
+        "Access refused",
+        f"<p>The hub signed you in as <code>{html.escape(name)}</code>, who is neither a hub "
         f"admin nor in the admin group. The usage portal is open to {who} only.</p>"
-        f"<p><a href=\"{hub}\">Back to JupyterHub</a></p></body></html>", status_code=403)
+        f"<p><a href=\"{hub}\">Back to JupyterHub</a></p>", 403)
     response.delete_cookie(STATE_COOKIE, path=_cookie_args(request)["path"])
     return response
 

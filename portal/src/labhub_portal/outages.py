@@ -20,8 +20,10 @@ import time
 from types import TracebackType
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import exc as sa_exc
+
+from .plain_page import plain_page
 
 log = logging.getLogger(__name__)
 
@@ -82,18 +84,14 @@ def outage_response(request: Request, error: BaseException) -> Response:
                       f"retry in {RETRY_AFTER_SECONDS} s",
             "unavailable": ["postgresql"]})
     root = request.scope.get("root_path", "") or ""
-    return HTMLResponse(status_code=503, headers=headers, content=(
-        "<!doctype html><html lang=en><meta charset=utf-8>"
-        "<meta name=viewport content='width=device-width, initial-scale=1'>"
-        f"<meta http-equiv=refresh content={RETRY_AFTER_SECONDS}>"
-        "<title>Usage database unavailable</title>"
-        "<body style='font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem'>"
-        "<h1>Usage database unavailable</h1>"
+    return plain_page(
+        "Usage database unavailable",
         "<p>The portal cannot reach its usage database (PostgreSQL), so usage, costs and the report sync "
         f"cannot be shown right now. Reason: <code>{html.escape(reason)}</code>.</p>"
         f"<p>What still works: the <a href='{html.escape(root)}/pods'>Pods</a> page lists the running servers "
         "(without departments and costs). Sessions are recorded again as soon as the database is back; "
-        f"this page reloads every {RETRY_AFTER_SECONDS} seconds.</p></body></html>"))
+        f"this page reloads every {RETRY_AFTER_SECONDS} seconds.</p>",
+        503, headers=headers, refresh_seconds=RETRY_AFTER_SECONDS)
 
 
 def install_outage_handlers(app: FastAPI) -> None:

@@ -39,6 +39,7 @@ from ..billing import GIB, session_usage
 from ..db.engine import SessionDep
 from ..db.models import ContainerSession, Department, User
 from ..outages import is_database_outage, outage_reason
+from ..plain_page import plain_page
 from ..stats_service import day_start, month_start, stats
 from .charts import horizontal_bars, vertical_bars
 
@@ -79,12 +80,11 @@ def login_required_handler(request: Request, _exc: LoginRequired) -> Response:
     if settings.oauth_enabled:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(str(request.url_for("login")) + "?" + urlencode({"next": target}), status_code=302)
-    return HTMLResponse(
-        "<!doctype html><html lang=en><meta charset=utf-8><title>Sign-in required</title>"
-        "<body style='font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto'>"
-        "<h1>Sign-in required</h1><p>This portal accepts browser logins through JupyterHub only, and "
+    return plain_page(
+        "Sign-in required",
+        "<p>This portal accepts browser logins through JupyterHub only, and "
         "JupyterHub login is not configured here. Scripts can use the API with "
-        "<code>Authorization: Bearer &lt;PORTAL_TOKEN&gt;</code>.</p></body></html>", status_code=401)
+        "<code>Authorization: Bearer &lt;PORTAL_TOKEN&gt;</code>.</p>", 401)
 
 
 # --- formatting helpers ---------------------------------------------------------------------------
