@@ -40,17 +40,21 @@ FROM generate_series(1, :n) g
 CROSS JOIN LATERAL (SELECT now() - (g::float / :n * interval '400 days') - interval '1 hour' AS start,
                            now() - (g::float / :n * interval '400 days') + (g % 8) * interval '1 hour' AS stop) s;
 UPDATE container_sessions SET last_seen_at = now() WHERE ended_at IS NULL;
+-- each session's billing terms (labhub_portal.billing_terms): its user's department and its rates
+UPDATE container_sessions cs SET department_id = d.id, cpu_core_hour_rate = d.cpu_core_hour_rate,
+       gpu_hour_rate = CASE WHEN cs.gpu_model IS NOT NULL THEN 80 ELSE d.gpu_hour_rate END,
+       memory_gib_hour_rate = d.memory_gib_hour_rate
+FROM users u JOIN departments d ON d.id = u.department_id WHERE u.username = cs.username;
 ANALYZE;
 """
 
 NAIVE = """
 SELECT {key} AS key,
        SUM(EXTRACT(EPOCH FROM LEAST(COALESCE(cs.ended_at, now()), $2) - GREATEST(cs.started_at, $1)) / 3600.0
-           * (COALESCE(cs.cpu_request, 0) * COALESCE(d.cpu_core_hour_rate, 1) + cs.gpu_request * COALESCE(d.gpu_hour_rate, 30)
-              + COALESCE(cs.memory_request, 0) / 1073741824.0 * COALESCE(d.memory_gib_hour_rate, 0.2))) AS cost
+           * (COALESCE(cs.cpu_request, 0) * COALESCE(cs.cpu_core_hour_rate, 1) + cs.gpu_request * COALESCE(cs.gpu_hour_rate, 30)
+              + COALESCE(cs.memory_request, 0) / 1073741824.0 * COALESCE(cs.memory_gib_hour_rate, 0.2))) AS cost
 FROM container_sessions cs
-LEFT JOIN users u ON u.username = cs.username
-LEFT JOIN departments d ON d.id = u.department_id
+LEFT JOIN departments d ON d.id = cs.department_id
 WHERE cs.started_at < $2 AND (cs.ended_at IS NULL OR cs.ended_at > $1)
 GROUP BY 1 ORDER BY 1
 """

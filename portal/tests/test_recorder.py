@@ -113,7 +113,9 @@ async def test_one_statement_for_many_pods(kube, settings_factory, pg_server, cl
         statements.clear()
         status = await app.state.recorder.run_once()
         assert status["closed_sessions"] == gone and status["open_sessions"] == n - gone
-        assert first <= 5 and len(statements) <= 5, statements
+        # per cycle, whatever the number of pods: the change lock, the billing terms (memberships of
+        # the users seen, rate periods), the upsert, closing gone and unobserved sessions, the count
+        assert first <= 7 and len(statements) <= 7, statements
 
 
 async def test_api_errors_and_timeouts_back_off_and_recover(kube, kube_faults, settings_factory, tx_sessionmaker):

@@ -356,8 +356,8 @@ async def test_projection_same_for_naive_and_aware_times(clean_db, pg_server):
     now = dt.datetime.now(UTC)
     cs = ContainerSession.__table__.c
     aware_query = (select(*[c for c in sync.batch_query(0).selected_columns if c.name not in
-                            ("started_at", "last_seen_at", "ended_at", "display_name", "department_id")],
-                          cs.started_at, cs.last_seen_at, cs.ended_at, User.display_name, User.department_id)
+                            ("started_at", "last_seen_at", "ended_at")],
+                          cs.started_at, cs.last_seen_at, cs.ended_at)
                    .select_from(ContainerSession.__table__).outerjoin(User, User.username == cs.username)
                    .order_by(cs.change_seq))
     try:
@@ -372,3 +372,162 @@ async def test_projection_same_for_naive_and_aware_times(clean_db, pg_server):
     aware = sync._project(aware_rows, now, departments)
     assert len(naive) == 20 and naive == aware
     assert any(row[19] is None and row[21] > 0 for row in naive)  # open sessions billed
+
+
+# Bills over time: (user, day of the month, hours, cpu cores, GPUs, GPU model, memory GiB).  Whole
+# hours, whole cores and GiB, rates in cents: every cost is exact to the cent, so the report's rows
+# (each rounded to the cent) and the portal's totals (rounded once) must agree exactly.
+BILL_SESSIONS = [("alice", 2, 2, 1, 0, None, 1), ("alice", 9, 2, 1, 1, "A100", 1),
+                 ("alice", 16, 2, 1, 0, None, 1), ("alice", 23, 2, 1, 1, "A100", 1),
+                 ("bob", 3, 3, 2, 0, None, 2), ("bob", 10, 3, 2, 0, None, 2), ("bob", 17, 3, 2, 0, None, 2),
+                 ("bob", 24, 3, 2, 0, None, 2), ("carol", 5, 1, 1, 0, None, 1), ("carol", 19, 1, 1, 0, None, 1)]
+
+
+def _bill_uid(user: str, day: int) -> str:
+    return f"bill-{user}-{day}"
+
+
+def _report_rows(mariadb) -> dict[str, dict]:
+    conn = mariadb.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pod_uid, department, display_name, cost, source_change_seq FROM pod_report")
+            cols = [d[0] for d in cur.description]
+            return {row[0]: dict(zip(cols, row)) for row in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+async def test_rates_and_departments_changed_mid_month_report_agrees_to_the_cent(clean_db, mysql_clean, pg_server,
+                                                                                   settings_factory):
+    """Sessions recorded before any department existed; departments and rates set (first ones: from
+    the beginning); then, mid-month, new Physics rates from day 15 and bob moved to Physics from day
+    20, carol assigned with a display name.  Exactly the sessions whose terms or name changed get a
+    new change_seq; the report sync, killed (-9) after its first MySQL commit and rerun, writes them;
+    after a portal restart every report row equals the portal's session and the per-department
+    totals agree to the cent with each other and with costs computed here from the rules."""
+    from decimal import Decimal
+
+    base = dt.datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0) - dt.timedelta(days=40)
+    base = base.replace(day=1)  # the first of a month at least a month ago
+    day = lambda d: base + dt.timedelta(days=d - 1, hours=9)  # noqa: E731
+    engine = create_async_engine(pg_server.url())
+    async with engine.begin() as conn:  # recorded before any department existed: no terms
+        for user, d, hours, cpu, gpus, model, mem in BILL_SESSIONS:
+            await conn.execute(text("""
+INSERT INTO container_sessions (pod_uid, pod_name, server_name, namespace, username, cpu_request, memory_request,
+    gpu_request, gpu_limit, gpu_model, started_at, first_seen_at, last_seen_at, ended_at, end_reason,
+    unobserved_seconds, source, change_seq, created_at, updated_at)
+VALUES (:uid, :pod, '', 'jhub', :user, :cpu, :mem, :gpus, :gpus, :model, :start, :start, :end, :end, 'pod_gone',
+        0, 'recorder', nextval('container_sessions_change_seq'), now(), now())"""),
+                {"uid": _bill_uid(user, d), "pod": f"jupyter-{user}", "user": user, "cpu": cpu, "mem": mem * 2**30,
+                 "gpus": gpus, "model": model, "start": day(d), "end": day(d) + dt.timedelta(hours=hours)})
+    await engine.dispose()
+
+    async def change_seqs() -> dict[str, int]:
+        return {uid: seq for uid, seq in (await _pg_rows(pg_server)).items() if uid.startswith("bill-")}
+
+    settings = settings_factory(mysql_url=mysql_clean.url, default_cpu_core_hour_rate=1, default_gpu_hour_rate=10,
+                                default_memory_gib_hour_rate=0)
+    physics = {"cpu_core_hour_rate": "2.00", "gpu_hour_rate": "50", "memory_gib_hour_rate": "0.10",
+               "gpu_model_rates": {"A100": "80"}}
+    async with running_app(settings) as (app, client):
+        for name, rates in (("Physics", physics), ("Chemistry", {"cpu_core_hour_rate": "1.50",
+                                                                 "memory_gib_hour_rate": "0.20"})):
+            resp = await client.put(f"/api/departments/{name}", json=rates, headers=AUTH)
+            assert resp.status_code == 200, resp.text
+        resp = await client.post("/api/users/import", headers=AUTH, files={"file": (
+            "u.csv", b"username,department,display_name\nalice,Physics,Alice\nbob,Chemistry,Bob\n")})
+        assert resp.status_code == 200 and resp.json()["sessions_rebilled"] == 8, resp.text  # from the beginning
+        assert (await client.post("/api/pod-report-sync", headers=AUTH)).json()["rows"] == 10
+        report = _report_rows(mysql_clean)
+        assert report[_bill_uid("alice", 23)]["cost"] == Decimal("164.20")  # 2 h x (1 x 2.00 + 80 + 1 x 0.10)
+        assert report[_bill_uid("bob", 24)]["department"] == "Chemistry"
+        assert report[_bill_uid("carol", 5)]["department"] is None
+        before = await change_seqs()
+
+        # a change may not take effect in the future: refused, naming the field, nothing written
+        future = (dt.datetime.now(UTC) + dt.timedelta(days=1)).isoformat()
+        resp = await client.put("/api/departments/Physics", json={**physics, "cpu_core_hour_rate": "9",
+                                                                  "effective_from": future}, headers=AUTH)
+        assert resp.status_code == 422 and resp.json()["detail"][0]["field"] == "effective_from", resp.text
+        resp = await client.post("/api/users/import", params={"effective_from": future}, headers=AUTH,
+                                 files={"file": ("u.csv", b"username,department\nbob,Physics\n")})
+        assert resp.status_code == 422 and resp.json()["detail"][0]["field"] == "effective_from", resp.text
+        assert await change_seqs() == before
+
+        # mid-month: Physics' CPU and A100 rates change from day 15 on; bob moves to Physics from day 20;
+        # carol gets her first department (from the beginning) and a display name
+        resp = await client.put("/api/departments/Physics", headers=AUTH, json={
+            **physics, "cpu_core_hour_rate": "3.00", "gpu_model_rates": {"A100": "90"},
+            "effective_from": day(15).replace(hour=0).isoformat()})
+        assert resp.status_code == 200, resp.text
+        resp = await client.post("/api/users/import", params={"effective_from": day(20).replace(hour=0).isoformat()},
+                                 headers=AUTH, files={"file": ("u.csv", b"username,department\nbob,Physics\n")})
+        assert resp.status_code == 200 and resp.json()["sessions_rebilled"] == 1, resp.text
+        resp = await client.post("/api/users/import", headers=AUTH,
+                                 files={"file": ("u.csv", b"username,department,display_name\ncarol,Chemistry,Carol\n")})
+        assert resp.status_code == 200 and resp.json()["sessions_rebilled"] == 2, resp.text
+        # the same file again changes nothing
+        resp = await client.post("/api/users/import", headers=AUTH,
+                                 files={"file": ("u.csv", b"username,department,display_name\ncarol,Chemistry,Carol\n")})
+        assert resp.json()["sessions_rebilled"] == 0, resp.text
+    after = await change_seqs()
+    bumped = {uid for uid in after if after[uid] != before[uid]}
+    assert bumped == {_bill_uid("alice", 16), _bill_uid("alice", 23), _bill_uid("bob", 24), _bill_uid("carol", 5),
+                      _bill_uid("carol", 19)}
+
+    # the sync is killed right after its first MySQL commit (the watermark row locked), then rerun
+    env = {"PORTAL_DATABASE_URL": pg_server.url(), "PORTAL_MYSQL_URL": mysql_clean.url,
+           "PORTAL_REPORT_SYNC_BATCH": "2", "PORTAL_DEFAULT_CPU_CORE_HOUR_RATE": "1",
+           "PORTAL_DEFAULT_GPU_HOUR_RATE": "10", "PORTAL_DEFAULT_MEMORY_GIB_HOUR_RATE": "0"}
+    engine = create_async_engine(pg_server.url())
+    async with engine.connect() as blocker:
+        await blocker.begin()
+        await blocker.execute(text("SELECT * FROM sync_watermarks WHERE name = 'pod_report' FOR UPDATE"))
+        proc = _sync_subprocess(env)
+        try:
+            assert wait_for(lambda: sum(r["source_change_seq"] != before[u] for u, r in
+                                        _report_rows(mysql_clean).items()) == 2, timeout=30), proc.stderr
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        await blocker.rollback()
+    await engine.dispose()
+    assert proc.returncode == -signal.SIGKILL
+    proc = _sync_subprocess(env)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "synced 5 rows" in out, (out, err)
+
+    # costs from the rules, computed here: terms at each session's start
+    def rates(user: str, d: int) -> tuple[str | None, Decimal, Decimal, Decimal]:
+        if user == "alice" or (user == "bob" and d >= 20):
+            return ("Physics", Decimal("3.00") if d >= 15 else Decimal("2.00"),
+                    Decimal("90") if d >= 15 else Decimal("80"), Decimal("0.10"))
+        return "Chemistry", Decimal("1.50"), Decimal("10"), Decimal("0.20")  # bob before day 20, carol
+
+    expected = {}
+    for user, d, hours, cpu, gpus, _model, mem in BILL_SESSIONS:
+        dept, cpu_rate, gpu_rate, mem_rate = rates(user, d)
+        expected[_bill_uid(user, d)] = (dept, hours * (cpu * cpu_rate + gpus * gpu_rate + mem * mem_rate))
+    totals: dict[str, Decimal] = {}
+    for dept, cost in expected.values():
+        totals[dept] = totals.get(dept, Decimal(0)) + cost
+    assert totals == {"Physics": Decimal("379.40"), "Chemistry": Decimal("34.00")}
+
+    async with running_app(settings) as (_app, client):  # a restarted portal
+        report = _report_rows(mysql_clean)
+        assert {u: (r["department"], r["cost"]) for u, r in report.items()} == expected
+        assert report[_bill_uid("carol", 5)]["display_name"] == "Carol"
+        assert {u: r["source_change_seq"] for u, r in report.items()} == await change_seqs()
+        page = (await client.get("/api/sessions", params={"from": base.isoformat(), "page_size": 100},
+                                 headers=AUTH)).json()
+        portal = {item["pod_uid"]: (item["department"], Decimal(str(item["cost"]))) for item in page["items"]}
+        assert portal == expected
+        stats = (await client.get("/api/stats", headers=AUTH, params={
+            "group_by": "department", "from": base.isoformat(), "to": (base + dt.timedelta(days=31)).isoformat()}))
+        assert stats.status_code == 200, stats.text
+        got = {row["key"]: Decimal(str(row["cost"])) for row in stats.json()["rows"]}
+        assert got == totals

@@ -57,3 +57,18 @@ async def async_wait_for(predicate, timeout: float = 10.0, interval: float = 0.0
             return True
         await asyncio.sleep(interval)
     return False
+
+
+async def assign_terms(session, now, users: dict, rates: dict) -> int:
+    """Seed departments the way the API does (billing_terms): ``rates`` (department id ->
+    RatePeriod) and ``users`` (username -> department id), both from the beginning, and give the
+    recorded sessions the terms that follow.  Returns the sessions re-billed."""
+    from labhub_portal.billing_terms import rebill, set_memberships, set_rates
+
+    changed_rates = {}
+    for department_id, period in rates.items():
+        start = await set_rates(session, department_id, period, None, now)
+        if start is not None:
+            changed_rates[department_id] = start
+    moved = await set_memberships(session, users, None, now)
+    return await rebill(session, now, users=moved, departments=changed_rates)

@@ -13,12 +13,21 @@
 # A stage may add rows of its own under its line: it appends `name<TAB>minutes<TAB>result` lines
 # to the file named by $LABHUB_STAGE_ROWS (molecule-all.sh writes one per scenario, unit.sh one
 # per pytest process).
+#
+# When a stage fails, the lines of its output that name what failed (pytest's `FAILED`/`ERROR`
+# summary lines, Ansible's `fatal:` lines, Molecule's errors) are printed again after the table,
+# so the end of a CI log says which tests failed and not only which stage.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 names=(); mins=(); results=()
 total_start=$(date +%s)
 work=$(mktemp -d /tmp/labhub-stages.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+# one file for the whole run, lanes included (they inherit it)
+if [ -z "${LABHUB_FAILURES:-}" ]; then
+  export LABHUB_FAILURES=$work/failures
+  : >"$LABHUB_FAILURES"
+fi
 
 # Lane mode (internal): run the stages, write their rows to $LABHUB_LANE_REPORT, print no table.
 lane_report=${LABHUB_LANE_REPORT:-}
@@ -45,6 +54,15 @@ table() {
     printf '  %-34s %8s  %s\n' "${names[$i]}" "${mins[$i]}" "${results[$i]}"
   done
   printf '  %-34s %8s\n' total "$(minutes $(( $(date +%s) - total_start )))"
+  if [ -s "$LABHUB_FAILURES" ]; then
+    echo
+    echo "labhub: what failed (from each failed stage's output)"
+    cat "$LABHUB_FAILURES"
+  fi
+}
+failures_of() {  # stage, its log: the lines naming what failed, shortened, at most 40
+  grep -E '^(FAILED|ERROR) |^fatal: |^failed: |^(CRITICAL|ERROR) +[A-Z]|^E +[A-Za-z]+Error|^make(\[[0-9]+\])?: \*\*\*' "$2" \
+    | grep -v "glob failed" | cut -c1-300 | tail -n 40 | sed "s/^/  $1: /" >>"$LABHUB_FAILURES"
 }
 finish_failed() {  # stage name
   if [ -n "$lane_report" ]; then
@@ -66,7 +84,13 @@ run_stage() {  # make target; sets $result
   start=$(date +%s)
   rows="$work/rows.$stage"
   : >"$rows"
-  if LABHUB_STAGE_ROWS=$rows make --no-print-directory "$stage"; then result=passed; else result=FAILED; fi
+  LABHUB_STAGE_ROWS=$rows make --no-print-directory "$stage" 2>&1 | tee "$work/log.$stage"
+  if [ "${PIPESTATUS[0]}" -eq 0 ]; then
+    result=passed
+  else
+    result=FAILED
+    failures_of "$stage" "$work/log.$stage"
+  fi
   names+=("$(label "$stage")"); results+=("$result")
   mins+=("$(minutes $(( $(date +%s) - start )))")
   while IFS=$'\t' read -r row_name row_min row_result; do

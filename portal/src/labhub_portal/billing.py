@@ -9,8 +9,9 @@ Billable seconds of a session (see README, gap rule):
 
 For a time window, the overlap of [started_at, effective_end) with the window is billed in
 proportion (``overlap / span * billable``): unobserved stretches are removed pro rata.
-Hours x requested CPU cores / GPUs / memory GiB give the resource hours; rates come from the
-user's department (GPU: the department's per-model rate, then its GPU rate) or the defaults.
+Hours x requested CPU cores / GPUs / memory GiB give the resource hours; rates are the session's
+billing terms (billing_terms: its department's rates when it started; GPU: the per-model rate, then
+the GPU rate), each missing one the configured default.
 """
 
 from __future__ import annotations
@@ -22,6 +23,17 @@ from decimal import Decimal
 GIB = 1024 ** 3
 
 
+def model_rate(model_rates: dict | None, model: str | None) -> Decimal | None:
+    """A department's rate for one GPU model, None when it has none (or a malformed one)."""
+    if not model or model not in (model_rates or {}):
+        return None
+    try:
+        rate = Decimal(str(model_rates[model]))  # type: ignore[index]
+    except ArithmeticError:  # malformed rate in the table: fall back to the plain GPU rate
+        return None
+    return rate if rate.is_finite() and rate >= 0 else None
+
+
 @dataclass(frozen=True)
 class Rates:
     cpu_core_hour: Decimal
@@ -30,26 +42,19 @@ class Rates:
     gpu_model_rates: dict
 
     def gpu_rate(self, model: str | None) -> Decimal:
-        if model and model in (self.gpu_model_rates or {}):
-            try:
-                return Decimal(str(self.gpu_model_rates[model]))
-            except Exception:  # malformed rate in the table: fall back to the plain GPU rate
-                pass
-        return self.gpu_hour
+        rate = model_rate(self.gpu_model_rates, model)
+        return self.gpu_hour if rate is None else rate
 
 
-def rates_for(department, settings) -> Rates:
-    """Department rates, each falling back to the configured default."""
+def session_rates(session, settings) -> Rates:
+    """The rates a session is billed with: its billing terms (the rates of its department when it
+    started, GPU rate resolved for its model; see billing_terms), each NULL one the configured default."""
     def pick(value, default):
         return Decimal(str(value)) if value is not None else Decimal(str(default))
 
-    if department is None:
-        return Rates(Decimal(str(settings.default_cpu_core_hour_rate)), Decimal(str(settings.default_gpu_hour_rate)),
-                     Decimal(str(settings.default_memory_gib_hour_rate)), {})
-    return Rates(pick(department.cpu_core_hour_rate, settings.default_cpu_core_hour_rate),
-                 pick(department.gpu_hour_rate, settings.default_gpu_hour_rate),
-                 pick(department.memory_gib_hour_rate, settings.default_memory_gib_hour_rate),
-                 dict(department.gpu_model_rates or {}))
+    return Rates(pick(session.cpu_core_hour_rate, settings.default_cpu_core_hour_rate),
+                 pick(session.gpu_hour_rate, settings.default_gpu_hour_rate),
+                 pick(session.memory_gib_hour_rate, settings.default_memory_gib_hour_rate), {})
 
 
 def effective_end(session, now: datetime, gap_seconds: float) -> datetime:
@@ -102,7 +107,7 @@ class Usage:
                 "cost": float(round(self.cost, 2)), "sessions": self.sessions}
 
 
-def session_usage(session, department, settings, now: datetime) -> Usage:
+def session_usage(session, settings, now: datetime) -> Usage:
     usage = Usage()
-    usage.add(session, billable_seconds(session, now, settings.gap_seconds), rates_for(department, settings))
+    usage.add(session, billable_seconds(session, now, settings.gap_seconds), session_rates(session, settings))
     return usage

@@ -30,6 +30,7 @@ from .cluster import parse_quantity
 from .config import Settings
 from .db.engine import dialect_name, make_engine, make_sessionmaker
 from .db.models import ContainerSession
+from .billing_terms import TERM_COLUMNS, load_calendar
 from .recorder.repository import lock_changes, next_change_seq_sqlite
 
 REQUIRED = ("username", "pod_name", "started_at", "ended_at")
@@ -120,8 +121,11 @@ async def import_history_file(settings: Settings, path: str, zone: str, dry_run:
                 else:
                     first = await next_change_seq_sqlite(session)
                     seqs = list(range(first, first + len(new)))
+                calendar = await load_calendar(session, {r["username"] for r in new})
                 for row, seq in zip(new, seqs):
-                    session.add(ContainerSession(**row, change_seq=seq, created_at=now, updated_at=now))
+                    terms = calendar.terms(row["username"], row["started_at"], row.get("gpu_model"))
+                    session.add(ContainerSession(**row, **{c: getattr(terms, c) for c in TERM_COLUMNS},
+                                                 change_seq=seq, created_at=now, updated_at=now))
         return {"inserted": len(new), "skipped": len(rows) - len(new)}
     finally:
         await engine.dispose()

@@ -2,7 +2,9 @@
 
 PostgreSQL: one SQL statement (days/months cut in the configured zone with generate_series).
 SQLite (demo): the same arithmetic in Python (:func:`python_stats`), which is also the oracle the
-tests compare the SQL against.  See labhub_portal.billing for the formula.
+tests compare the SQL against.  See labhub_portal.billing for the formula.  A session counts for the
+department, and costs the rates, of its billing terms (labhub_portal.billing_terms: those in force
+when it started), not its user's current department.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from typing import Literal
 from sqlalchemy import and_, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .billing import GIB, Usage, billable_seconds, rates_for
+from .billing import GIB, Usage, billable_seconds, session_rates
 from .config import Settings
 from .db.engine import dialect_name
-from .db.models import ContainerSession, Department, User
+from .db.models import ContainerSession, Department
 
 GroupBy = Literal["total", "user", "department", "day", "month"]
 NO_DEPARTMENT = "(none)"
@@ -73,8 +75,7 @@ def _filters(user: str | None, department: str | None):
 async def python_stats(session: AsyncSession, settings: Settings, group_by: GroupBy, lo: datetime, hi: datetime,
                        now: datetime, user: str | None = None, department: str | None = None) -> list[dict]:
     stmt = (select(ContainerSession, Department)
-            .outerjoin(User, User.username == ContainerSession.username)
-            .outerjoin(Department, Department.id == User.department_id)
+            .outerjoin(Department, Department.id == ContainerSession.department_id)
             .where(ContainerSession.started_at < hi,
                    or_(ContainerSession.ended_at.is_(None), ContainerSession.ended_at > lo),
                    *_filters(user, department)))
@@ -82,7 +83,7 @@ async def python_stats(session: AsyncSession, settings: Settings, group_by: Grou
     groups: dict[str, Usage] = defaultdict(Usage)
     cuts = buckets(lo, hi, group_by, settings) if group_by in ("day", "month") else [("total", lo, hi)]
     for cs, dept in rows:
-        rates = rates_for(dept, settings)
+        rates = session_rates(cs, settings)
         for label, b_lo, b_hi in cuts:
             seconds = billable_seconds(cs, now, settings.gap_seconds, (b_lo, b_hi))
             if seconds <= 0:
@@ -119,23 +120,17 @@ def _sql(group_by: GroupBy, user: str | None, department: str | None) -> str:
                "total": "'total'"}[group_by]
         wlo, whi = "CAST(:lo AS timestamptz)", "CAST(:hi AS timestamptz)"
     return f"""
-WITH gr AS (
-  SELECT d.id AS dept_id, e.key AS model,
-         CASE WHEN e.value ~ '^[0-9]+(\\.[0-9]+)?$' THEN CAST(e.value AS numeric) END AS rate
-  FROM departments d CROSS JOIN LATERAL json_each_text(d.gpu_model_rates) AS e
-), b AS (
+WITH b AS (
   SELECT cs.username, d.name AS department, cs.started_at,
          COALESCE(cs.cpu_request, 0) AS cpu, CAST(cs.gpu_request AS double precision) AS gpu, CAST(COALESCE(cs.memory_request, 0) AS double precision) / {GIB} AS mem,
          x.eff_end,
          date_part('epoch', x.eff_end - cs.started_at) AS span,
          cs.unobserved_seconds AS unobserved,
-         CAST(COALESCE(d.cpu_core_hour_rate, :cpu_rate) AS double precision) AS cpu_rate,
-         CAST(COALESCE(gr.rate, d.gpu_hour_rate, :gpu_rate) AS double precision) AS gpu_rate,
-         CAST(COALESCE(d.memory_gib_hour_rate, :mem_rate) AS double precision) AS mem_rate
+         CAST(COALESCE(cs.cpu_core_hour_rate, :cpu_rate) AS double precision) AS cpu_rate,
+         CAST(COALESCE(cs.gpu_hour_rate, :gpu_rate) AS double precision) AS gpu_rate,
+         CAST(COALESCE(cs.memory_gib_hour_rate, :mem_rate) AS double precision) AS mem_rate
   FROM container_sessions cs
-  LEFT JOIN users u ON u.username = cs.username
-  LEFT JOIN departments d ON d.id = u.department_id
-  LEFT JOIN gr ON gr.dept_id = d.id AND gr.model = cs.gpu_model
+  LEFT JOIN departments d ON d.id = cs.department_id
   CROSS JOIN LATERAL (SELECT COALESCE(cs.ended_at,
         LEAST(CAST(:now AS timestamptz), cs.last_seen_at + make_interval(secs => :gap))) AS eff_end) x
   WHERE {' AND '.join(where)}

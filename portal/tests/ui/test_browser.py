@@ -35,7 +35,7 @@ async def _count(page) -> int:
 async def _sql_rows(demo_portal, where: str = "1=1", *args) -> int:
     return demo_portal.sql(f"""SELECT count(*) FROM container_sessions cs
                                LEFT JOIN users u ON u.username = cs.username
-                               LEFT JOIN departments d ON d.id = u.department_id WHERE {where}""", *args)[0][0]
+                               LEFT JOIN departments d ON d.id = cs.department_id WHERE {where}""", *args)[0][0]
 
 
 async def test_usage_tab_cards_charts_and_demo_banner(page, demo_portal, screenshot_dir):

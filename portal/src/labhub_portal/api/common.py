@@ -13,7 +13,7 @@ from ..auth import CurrentPrincipal, Principal
 from ..config import Settings
 
 __all__ = ["CurrentPrincipal", "IsoDateTime", "Principal", "SafeStr", "SettingsDep", "TimeRange", "as_utc",
-           "local_iso", "validation_error", "get_settings"]
+           "local_iso", "validation_error", "get_settings", "effective_moment"]
 
 # No control characters (PostgreSQL rejects NUL; nothing legitimate needs the others).
 SafeStr = Annotated[str, StringConstraints(max_length=255, pattern=r"^[^\x00-\x1f\x7f]*$")]
@@ -43,7 +43,7 @@ def get_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def as_utc(value: datetime | None, settings: Settings, field: str) -> datetime | None:
+def as_utc(value: datetime | None, settings: Settings, field: str, loc: str = "query") -> datetime | None:
     """Naive times are read in the configured zone; every time must lie in 1970..2200."""
     if value is None:
         return None
@@ -52,12 +52,21 @@ def as_utc(value: datetime | None, settings: Settings, field: str) -> datetime |
             value = value.replace(tzinfo=settings.zone)
         value = value.astimezone(timezone.utc)
     except (OverflowError, ValueError) as exc:
-        raise HTTPException(422, detail=[{"loc": ["query", field], "field": field,
-                                          "msg": "time out of range", "type": "value_error"}]) from exc
+        raise validation_error(field, "time out of range", loc) from exc
     if not MIN_TIME <= value < MAX_TIME:
-        raise HTTPException(422, detail=[{"loc": ["query", field], "field": field,
-                                          "msg": "time must be between 1970 and 2200", "type": "value_error"}])
+        raise validation_error(field, "time must be between 1970 and 2200", loc)
     return value
+
+
+def effective_moment(value: datetime | None, settings: Settings, field: str, loc: str,
+                     now: datetime) -> datetime | None:
+    """When a change of department or rates takes effect (billing_terms): None = now; a given time
+    may lie in the past (the change then re-bills the sessions started since), never in the future."""
+    moment = as_utc(value, settings, field, loc)
+    if moment is not None and moment > now:
+        raise validation_error(field, "must not be in the future: a change takes effect now or from an "
+                                      "earlier time", loc)
+    return moment
 
 
 def local_iso(value: datetime | None, settings: Settings) -> str | None:

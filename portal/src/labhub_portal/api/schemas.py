@@ -7,6 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints
 
+from .common import IsoDateTime
+
 PodName = Annotated[str, StringConstraints(min_length=1, max_length=253,
                                            pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
 
@@ -166,6 +168,8 @@ class ImportResult(BaseModel):
     updated: int
     departments_created: int
     rows: int
+    sessions_rebilled: int = Field(0, description="recorded sessions whose billing terms or display name changed "
+                                                  "(the report sync rewrites exactly these rows)")
 
 
 class DepartmentRates(BaseModel):
@@ -176,6 +180,13 @@ class DepartmentRates(BaseModel):
     gpu_model_rates: dict[Annotated[str, StringConstraints(min_length=1, max_length=255,
                                                            pattern=r"^[^\x00-\x1f\x7f]*$")],
                           Annotated[Decimal, Field(ge=0, le=Decimal("1e6"), max_digits=12, decimal_places=4)]] = {}
+
+
+class DepartmentRatesChange(DepartmentRates):
+    effective_from: Annotated[IsoDateTime | None, Field(
+        description="when the rates take effect (ISO 8601; without an offset in the portal's zone): "
+                    "now when omitted (a department's first rates: from the beginning); an earlier time "
+                    "re-bills the sessions started since then; never in the future")] = None
 
 
 class Department(DepartmentRates):

@@ -43,7 +43,7 @@ def _like(value: str) -> str:
 def _query(user, department, q, window: TimeRange, state):
     stmt = (select(ContainerSession, User, Department)
             .outerjoin(User, User.username == ContainerSession.username)
-            .outerjoin(Department, Department.id == User.department_id))
+            .outerjoin(Department, Department.id == ContainerSession.department_id))
     if user:
         stmt = stmt.where(ContainerSession.username == user)
     if department:
@@ -66,7 +66,7 @@ def _query(user, department, q, window: TimeRange, state):
 
 
 def _item(cs, user, dept, settings, now) -> dict:
-    usage = session_usage(cs, dept, settings, now).as_dict()
+    usage = session_usage(cs, settings, now).as_dict()
     return {"id": cs.id, "pod_uid": cs.pod_uid, "pod_name": cs.pod_name, "server_name": cs.server_name,
             "namespace": cs.namespace, "username": cs.username, "display_name": user.display_name if user else None,
             "department": dept.name if dept else None, "image": cs.image, "profile": cs.profile, "node": cs.node,

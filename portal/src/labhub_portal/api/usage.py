@@ -60,7 +60,8 @@ async def usage(request: Request, session: SessionDep, settings: SettingsDep, _:
 @router.get("/stats", response_model=StatsResponse, response_model_by_alias=True,
             summary="CPU/GPU/memory hours and cost grouped by user, department, day or month",
             description="Ongoing sessions count up to now.  Days and months are cut in the configured zone. "
-                        "Default range: the current month.  Rates: the user's department, else the defaults.")
+                        "Default range: the current month.  Each session counts for the department, and at the rates, "
+                        "in force when it started (README, 'Bills over time'); rates a department lacks are the defaults.")
 async def get_stats(session: SessionDep, settings: SettingsDep, _: CurrentPrincipal,
                     window: Annotated[TimeRange, Depends()],
                     group_by: Literal["user", "department", "day", "month", "total"] = "user",

@@ -7,15 +7,19 @@ import io
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, File, HTTPException, Path, UploadFile
+from datetime import datetime, timezone
+
+from fastapi import APIRouter, File, HTTPException, Path, Query, UploadFile
 from sqlalchemy import func, select
 
+from ..billing_terms import RatePeriod, rebill, set_memberships, set_rates
 from ..db.engine import SessionDep
 from ..db.models import AuditLog, Department, User
+from ..recorder.repository import lock_changes
 from ..stats_service import NO_DEPARTMENT
-from .common import CurrentPrincipal, validation_error
+from .common import CurrentPrincipal, IsoDateTime, SettingsDep, effective_moment, validation_error
 from .schemas import Department as DepartmentOut
-from .schemas import DepartmentRates, ImportResult
+from .schemas import DepartmentRatesChange, ImportResult
 
 router = APIRouter(prefix="/api", tags=["users"])
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
@@ -111,10 +115,18 @@ def parse_users_csv(raw: bytes) -> list[dict]:
              summary="Import user -> department assignments from CSV (all or nothing)",
              description="CSV with a header row: `username,department[,display_name]` (UTF-8). "
                          "Row numbers in errors count the header as row 1.  One bad row rejects the whole file "
-                         "(422 listing each bad row and field); departments are created as needed.")
-async def import_users(session: SessionDep, principal: CurrentPrincipal,
-                       file: Annotated[UploadFile, File(description="CSV file")]) -> ImportResult:
+                         "(422 listing each bad row and field); departments are created as needed.  A user's new "
+                         "department applies to sessions started from `effective_from` on (default: now; a user's "
+                         "first department: from the beginning); see the README, 'Bills over time'.")
+async def import_users(session: SessionDep, principal: CurrentPrincipal, settings: SettingsDep,
+                       file: Annotated[UploadFile, File(description="CSV file")],
+                       effective_from: Annotated[IsoDateTime | None, Query(
+                           description="when the departments take effect (ISO 8601; without an offset in the "
+                                       "portal's zone); never in the future")] = None) -> ImportResult:
+    now = datetime.now(timezone.utc)
+    since = effective_moment(effective_from, settings, "effective_from", "query", now)
     rows = parse_users_csv(await file.read(MAX_IMPORT_BYTES + 1))
+    await lock_changes(session)  # sessions are re-billed below: one writer of change_seq at a time
     departments = {d.name: d for d in (await session.execute(select(Department))).scalars()}
     created_departments = 0
     for name in dict.fromkeys(r["department"] for r in rows):
@@ -127,22 +139,33 @@ async def import_users(session: SessionDep, principal: CurrentPrincipal,
     users = {u.username: u for u in (await session.execute(
         select(User).where(User.username.in_([r["username"] for r in rows])))).scalars()}
     created = updated = 0
+    renamed: list[str] = []
     for r in rows:
         user = users.get(r["username"])
+        department_id = departments[r["department"]].id
+        display = r["display_name"] or None if r["display_name"] is not None else None
         if user is None:
-            session.add(User(username=r["username"], department_id=departments[r["department"]].id,
-                             display_name=r["display_name"] or None))
+            session.add(User(username=r["username"], department_id=department_id, display_name=display))
             created += 1
+            if display is not None:
+                renamed.append(r["username"])
         else:
-            user.department_id = departments[r["department"]].id
-            if r["display_name"] is not None:
-                user.display_name = r["display_name"] or None
+            user.department_id = department_id
+            if r["display_name"] is not None and user.display_name != display:
+                user.display_name = display
+                renamed.append(r["username"])
             updated += 1
+    await session.flush()
+    moved = await set_memberships(session, {r["username"]: departments[r["department"]].id for r in rows}, since, now)
+    rebilled = await rebill(session, now, users=moved, renamed_users=renamed)
     session.add(AuditLog(actor=f"{principal.kind}:{principal.name}", action="import_users",
                          target=file.filename or "upload", result="ok",
-                         detail={"rows": len(rows), "created": created, "updated": updated}))
+                         detail={"rows": len(rows), "created": created, "updated": updated,
+                                 "effective_from": since.isoformat() if since else None,
+                                 "sessions_rebilled": rebilled}))
     await session.commit()
-    return ImportResult(created=created, updated=updated, departments_created=created_departments, rows=len(rows))
+    return ImportResult(created=created, updated=updated, departments_created=created_departments, rows=len(rows),
+                        sessions_rebilled=rebilled)
 
 
 @router.get("/departments", response_model=list[DepartmentOut], summary="Departments with rates and user counts")
@@ -158,11 +181,15 @@ async def list_departments(session: SessionDep, _: CurrentPrincipal) -> list[Dep
 
 @router.put("/departments/{name}", response_model=DepartmentOut,
             summary="Create a department or set its hourly rates (null = use the default rate)")
-async def put_department(session: SessionDep, principal: CurrentPrincipal, body: DepartmentRates,
+async def put_department(session: SessionDep, principal: CurrentPrincipal, settings: SettingsDep,
+                         body: DepartmentRatesChange,
                          name: Annotated[str, Path(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f/]+$")]
                          ) -> DepartmentOut:
     if name == NO_DEPARTMENT:
         raise validation_error("name", RESERVED_DEPARTMENT_MSG, loc="path")
+    now = datetime.now(timezone.utc)
+    since = effective_moment(body.effective_from, settings, "effective_from", "body", now)
+    await lock_changes(session)  # sessions are re-billed below: one writer of change_seq at a time
     dept = (await session.execute(select(Department).where(Department.name == name))).scalar_one_or_none()
     if dept is None:
         dept = Department(name=name)
@@ -171,9 +198,13 @@ async def put_department(session: SessionDep, principal: CurrentPrincipal, body:
     dept.gpu_hour_rate = body.gpu_hour_rate
     dept.memory_gib_hour_rate = body.memory_gib_hour_rate
     dept.gpu_model_rates = {k: str(v) for k, v in body.gpu_model_rates.items()}
-    session.add(AuditLog(actor=f"{principal.kind}:{principal.name}", action="set_department_rates", target=name,
-                         result="ok", detail=body.model_dump(mode="json")))
     await session.flush()
+    start = await set_rates(session, dept.id, RatePeriod(body.cpu_core_hour_rate, body.gpu_hour_rate,
+                                                         body.memory_gib_hour_rate, dict(body.gpu_model_rates)),
+                            since, now)
+    rebilled = await rebill(session, now, departments={dept.id: start} if start is not None else {})
+    session.add(AuditLog(actor=f"{principal.kind}:{principal.name}", action="set_department_rates", target=name,
+                         result="ok", detail={**body.model_dump(mode="json"), "sessions_rebilled": rebilled}))
     users = (await session.execute(select(func.count()).select_from(User)
                                    .where(User.department_id == dept.id))).scalar_one()
     await session.commit()

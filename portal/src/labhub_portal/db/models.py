@@ -70,6 +70,39 @@ class User(Base):
     department: Mapped[Department | None] = relationship(back_populates="users")
 
 
+class DepartmentMembership(Base):
+    """A user's department from ``valid_from`` until the user's next membership (billing.md).  A
+    user's first membership starts at BEGINNING: it applies to every session before it too."""
+
+    __tablename__ = "department_memberships"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(255))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id", ondelete="SET NULL"))
+    valid_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_department_memberships_user", "username", "valid_from", unique=True),)
+
+
+class DepartmentRatePeriod(Base):
+    """A department's rates from ``effective_from`` until its next period (NULL = the default rate).
+    A department's first period starts at BEGINNING."""
+
+    __tablename__ = "department_rate_periods"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id", ondelete="CASCADE"))
+    effective_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    cpu_core_hour_rate: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
+    gpu_hour_rate: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
+    memory_gib_hour_rate: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
+    gpu_model_rates: Mapped[dict] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_department_rate_periods_dept", "department_id", "effective_from", unique=True),)
+
+
 class ContainerSession(Base):
     """One single-user pod's life (pod uid unique).  See README "gap rule" for the time columns."""
 
@@ -101,6 +134,14 @@ class ContainerSession(Base):
     change_seq: Mapped[int] = mapped_column(BigInteger, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Billing terms in force when the session started (billing.py, "Bills over time"): the user's
+    # department then and that department's rates then (NULL rate = the configured default; the GPU
+    # rate already resolved for gpu_model).  Set on insert, recomputed by billing.rebill.
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id", ondelete="SET NULL"),
+                                                      index=True)
+    cpu_core_hour_rate: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
+    gpu_hour_rate: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
+    memory_gib_hour_rate: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
 
     __table_args__ = (
         Index("ix_container_sessions_open", "namespace", postgresql_where=text("ended_at IS NULL"),
@@ -134,4 +175,8 @@ class SyncWatermark(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
-__all__ = ["Base", "Department", "User", "ContainerSession", "AuditLog", "SyncWatermark", "UTCDateTime", "utcnow"]
+# Where a user's first membership and a department's first rates start: before any session.
+BEGINNING = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+__all__ = ["Base", "BEGINNING", "Department", "DepartmentMembership", "DepartmentRatePeriod", "User",
+           "ContainerSession", "AuditLog", "SyncWatermark", "UTCDateTime", "utcnow"]

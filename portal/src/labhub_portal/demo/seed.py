@@ -15,8 +15,10 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ..billing_terms import RatePeriod, rebill, set_memberships, set_rates
 from ..config import Settings
 from ..db.models import Department, User
+from ..recorder.repository import lock_changes
 from ..recorder.service import Recorder
 from .simulator import DEPARTMENTS, SimulatedCluster
 
@@ -25,7 +27,9 @@ log = logging.getLogger("labhub_portal.demo")
 
 async def seed_directory(sessionmaker: async_sessionmaker[AsyncSession], cluster: SimulatedCluster) -> None:
     """Departments (with hourly rates; Physics also has a per-model A100 rate) and the simulated users."""
+    now = datetime.now(timezone.utc)
     async with sessionmaker() as session, session.begin():
+        await lock_changes(session)
         existing = {d.name: d for d in (await session.execute(select(Department))).scalars()}
         for dept in DEPARTMENTS:
             row = existing.get(dept.name)
@@ -38,6 +42,14 @@ async def seed_directory(sessionmaker: async_sessionmaker[AsyncSession], cluster
             row.memory_gib_hour_rate = Decimal(str(dept.memory_gib_hour))
             row.gpu_model_rates = ({"NVIDIA-A100-SXM4-80GB": "40"} if dept.name == "Physics" else {})
         await session.flush()
+        changed_rates = {}
+        for dept in DEPARTMENTS:
+            row = existing[dept.name]
+            start = await set_rates(session, row.id, RatePeriod(row.cpu_core_hour_rate, row.gpu_hour_rate,
+                                                                row.memory_gib_hour_rate, dict(row.gpu_model_rates)),
+                                    None, now)
+            if start is not None:
+                changed_rates[row.id] = start
         users = {u.username: u for u in (await session.execute(select(User))).scalars()}
         for demo_user in cluster.users:
             user = users.get(demo_user.username)
@@ -46,6 +58,9 @@ async def seed_directory(sessionmaker: async_sessionmaker[AsyncSession], cluster
                 session.add(user)
             user.display_name = demo_user.display_name
             user.department_id = existing[demo_user.department].id
+        moved = await set_memberships(session, {u.username: existing[u.department].id for u in cluster.users},
+                                      None, now)
+        await rebill(session, now, users=moved, departments=changed_rates)
 
 
 async def replay_history(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession],

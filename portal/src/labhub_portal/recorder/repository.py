@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import CursorResult, TextClause, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..billing_terms import Terms, load_calendar
 from ..cluster import PodObservation
 from ..db.engine import dialect_name
 from ..db.models import ContainerSession
@@ -28,6 +29,9 @@ _COLUMNS = ("pod_uid", "pod_name", "server_name", "namespace", "username", "imag
             "gpu_model", "started_at")
 _PG_TYPES = ("text", "text", "text", "text", "text", "text", "text", "text",
              "float8", "float8", "int8", "int8", "int4", "int4", "text", "timestamptz")
+# The session's billing terms (billing_terms), set on insert only: a session keeps the terms of its start.
+_TERMS = ("department_id", "cpu_core_hour_rate", "gpu_hour_rate", "memory_gib_hour_rate")
+_TERM_TYPES = ("int4", "numeric", "numeric", "numeric")
 _MUTABLE = ("pod_name", "server_name", "namespace", "username", "image", "profile", "node", "cpu_request",
             "cpu_limit", "memory_request", "memory_limit", "gpu_request", "gpu_limit", "gpu_model", "started_at")
 
@@ -50,8 +54,8 @@ async def next_change_seq_sqlite(session: AsyncSession) -> int:
 
 
 def _pg_upsert_sql() -> str:
-    cols = ", ".join(_COLUMNS)
-    arrays = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(_COLUMNS, _PG_TYPES))
+    cols = ", ".join(_COLUMNS + _TERMS)
+    arrays = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(_COLUMNS + _TERMS, _PG_TYPES + _TERM_TYPES))
     updates = ",\n  ".join(f"{c} = excluded.{c}" for c in _MUTABLE)
     gap = "EXTRACT(EPOCH FROM (excluded.last_seen_at - container_sessions.last_seen_at))"
     first_gap = "EXTRACT(EPOCH FROM (CAST(:now AS timestamptz) - u.started_at))"
@@ -79,19 +83,24 @@ _PG_UPSERT = _pg_upsert_sql()
 
 async def upsert_observations(session: AsyncSession, observations: Sequence[PodObservation], now: datetime,
                               gap_seconds: float) -> None:
-    """Insert new sessions / refresh open ones / reopen ones that reappear, in ONE statement."""
+    """Insert new sessions / refresh open ones / reopen ones that reappear, in ONE statement.  New
+    sessions get the billing terms in force at their start (read in this transaction, under the
+    change lock the caller holds)."""
     if not observations:
         return
+    calendar = await load_calendar(session, {o.username for o in observations})
+    terms = [calendar.terms(o.username, o.started_at, o.gpu_model) for o in observations]
     if dialect_name(session) == "postgresql":
         params: dict[str, object] = {c: [getattr(o, c) for o in observations] for c in _COLUMNS}
+        params.update({c: [getattr(t, c) for t in terms] for c in _TERMS})
         params.update(now=now, gap=gap_seconds)
         await session.execute(text(_PG_UPSERT), params)
         return
-    await _sqlite_upsert(session, observations, now, gap_seconds)
+    await _sqlite_upsert(session, observations, terms, now, gap_seconds)
 
 
-async def _sqlite_upsert(session: AsyncSession, observations: Sequence[PodObservation], now: datetime,
-                         gap_seconds: float) -> None:
+async def _sqlite_upsert(session: AsyncSession, observations: Sequence[PodObservation], terms: Sequence[Terms],
+                         now: datetime, gap_seconds: float) -> None:
     from sqlalchemy.dialects.sqlite import insert
 
     seq = await next_change_seq_sqlite(session)
@@ -99,8 +108,9 @@ async def _sqlite_upsert(session: AsyncSession, observations: Sequence[PodObserv
         select(ContainerSession.pod_uid, ContainerSession.last_seen_at, ContainerSession.unobserved_seconds)
         .where(ContainerSession.pod_uid.in_([o.pod_uid for o in observations])))).all()}
     rows = []
-    for offset, obs in enumerate(observations):
+    for offset, (obs, obs_terms) in enumerate(zip(observations, terms)):
         row = {c: getattr(obs, c) for c in _COLUMNS}
+        row.update({c: getattr(obs_terms, c) for c in _TERMS})
         old = existing.get(obs.pod_uid)
         if old is None:
             first_gap = (now - obs.started_at).total_seconds()

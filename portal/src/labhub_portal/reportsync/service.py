@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .. import metrics
-from ..billing import GIB, Rates, billable_seconds, rates_for
+from ..billing import GIB, billable_seconds
 from ..config import Settings
 from ..db.models import ContainerSession, Department, SyncWatermark, User
 from ..recorder.repository import lock_changes
@@ -218,7 +218,8 @@ class ReportSync:
         return (select(cs.pod_uid, cs.pod_name, cs.server_name, cs.namespace, cs.username, cs.image, cs.profile,
                        cs.node, cs.cpu_request, cs.cpu_limit, cs.memory_request, cs.memory_limit, cs.gpu_request,
                        cs.gpu_limit, cs.gpu_model, started, seen, ended, cs.end_reason,
-                       cs.unobserved_seconds, cs.change_seq, User.display_name, User.department_id)
+                       cs.unobserved_seconds, cs.change_seq, cs.department_id, cs.cpu_core_hour_rate,
+                       cs.gpu_hour_rate, cs.memory_gib_hour_rate, User.display_name)
                 .select_from(ContainerSession.__table__)
                 .outerjoin(User, User.username == cs.username)
                 .where(cs.change_seq > after)
@@ -240,14 +241,10 @@ class ReportSync:
         _, rows = await self._read_batch(after)
         return rows, values_statements(statement, self._project(rows, now, departments), escape_string)
 
-    async def load_departments(self) -> dict:
-        """department id -> (name, float rates) for the projection; None -> the defaults."""
+    async def load_departments(self) -> dict[int, str]:
+        """department id -> name for the projection."""
         async with self.sessionmaker() as session:
-            departments = (await session.execute(select(Department))).scalars().all()
-        table: dict[int | None, tuple[str | None, Rates]] = {None: (None, rates_for(None, self.settings))}
-        for dept in departments:
-            table[dept.id] = (dept.name, rates_for(dept, self.settings))
-        return table
+            return {row.id: row.name for row in await session.execute(select(Department.id, Department.name))}
 
     def _project(self, rows, now: datetime, departments: dict) -> list[tuple]:
         gap = self.settings.gap_seconds
@@ -255,15 +252,15 @@ class ReportSync:
         # billing compares the row's times with now: both naive UTC or both aware
         naive_rows = bool(rows) and rows[0].started_at.tzinfo is None
         bill_now = synced if naive_rows and synced is not None else now
-        floats: dict = {}
+        defaults = (float(self.settings.default_cpu_core_hour_rate), float(self.settings.default_gpu_hour_rate),
+                    float(self.settings.default_memory_gib_hour_rate))
         out = []
         for r in rows:
-            name, rates = departments.get(r.department_id) or departments[None]
-            key = (r.department_id, r.gpu_model)
-            rate = floats.get(key)
-            if rate is None:
-                rate = floats[key] = (float(rates.cpu_core_hour), float(rates.gpu_rate(r.gpu_model)),
-                                      float(rates.memory_gib_hour))
+            # the session's billing terms (billing_terms): its department and rates when it started
+            name = departments.get(r.department_id) if r.department_id is not None else None
+            rate = (defaults[0] if r.cpu_core_hour_rate is None else float(r.cpu_core_hour_rate),
+                    defaults[1] if r.gpu_hour_rate is None else float(r.gpu_hour_rate),
+                    defaults[2] if r.memory_gib_hour_rate is None else float(r.memory_gib_hour_rate))
             hours = billable_seconds(r, bill_now, gap) / 3600.0
             cpu = hours * (r.cpu_request or 0.0)
             gpu = hours * (r.gpu_request or 0)

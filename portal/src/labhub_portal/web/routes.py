@@ -311,25 +311,28 @@ async def _pod_context(request: Request, session, principal: Principal) -> dict:
     names = {p.username for p in items}
     database_error = None
     try:
+        # a recorded pod shows the department it is billed to (its terms at start); one not yet
+        # recorded its user's current department
         depts = dict((await session.execute(
-            select(User.username, Department).join(Department, Department.id == User.department_id)
+            select(User.username, Department.name).join(Department, Department.id == User.department_id)
             .where(User.username.in_(names)))).all()) if names else {}
+        dept_names = dict((await session.execute(select(Department.id, Department.name))).all())
         open_sessions = {cs.pod_uid: cs for cs in (await session.execute(
             select(ContainerSession).where(ContainerSession.pod_uid.in_(uids)))).scalars()} if uids else {}
     except Exception as exc:  # the pods come from the cluster: list them without departments and costs
         if not is_database_outage(exc):
             raise
         await session.rollback()
-        database_error, depts, open_sessions = outage_reason(exc), {}, {}
+        database_error, depts, dept_names, open_sessions = outage_reason(exc), {}, {}, {}
     for p in items:
-        dept = depts.get(p.username)
         cs = open_sessions.get(p.pod_uid)
-        cost = session_usage(cs, dept, settings, now).cost if cs is not None else None
+        dept = dept_names.get(cs.department_id) if cs is not None else depts.get(p.username)
+        cost = session_usage(cs, settings, now).cost if cs is not None else None
         started = datetime.fromisoformat(p.started_at) if p.started_at else None
         cpu = f"{_cores(p.cpu_request)} req / {_cores(p.cpu_limit)} limit cores"
         memory = f"{_gib(p.memory_request)} req / {_gib(p.memory_limit)} limit"
         pods.append({
-            "name": p.pod_name, "username": p.username, "department": dept.name if dept else None,
+            "name": p.pod_name, "username": p.username, "department": dept,
             "phase": p.phase, "deleting": p.deleting, "profile": p.profile, "node": p.node,
             "cpu": cpu, "memory": memory, "gpus": p.gpu_request, "gpu_model": p.gpu_model,
             "started": _local(started, settings) if started else "—",
