@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+import asyncio
+
 import httpx
 
 from .config import Settings
+
+# Bounded retry of a stop (stopping a server is idempotent for the hub: a repeated DELETE answers
+# 202/204, or 400 once it is no longer running): transport errors (hub or proxy restarting, a
+# timeout) and the statuses a restarting hub or its proxy answer.  Each attempt has the
+# PORTAL_STOP_TIMEOUT client timeout; at most ATTEMPTS attempts, RETRY_DELAYS apart.
+ATTEMPTS = 3
+RETRY_DELAYS = (0.5, 1.0)
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
 
 class HubError(Exception):
@@ -25,20 +35,29 @@ class HubClient:
 
         202 (stopping) and 204 (stopped) are success; 400 means "not running" for the hub, which
         is success too from the portal's point of view only when the pod is gone afterwards (the
-        caller decides).  Other statuses and transport errors raise HubError.
+        caller decides).  Transport errors and 429/502/503/504 are retried (ATTEMPTS in all); other
+        statuses, and the last failure, raise HubError.
         """
         user = quote(username, safe="")
         if server_name:
             url = f"{self.base}/users/{user}/servers/{quote(server_name, safe='')}"
         else:
             url = f"{self.base}/users/{user}/server"
-        try:
-            response = await self._client.delete(url)
-        except httpx.HTTPError as exc:
-            raise HubError(f"{type(exc).__name__}: {exc}") from exc
-        if response.status_code in (202, 204):
-            return response.status_code
-        raise HubError(f"HTTP {response.status_code}: {response.text[:200]}")
+        reason = ""
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS)) - 1])
+            try:
+                response = await self._client.delete(url)
+            except httpx.HTTPError as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                continue
+            if response.status_code in (202, 204):
+                return response.status_code
+            reason = f"HTTP {response.status_code}: {response.text[:200]}"
+            if response.status_code not in RETRY_STATUSES:
+                raise HubError(reason)
+        raise HubError(f"{reason} (after {ATTEMPTS} attempts)")
 
     async def close(self) -> None:
         await self._client.aclose()
