@@ -37,7 +37,7 @@ async def test_a_restarting_hub_is_retried_then_the_stop_succeeds(monkeypatch):
 
 async def test_retries_are_bounded_and_the_last_reason_is_given(monkeypatch):
     client, calls = _client([502, 504, httpx.ReadTimeout("timed out")], monkeypatch)
-    with pytest.raises(hubapi.HubError, match=r"ReadTimeout: timed out \(after 3 attempts\)"):
+    with pytest.raises(hubapi.HubError, match=r"ReadTimeout: timed out \(after 3 attempts within 15 s\)"):
         await client.stop_server("alice")
     assert calls == ["DELETE /hub/api/users/alice/server"] * 3
     await client.close()
@@ -49,4 +49,14 @@ async def test_a_refusal_is_not_retried(monkeypatch, status):
     with pytest.raises(hubapi.HubError, match=f"HTTP {status}"):
         await client.stop_server("a/b")
     assert calls == ["DELETE /hub/api/users/a%2Fb/server"]
+    await client.close()
+
+
+async def test_retries_stay_within_the_stop_timeout(monkeypatch):
+    client, calls = _client([503, 503, 503], monkeypatch)
+    client.timeout = 0.5
+    monkeypatch.setattr(hubapi, "RETRY_DELAYS", (0.3, 0.3))
+    with pytest.raises(hubapi.HubError, match=r"HTTP 503: status 503 \(after 2 attempts within 0.5 s\)"):
+        await client.stop_server("alice")
+    assert len(calls) == 2
     await client.close()
