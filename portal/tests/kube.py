@@ -48,7 +48,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import yaml
-from aiohttp import ClientSession, ClientTimeout, web
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
 from servers import ThreadServer
 
@@ -686,6 +686,7 @@ class FaultProxy(ThreadServer):
         self.requests: list[tuple[str, str, str]] = []  # (mode, method, path)
         self._release: asyncio.Event | None = None
         self._session: ClientSession | None = None
+        self._stopping = False  # open watch streams end (checked every 0.2 s) before the loop stops
         self.kubeconfig = str(kubeconfig_with(identity.kubeconfig, workdir / "fault-kubeconfig", server=self.url))
 
     @property
@@ -721,6 +722,8 @@ class FaultProxy(ThreadServer):
             headers = {k: v for k, v in request.headers.items()
                        if k.lower() in ("authorization", "accept", "content-type", "user-agent")}
             body = await request.read()
+            if request.query.get("watch") in ("true", "1"):
+                return await stream(request, headers)
             async with self._session.request(request.method, self.upstream + request.path_qs, headers=headers,
                                              data=body or None, ssl=self._upstream_ssl) as upstream:
                 payload = await upstream.read()
@@ -731,6 +734,39 @@ class FaultProxy(ThreadServer):
                     await asyncio.wait_for(self._release.wait(), self.hang_seconds)
             return web.Response(status=status, body=payload, headers={"Content-Type": ctype})
 
+        async def stream(request: web.Request, headers: dict[str, str]) -> web.StreamResponse:
+            """A watch: the API server's events passed on as they come, for as long as the mode
+            stays "ok" (any other mode drops the stream, as a broken connection would)."""
+            assert self._session is not None
+            async with self._session.get(self.upstream + request.path_qs, headers=headers, ssl=self._upstream_ssl,
+                                         timeout=ClientTimeout(total=None, sock_read=None)) as upstream:
+                response = web.StreamResponse(status=upstream.status, headers={
+                    "Content-Type": upstream.headers.get("Content-Type", "application/json")})
+                await response.prepare(request)
+                pending: asyncio.Task[bytes] | None = None
+                try:  # the client may go away, or the proxy stop, while the stream is open
+                    while self._mode == "ok" and not self._stopping:
+                        if pending is None:
+                            pending = asyncio.ensure_future(upstream.content.readany())
+                        done, _ = await asyncio.wait({pending}, timeout=0.2)
+                        if not done:
+                            continue
+                        chunk, pending = pending.result(), None
+                        if not chunk:
+                            break
+                        await response.write(chunk)
+                except (ClientError, ConnectionError, RuntimeError):
+                    return response
+                finally:
+                    if pending is not None:
+                        pending.cancel()
+                if self._mode != "ok":  # dropped: the client sees the connection end mid-stream
+                    assert request.transport is not None
+                    request.transport.close()
+                    return response
+                await response.write_eof()
+                return response
+
         app.on_startup.append(startup)
         app.on_cleanup.append(cleanup)
         app.router.add_route("*", "/{tail:.*}", forward)
@@ -738,4 +774,6 @@ class FaultProxy(ThreadServer):
 
     def stop(self) -> None:
         self.mode = "ok"
+        self._stopping = True
+        time.sleep(0.5)
         super().stop()

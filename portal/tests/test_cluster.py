@@ -78,3 +78,67 @@ def test_observations_from_pods_of_the_real_api(kube, kube_cluster):
     # without node labels (no node reader): the GPU model comes from the pod's nodeSelector, else none
     blind = {o.pod_name: o for o in pods_to_observations(pods, {}, kube.name)}
     assert blind[ann_name].gpu_model == A100 and blind[lim_name].gpu_model is None
+
+
+async def test_pod_list_comes_from_a_watch_and_falls_back_to_listing(kube, kube_faults, settings_factory):
+    """/api/pods answers from the pod watch (PodWatch: one list, then the real API server's events
+    through the fault injector): pods appear and go without a list per request; when the API server
+    fails the watch is out of sync and each request lists (503 naming the cause), and once it
+    answers again the watch lists once and is back in sync."""
+    import asyncio
+
+    from testlib import AUTH, async_wait_for, running_app
+
+    def lists() -> int:  # plain GETs of the pod collection through the injector (not watches)
+        return sum(1 for _mode, method, path in kube_faults.requests
+                   if method == "GET" and path.startswith(f"/api/v1/namespaces/{kube.name}/pods?")
+                   and "watch=" not in path and "limit=1" not in path)
+
+    async with running_app(settings_factory()) as (app, client):
+        watch = app.state.pod_watch
+        task = asyncio.create_task(watch.run_forever())
+        try:
+            async def names() -> list[str]:
+                resp = await client.get("/api/pods", headers=AUTH)
+                assert resp.status_code == 200, resp.text
+                return [p["pod_name"] for p in resp.json()["pods"]]
+
+            async def synced() -> bool:
+                return watch.synced
+
+            assert await async_wait_for(synced, 10)
+            kube.start(singleuser_pod("alice"), singleuser_pod("bob", "gpu"))
+
+            async def both() -> bool:
+                return await names() == ["jupyter-alice", "jupyter-bob--gpu"]
+
+            assert await async_wait_for(both, 10)
+            before = lists()
+            for _ in range(20):
+                assert await names() == ["jupyter-alice", "jupyter-bob--gpu"]
+            assert lists() == before == 1 and watch.lists == 1
+
+            kube.stop_server("jupyter-alice")
+
+            async def alice_gone() -> bool:
+                return await names() == ["jupyter-bob--gpu"]
+
+            assert await async_wait_for(alice_gone, 15)
+
+            kube_faults.mode = "error"
+
+            async def out_of_sync() -> bool:
+                return not watch.synced
+
+            assert await async_wait_for(out_of_sync, 10)
+            resp = await client.get("/api/pods", headers=AUTH)
+            assert resp.status_code == 503 and "injected by the test fault injector" in resp.text, resp.text
+            status = (await client.get("/api/status", headers=AUTH)).json()["pod_watch"]
+            assert status["synced"] is False and status["error"]
+
+            kube_faults.mode = "ok"
+            assert await async_wait_for(synced, 40)
+            assert await names() == ["jupyter-bob--gpu"] and watch.lists == 2
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

@@ -8,6 +8,7 @@ State for routers (also the web UI) lives in ``app.state``:
 - ``app.state.cluster``      ClusterClient or None (no cluster configured)
 - ``app.state.recorder``     Recorder (``.status`` = last cycle) or None
 - ``app.state.report_sync``  ReportSync or None (no MySQL configured)
+- ``app.state.pod_watch``    PodWatch (the live pod list kept by a watch) or None (no real API server)
 - ``app.state.hub``          HubClient or None (no hub API configured)
 """
 
@@ -26,7 +27,7 @@ from . import __version__
 from .apidocs import document_common_statuses, mount_api_docs
 from .bodylimit import BodyLimitMiddleware
 from .hosts import HostCheckMiddleware, allowed_hosts
-from .cluster import ClusterClient, cluster_from_settings
+from .cluster import ClusterClient, KubernetesClusterClient, PodWatch, cluster_from_settings
 from .config import Settings
 from .db.engine import make_engine, make_sessionmaker
 from .hubapi import HubClient
@@ -58,8 +59,13 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterClient | Non
                               if app.state.cluster is not None else None)
         app.state.report_sync = (ReportSync(settings, app.state.sessionmaker)
                                  if settings.mysql_target is not None else None)
+        # the live pod list (/api/pods, Pods page) from a watch on a real API server
+        app.state.pod_watch = (PodWatch(app.state.cluster)
+                               if isinstance(app.state.cluster, KubernetesClusterClient) else None)
         tasks: list[asyncio.Task] = []
         if start_services:
+            if app.state.pod_watch is not None:
+                tasks.append(asyncio.create_task(app.state.pod_watch.run_forever(), name="pod-watch"))
             if app.state.recorder is not None:
                 tasks.append(asyncio.create_task(app.state.recorder.run_forever(), name="recorder"))
             if app.state.report_sync is not None:

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol, runtime_checkable
+
+log = logging.getLogger("labhub_portal.cluster")
 
 SINGLEUSER_COMPONENT = "singleuser-server"
 COMPONENT_LABEL = "component"
@@ -333,9 +337,56 @@ class KubernetesClusterClient:
             raise ClusterError(f"Failed to {what} due to: the answer is not JSON") from exc
 
     async def list_singleuser_pods(self) -> list[dict]:
+        return (await self.list_singleuser_pods_versioned())[0]
+
+    async def list_singleuser_pods_versioned(self) -> tuple[list[dict], str]:
+        """The single-user pods and the list's resourceVersion (where a watch starts)."""
         data = await self._get_json(f"/api/v1/namespaces/{self.namespace}/pods",
                                     f"list pods of namespace '{self.namespace}'", [("labelSelector", self.selector)])
-        return [pod for pod in data.get("items") or [] if is_singleuser_pod(pod, self.namespace)]
+        pods = [pod for pod in data.get("items") or [] if is_singleuser_pod(pod, self.namespace)]
+        return pods, str((data.get("metadata") or {}).get("resourceVersion") or "")
+
+    async def watch_singleuser_pods(self, resource_version: str,
+                                    timeout_seconds: int = 60) -> AsyncIterator[tuple[str, dict]]:
+        """Watch events (type, object) of the selected pods from ``resource_version``, bookmarks
+        included; the API server ends the stream after ``timeout_seconds`` (the client gives up 30 s
+        later: a stream that went silent is noticed).  An ERROR event is yielded as it comes (410
+        Gone: the version is too old, list again)."""
+        api = await self._client()
+        path = f"/api/v1/namespaces/{self.namespace}/pods"
+        query = [("labelSelector", self.selector), ("watch", "true"), ("resourceVersion", resource_version),
+                 ("allowWatchBookmarks", "true"), ("timeoutSeconds", str(timeout_seconds))]
+        try:
+            response = await api.call_api(path, "GET", query_params=query, header_params={"Accept": "application/json"},
+                                          auth_settings=["BearerToken"], _preload_content=False,
+                                          _request_timeout=timeout_seconds + 30)
+        except Exception as exc:  # aiohttp/connection errors
+            raise ClusterError(f"Failed to watch pods of namespace '{self.namespace}' due to: "
+                               f"{type(exc).__name__}: {exc}") from exc
+        if isinstance(response, tuple):
+            response = response[0]
+        try:
+            if not 200 <= response.status <= 299:
+                raise http_error(f"watch pods of namespace '{self.namespace}'", response.status, await response.read())
+            pending = b""
+            try:
+                async for chunk in response.content.iter_any():
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            event = json.loads(line)
+                            yield str(event.get("type") or ""), event.get("object") or {}
+            except (asyncio.TimeoutError, OSError, ValueError) as exc:
+                raise ClusterError(f"Failed to watch pods of namespace '{self.namespace}' due to: "
+                                   f"{type(exc).__name__}: {exc}") from exc
+            except Exception as exc:  # aiohttp payload errors
+                if isinstance(exc, ClusterError):
+                    raise
+                raise ClusterError(f"Failed to watch pods of namespace '{self.namespace}' due to: "
+                                   f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            response.release()
 
     async def node_labels(self) -> dict[str, dict[str, str]]:
         if self._nodes_forbidden:
@@ -365,6 +416,73 @@ class KubernetesClusterClient:
         if self._api_client is not None:
             await self._api_client.close()
             self._api_client = None
+
+
+class PodWatch:
+    """The hub namespace's single-user pods kept by a watch (list once, then the API server's
+    events), so /api/pods and the Pods page answer from memory instead of listing pods from the
+    API server on every request.  ``pods()`` is None while the watch is not in sync (starting, the
+    API server unreachable, a stream broken): callers then list pods themselves.  A stream ends
+    after ``timeout_seconds`` and is resumed from the last resourceVersion (bookmarks keep it
+    current); 410 Gone or any error means list again, after a back-off of 1 s doubling to 30 s."""
+
+    def __init__(self, cluster: KubernetesClusterClient, timeout_seconds: int = 60) -> None:
+        self.cluster = cluster
+        self.timeout_seconds = timeout_seconds
+        self._pods: dict[str, dict] = {}
+        self.synced = False
+        self.error: str | None = None
+        self.lists = 0  # full lists made (the first, then after errors or 410 Gone)
+        self.generation = 0  # changes with every change of the pods held (caches key on it)
+
+    def pods(self) -> list[dict] | None:
+        if not self.synced:
+            return None
+        return [pod for pod in self._pods.values() if is_singleuser_pod(pod, self.cluster.namespace)]
+
+    async def _relist(self) -> str:
+        pods, version = await self.cluster.list_singleuser_pods_versioned()
+        self.lists += 1
+        self._pods = {(pod.get("metadata") or {}).get("uid", ""): pod for pod in pods}
+        self.generation += 1
+        self.synced, self.error = True, None
+        return version
+
+    async def run_forever(self) -> None:
+        backoff = 1.0
+        while True:
+            try:
+                version = await self._relist()
+                backoff = 1.0
+                gone = False
+                loop = asyncio.get_running_loop()
+                while not gone:  # one stream after the other from the last version seen
+                    opened, events = loop.time(), 0
+                    async for kind, obj in self.cluster.watch_singleuser_pods(version, self.timeout_seconds):
+                        events += 1
+                        meta = obj.get("metadata") or {}
+                        if kind == "ERROR":
+                            if obj.get("code") == 410:
+                                gone = True
+                                break
+                            raise ClusterError(f"Failed to watch pods of namespace '{self.cluster.namespace}' "
+                                               f"due to: {obj.get('message') or obj}")
+                        version = str(meta.get("resourceVersion") or version)
+                        if kind in ("ADDED", "MODIFIED", "DELETED"):
+                            self.generation += 1
+                        if kind == "DELETED":
+                            self._pods.pop(meta.get("uid", ""), None)
+                        elif kind in ("ADDED", "MODIFIED"):
+                            self._pods[meta.get("uid", "")] = obj
+                    if not events and loop.time() - opened < 1:  # closed at once: not a busy loop
+                        await asyncio.sleep(1)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the API server unreachable or refusing: list per request meanwhile
+                self.synced, self.error = False, f"{type(exc).__name__}: {exc}"
+                log.warning("pod watch: %s (retry in %.0f s)", self.error, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
 
 
 def cluster_from_settings(settings) -> KubernetesClusterClient | None:

@@ -28,8 +28,15 @@ def _cluster(request: Request):
     return cluster
 
 
-async def _live_pods(request: Request) -> list[dict]:
+async def _live_pods(request: Request, fresh: bool = False) -> list[dict]:
+    """The hub namespace's single-user pods: from the pod watch while it is in sync (unless
+    ``fresh``: a stop checks its targets against a list made for it), else listed now."""
     cluster = _cluster(request)
+    watch = getattr(request.app.state, "pod_watch", None)
+    if watch is not None and not fresh:
+        pods = watch.pods()
+        if pods is not None:
+            return pods
     try:
         return await asyncio.wait_for(cluster.list_singleuser_pods(), request.app.state.settings.kube_timeout)
     except ClusterError as exc:  # the API's own reason (401/403 name the credentials or the missing permission)
@@ -45,12 +52,22 @@ async def _live_pods(request: Request) -> list[dict]:
 @router.get("/pods", response_model=PodList, summary="Live single-user pods of the hub namespace",
             responses={409: {"description": "no cluster configured"}, 503: {"description": "cluster unavailable"}})
 async def list_pods(request: Request, settings: SettingsDep, _: CurrentPrincipal) -> PodList:
-    pods = await _live_pods(request)
+    watch = getattr(request.app.state, "pod_watch", None)
     recorder = request.app.state.recorder
     node_labels = recorder.node_labels if recorder is not None else {}
+    # from the watch: the observations are computed once per change of the pods (or node labels)
+    key = (watch.generation, id(node_labels)) if watch is not None and watch.synced else None
+    cached = getattr(request.app.state, "pod_observations", None)
+    if key is not None and cached is not None and cached[0] == key:
+        observations = cached[1]
+    else:
+        pods = await _live_pods(request)
+        observations = pods_to_observations(pods, node_labels, settings.hub_namespace)
+        if key is not None:
+            request.app.state.pod_observations = (key, observations)
     now = datetime.now(timezone.utc)
     items = []
-    for o in pods_to_observations(pods, node_labels, settings.hub_namespace):
+    for o in observations:
         items.append(PodItem(pod_name=o.pod_name, pod_uid=o.pod_uid, namespace=o.namespace, username=o.username,
                              server_name=o.server_name, image=o.image, profile=o.profile, node=o.node, phase=o.phase,
                              ready=o.ready, deleting=o.deleting, started_at=local_iso(o.started_at, settings),
@@ -84,7 +101,7 @@ async def _delete_pod(cluster, name: str, timeout: float, hub_error: str | None)
 async def stop_pods(request: Request, body: StopRequest, session: SessionDep, settings: SettingsDep,
                     principal: CurrentPrincipal) -> StopResponse:
     cluster = _cluster(request)
-    pods = await _live_pods(request)
+    pods = await _live_pods(request, fresh=True)
     live = {(p.get("metadata") or {}).get("name"): p for p in pods if is_singleuser_pod(p, settings.hub_namespace)}
     hub = request.app.state.hub
     results: list[StopResult] = []

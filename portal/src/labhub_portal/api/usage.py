@@ -86,4 +86,6 @@ async def get_stats(session: SessionDep, settings: SettingsDep, _: CurrentPrinci
 
 @router.get("/status", summary="Recorder and report-sync status (last cycle, errors)")
 async def status(request: Request, _: CurrentPrincipal) -> dict:
-    return {"recorder": recorder_status(request).model_dump(), "report_sync": (await sync_status(request)).model_dump()}
+    watch = getattr(request.app.state, "pod_watch", None)
+    return {"recorder": recorder_status(request).model_dump(), "report_sync": (await sync_status(request)).model_dump(),
+            "pod_watch": None if watch is None else {"synced": watch.synced, "error": watch.error, "lists": watch.lists}}
