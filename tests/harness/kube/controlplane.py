@@ -282,6 +282,11 @@ class ControlPlane:
             "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
             # Pods on KWOK nodes are never evicted for a missing kubelet heartbeat: KWOK renews leases.
             "--controllers=*,-nodeipam",
+            # A node turns NotReady after 120 s without a lease renewal (Kubernetes: 40 s). Under the
+            # full suite's load (a load average near 28 on 2 cores, these processes at niceness 10)
+            # KWOK's renewals were seen to starve past 40 s: nodes went NotReady while a playbook
+            # waited for them. Tests of a kubelet that stopped wait for the longer grace.
+            "--node-monitor-grace-period=120s",
         ])
         self.spawn("kube-scheduler", [
             str(bin_dir / "kube-scheduler"),
