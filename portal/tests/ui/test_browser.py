@@ -317,3 +317,48 @@ async def test_api_docs_load_everything_from_the_portal(page, screenshot_dir):
     assert (await page.request.get("/redoc")).status == 404  # ReDoc would fetch its logo from cdn.redoc.ly
     assets = {url.rsplit("/", 1)[-1]: status for url, status in responses if "/static-docs/" in url}
     assert assets == {"swagger-ui-bundle.js": 200, "swagger-ui.css": 200, "favicon.png": 200}, assets
+
+
+async def test_user_page_and_live_cards(page, demo_portal, screenshot_dir):
+    """A user's page (from the session table's user link): department, the user's own cards, cost
+    and GPU-hours per day, newest sessions; its cards refresh in place without a reload; 404 for a
+    user the portal does not know."""
+    user = demo_portal.sql("SELECT username FROM container_sessions GROUP BY username "
+                           "ORDER BY count(*) DESC LIMIT 1")[0][0]
+    await page.goto(f"/usage?user={user}")
+    await page.click(f'#session-table tbody tr[data-user="{user}"] a')
+    assert page.url.endswith(f"/users/{user}")
+    assert (await page.inner_text("#user-title")).startswith(user)
+    department = demo_portal.sql("SELECT d.name FROM users u JOIN departments d ON d.id = u.department_id "
+                                 "WHERE u.username = ?", user)[0][0]
+    assert f"Department: {department}" in await page.inner_text("#user-department")
+    running = demo_portal.sql("SELECT count(*) FROM container_sessions WHERE ended_at IS NULL AND username = ?",
+                              user)[0][0]
+    assert int(await page.inner_text('[data-card="active"] .value')) == running
+    bars = await page.eval_on_selector_all("#user-cost-chart rect", "els => els.map(e => Number(e.dataset.value))")
+    assert len(bars) == 30 and sum(bars) > 0
+    total = demo_portal.sql("SELECT count(*) FROM container_sessions WHERE username = ?", user)[0][0]
+    rows = await page.locator("#user-session-table tbody tr").count()
+    assert rows == min(total, 25)
+    await page.screenshot(path=str(screenshot_dir / "user.png"), full_page=True)
+
+    # live: the cards come back from the server without a reload (every 10 s)
+    await page.evaluate("document.getElementById('usage-cards').innerHTML = '<p id=stale>stale</p>'")
+    await page.wait_for_selector('[data-card="cost-month"]', timeout=15000)
+    assert await page.locator("#stale").count() == 0
+    assert await page.get_attribute("#usage-cards", "data-updated")
+
+    resp = await page.goto("/users/nobody-like-this")
+    assert resp.status == 404 and "No user nobody-like-this" in await page.inner_text("body")
+
+
+@pytest.mark.parametrize("path", ["/usage", "/pods", "/sync", "/users/alice"])
+async def test_phone_layout_never_scrolls_sideways(page, demo_portal, screenshot_dir, path):
+    """At 390 x 844 (a phone) every view fits the width: no sideways scrolling of the page (wide
+    tables scroll inside their own box)."""
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await page.goto(path)
+    overflow = await page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"{path} is {overflow} px wider than the phone"
+    name = path.strip("/").replace("/", "-")
+    await page.screenshot(path=str(screenshot_dir / f"phone-{name}.png"), full_page=True)

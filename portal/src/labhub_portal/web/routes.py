@@ -13,11 +13,13 @@ OAuth is configured, and get a 401 page otherwise.
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
+from html import escape
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -51,6 +53,7 @@ _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # same rule as the API's filters (no contro
 GPU_CHART_DAYS = 30
 PAGE_SIZE = 25
 POD_REFRESH_MS = 5000
+CARD_REFRESH_MS = 10000  # summary cards and the sync panel, refreshed in place
 TABS = (("usage", "Usage", "web_usage"), ("pods", "Pods", "web_pods"), ("sync", "Sync", "web_sync"))
 
 
@@ -172,6 +175,53 @@ def _render(request: Request, name: str, context: dict, status_code: int = 200) 
     return response
 
 
+async def _cards(session, settings, now: datetime, user: str | None = None) -> list[dict]:
+    """The summary cards (Usage page; a user's page with ``user``): running sessions and GPUs,
+    CPU/GPU hours and cost today and this month."""
+    today_rows = await stats(session, settings, "total", day_start(now, settings), now, now, user=user)
+    month_rows = await stats(session, settings, "total", month_start(now, settings), now, now, user=user)
+    zero = {"cpu_core_hours": 0.0, "gpu_hours": 0.0, "cost": 0.0, "sessions": 0}
+    today, month = (today_rows[0] if today_rows else zero), (month_rows[0] if month_rows else zero)
+    running = select(func.count(), func.coalesce(func.sum(ContainerSession.gpu_request), 0)).where(
+        ContainerSession.ended_at.is_(None))
+    if user is not None:
+        running = running.where(ContainerSession.username == user)
+    active, active_gpus = (await session.execute(running)).one()
+    currency = settings.currency
+    return [
+        {"id": "active", "label": "Active sessions", "value": f"{int(active)}", "unit": None,
+         "hint": f"{int(active_gpus)} GPU{'s' if int(active_gpus) != 1 else ''} in use"},
+        {"id": "cpu-today", "label": "CPU hours today", "value": _hours(today["cpu_core_hours"]), "unit": "h",
+         "hint": "CPU core-hours"},
+        {"id": "gpu-today", "label": "GPU hours today", "value": _hours(today["gpu_hours"]), "unit": "h",
+         "hint": "GPU-hours"},
+        {"id": "cost-today", "label": "Cost today", "value": _amount(today["cost"]), "unit": currency,
+         "hint": f"{today['sessions']} sessions"},
+        {"id": "cpu-month", "label": "CPU hours this month", "value": _hours(month["cpu_core_hours"]), "unit": "h",
+         "hint": "CPU core-hours"},
+        {"id": "gpu-month", "label": "GPU hours this month", "value": _hours(month["gpu_hours"]), "unit": "h",
+         "hint": "GPU-hours"},
+        {"id": "cost-month", "label": "Cost this month", "value": _amount(month["cost"]), "unit": currency,
+         "hint": f"{month['sessions']} sessions"},
+    ]
+
+
+def _session_rows(items, settings) -> list[dict]:
+    rows = []
+    for item in items:
+        started = datetime.fromisoformat(item.started_at)
+        ended = datetime.fromisoformat(item.ended_at) if item.ended_at else None
+        rows.append({
+            "username": item.username, "display_name": item.display_name, "department": item.department,
+            "pod_name": item.pod_name, "node": item.node, "profile": item.profile,
+            "cpu": _cores(item.cpu_request), "memory": _gib(item.memory_request), "gpus": item.gpu_request,
+            "gpu_model": item.gpu_model, "started": _local(started, settings), "ended": _local(ended, settings),
+            "end_reason": item.end_reason, "duration": f"{item.hours:,.1f} h",
+            "cost": _money(item.cost, settings.currency),
+        })
+    return rows
+
+
 # --- pages ----------------------------------------------------------------------------------------
 @router.get("/", name="web_index")
 async def index(request: Request) -> RedirectResponse:
@@ -214,31 +264,7 @@ async def usage_page(request: Request, session: SessionDep, principal: PagePrinc
         start_day = end_day = lo = hi = None
         window = TimeRange(request)
 
-    # cards
-    today_rows = await stats(session, settings, "total", day_start(now, settings), now, now)
-    month_rows = await stats(session, settings, "total", month_start(now, settings), now, now)
-    zero = {"cpu_core_hours": 0.0, "gpu_hours": 0.0, "cost": 0.0, "sessions": 0}
-    today, month = (today_rows[0] if today_rows else zero), (month_rows[0] if month_rows else zero)
-    active, active_gpus = (await session.execute(
-        select(func.count(), func.coalesce(func.sum(ContainerSession.gpu_request), 0))
-        .where(ContainerSession.ended_at.is_(None)))).one()
-    currency = settings.currency
-    cards = [
-        {"id": "active", "label": "Active sessions", "value": f"{int(active)}", "unit": None,
-         "hint": f"{int(active_gpus)} GPU{'s' if int(active_gpus) != 1 else ''} in use"},
-        {"id": "cpu-today", "label": "CPU hours today", "value": _hours(today["cpu_core_hours"]), "unit": "h",
-         "hint": "CPU core-hours"},
-        {"id": "gpu-today", "label": "GPU hours today", "value": _hours(today["gpu_hours"]), "unit": "h",
-         "hint": "GPU-hours"},
-        {"id": "cost-today", "label": "Cost today", "value": _amount(today["cost"]), "unit": currency,
-         "hint": f"{today['sessions']} sessions"},
-        {"id": "cpu-month", "label": "CPU hours this month", "value": _hours(month["cpu_core_hours"]), "unit": "h",
-         "hint": "CPU core-hours"},
-        {"id": "gpu-month", "label": "GPU hours this month", "value": _hours(month["gpu_hours"]), "unit": "h",
-         "hint": "GPU-hours"},
-        {"id": "cost-month", "label": "Cost this month", "value": _amount(month["cost"]), "unit": currency,
-         "hint": f"{month['sessions']} sessions"},
-    ]
+    cards = await _cards(session, settings, now)
 
     # charts
     first_day = day_start(now, settings) - timedelta(days=GPU_CHART_DAYS - 1)
@@ -246,25 +272,14 @@ async def usage_page(request: Request, session: SessionDep, principal: PagePrinc
     gpu_chart = vertical_bars("GPU-hours per day", [(r["key"], r["gpu_hours"]) for r in per_day], unit="GPU-hours",
                               width=600, height=250)
     per_dept = await stats(session, settings, "department", month_start(now, settings), now, now)
-    cost_chart = horizontal_bars("Cost by department", [(r["key"], r["cost"]) for r in per_dept], unit=currency,
+    cost_chart = horizontal_bars("Cost by department", [(r["key"], r["cost"]) for r in per_dept], unit=settings.currency,
                                  width=540, row_height=34, label_width=140)
 
     # session table: the API's own query (same filters, same billing)
     result = await sessions_api.list_sessions(request, session, settings, principal, window, user=user,
                                               department=department,
                                               q=q, state="all", page=page, page_size=PAGE_SIZE, format="json")
-    rows = []
-    for item in result.items:
-        started = datetime.fromisoformat(item.started_at)
-        ended = datetime.fromisoformat(item.ended_at) if item.ended_at else None
-        rows.append({
-            "username": item.username, "display_name": item.display_name, "department": item.department,
-            "pod_name": item.pod_name, "node": item.node, "profile": item.profile,
-            "cpu": _cores(item.cpu_request), "memory": _gib(item.memory_request), "gpus": item.gpu_request,
-            "gpu_model": item.gpu_model, "started": _local(started, settings), "ended": _local(ended, settings),
-            "end_reason": item.end_reason, "duration": f"{item.hours:,.1f} h",
-            "cost": _money(item.cost, settings.currency),
-        })
+    rows = _session_rows(result.items, settings)
 
     filters = {"user": user, "department": department, "q": q,
                "start": start_day.isoformat() if start_day else None, "end": end_day.isoformat() if end_day else None}
@@ -293,8 +308,56 @@ async def usage_page(request: Request, session: SessionDep, principal: PagePrinc
         csv_url=str(request.url_for("list_sessions")) + "?" + urlencode(api_query),
         usage_url=usage_url, department_options=departments, user_options=known_users,
         today_label=local_now.strftime("%a %d %b %Y"), month_label=local_now.strftime("%B %Y"),
+        cards_url=request.url_for("web_usage_cards"), refresh_ms=CARD_REFRESH_MS,
     )
     return _render(request, "usage.html", context)
+
+
+@router.get("/usage/cards", name="web_usage_cards", response_class=HTMLResponse)
+async def usage_cards(request: Request, session: SessionDep, principal: PagePrincipal,
+                      user: Annotated[str | None, Query(max_length=255, pattern=_PRINTABLE)] = None) -> Response:
+    """The summary cards alone (all users, or one), refreshed in place by the pages."""
+    now = datetime.now(timezone.utc)
+    cards = await _cards(session, request.app.state.settings, now, user=user)
+    return _render(request, "partials/usage_cards.html", {"cards": cards})
+
+
+@router.get("/users/{username}", name="web_user", response_class=HTMLResponse)
+async def user_page(request: Request, session: SessionDep, principal: PagePrincipal,
+                    username: Annotated[str, PathParam(min_length=1, max_length=255, pattern=_PRINTABLE)]) -> Response:
+    """One user: department, summary cards, cost and GPU-hours per day over the last 30 days, and
+    the newest sessions."""
+    settings = request.app.state.settings
+    now = datetime.now(timezone.utc)
+    user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
+    recorded = (await session.execute(select(func.count()).select_from(ContainerSession)
+                                      .where(ContainerSession.username == username))).scalar_one()
+    if user is None and not recorded:
+        return plain_page(f"No user {username}", f"<p>The portal knows no user named <code>{escape(username)}</code>: "
+                          "nobody imported them and no server of theirs was recorded.</p>", status_code=404)
+    department = None
+    if user is not None and user.department_id is not None:
+        department = (await session.execute(select(Department.name)
+                                            .where(Department.id == user.department_id))).scalar_one_or_none()
+    first_day = day_start(now, settings) - timedelta(days=GPU_CHART_DAYS - 1)
+    per_day = await stats(session, settings, "day", first_day, now, now, user=username)
+    cost_chart = vertical_bars(f"Cost per day ({settings.currency})", [(r["key"], r["cost"]) for r in per_day],
+                               unit=settings.currency, width=600, height=250, decimals=2)
+    gpu_chart = vertical_bars("GPU-hours per day", [(r["key"], r["gpu_hours"]) for r in per_day],
+                              unit="GPU-hours", width=600, height=250)
+    result = await sessions_api.list_sessions(request, session, settings, principal, TimeRange(request),
+                                              user=username, department=None, q=None, state="all", page=1,
+                                              page_size=PAGE_SIZE, format="json")
+    context = _base_context(request, principal, "usage", username)
+    context.update(
+        username=username, display_name=user.display_name if user else None, department=department,
+        cards=await _cards(session, settings, now, user=username), cost_chart=cost_chart, gpu_chart=gpu_chart,
+        sessions=_session_rows(result.items, settings), total=result.total,
+        all_sessions_url=str(request.url_for("web_usage")) + "?" + urlencode({"user": username}) + "#sessions-title",
+        cards_url=str(request.url_for("web_usage_cards")) + "?" + urlencode({"user": username}),
+        refresh_ms=CARD_REFRESH_MS, days=GPU_CHART_DAYS,
+    )
+    return _render(request, "user.html", context)
 
 
 async def _pod_context(request: Request, session, principal: Principal) -> dict:
@@ -394,7 +457,8 @@ async def _sync_context(request: Request, session) -> dict:
 async def sync_page(request: Request, session: SessionDep, principal: PagePrincipal) -> Response:
     context = _base_context(request, principal, "sync", "Sync")
     context.update(await _sync_context(request, session))
-    context.update(fragment_url=request.url_for("web_sync_panel"), sync_url=request.url_for("run_sync"))
+    context.update(fragment_url=request.url_for("web_sync_panel"), sync_url=request.url_for("run_sync"),
+                   refresh_ms=CARD_REFRESH_MS)
     return _render(request, "sync.html", context)
 
 

@@ -230,8 +230,29 @@
     });
   }
 
+  /* ---- live regions: summary cards, sync panel (data-live-url, data-refresh-ms) ------- */
+  function initLiveRegions() {
+    Array.prototype.forEach.call(document.querySelectorAll("[data-live-url][data-refresh-ms]"), function (region) {
+      var ms = parseInt(region.getAttribute("data-refresh-ms") || "0", 10);
+      if (!(ms > 0)) { return; }
+      window.setInterval(function () {
+        if (document.visibilityState === "hidden") { return; }
+        fetch(region.getAttribute("data-live-url"), { headers: { "Accept": "text/html" }, credentials: "same-origin" })
+          .then(function (response) { return response.ok ? response.text() : null; })
+          .then(function (html) {
+            if (html !== null) {
+              region.innerHTML = html;
+              region.setAttribute("data-updated", portalTime(new Date()));
+            }
+          })
+          .catch(function () { /* the next round tries again; the last values stay shown */ });
+      }, ms);
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     initLogout();
+    initLiveRegions();
     initPods();
     initSync();
     tickAges();
