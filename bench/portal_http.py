@@ -1,5 +1,5 @@
 """Requests/s of /api/pods and /api/stats on loopback: `labhub-portal serve` (uvicorn, one worker)
-in a subprocess on real PostgreSQL with 200 live pods in the real Kubernetes control plane of the
+in a subprocess on real PostgreSQL with 2,000 live pods (BENCH_PODS) in the real Kubernetes control plane of the
 portal tests (portal/tests/kube.py: KWOK nodes, the portal role's ServiceAccount) and 20,000 recorded
 sessions; an httpx client with 8 concurrent connections for 10 s per endpoint.
 Baselines: /healthz on the same server (the framework floor: no database, no cluster) and, for
@@ -24,6 +24,7 @@ from servers import free_port
 
 CONCURRENCY = 8
 SECONDS = 10.0
+PODS = int(os.environ.get("BENCH_PODS", "2000"))
 
 
 async def load(url: str, path: str, headers: dict | None = None, verify: str | bool = True) -> tuple[float, float]:
@@ -62,7 +63,7 @@ async def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-http-"))
     pg = start_postgres()
-    cluster, kube = start_cluster(tmp, 200)
+    cluster, kube = start_cluster(tmp, PODS)
     proc = None
     try:
         engine = make_engine(pg.url())

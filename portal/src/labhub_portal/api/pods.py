@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime, timezone
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Response
 
 from .. import metrics
 from ..cluster import (SERVERNAME_KEY, USERNAME_KEY, ClusterError, PodNotFound, is_singleuser_pod,
@@ -14,6 +15,7 @@ from ..cluster import (SERVERNAME_KEY, USERNAME_KEY, ClusterError, PodNotFound, 
 from ..db.engine import SessionDep
 from ..db.models import AuditLog
 from ..hubapi import HubError
+from ..config import Settings
 from .common import CurrentPrincipal, SettingsDep, local_iso
 from .schemas import PodItem, PodList, StopRequest, StopResponse, StopResult
 
@@ -49,14 +51,39 @@ async def _live_pods(request: Request, fresh: bool = False) -> list[dict]:
                             headers={"Retry-After": "10"}) from exc
 
 
-@router.get("/pods", response_model=PodList, summary="Live single-user pods of the hub namespace",
-            responses={409: {"description": "no cluster configured"}, 503: {"description": "cluster unavailable"}})
-async def list_pods(request: Request, settings: SettingsDep, _: CurrentPrincipal) -> PodList:
+def _watch_key(request: Request) -> tuple[int, int] | None:
+    """What the pod list depends on while the watch is in sync (None otherwise): the watch's
+    generation and the node labels the recorder last read."""
     watch = getattr(request.app.state, "pod_watch", None)
     recorder = request.app.state.recorder
     node_labels = recorder.node_labels if recorder is not None else {}
+    return (watch.generation, id(node_labels)) if watch is not None and watch.synced else None
+
+
+@router.get("/pods", response_model=PodList, summary="Live single-user pods of the hub namespace",
+            description="From the portal's watch of the API server while it is in sync (the answer is then "
+                        "built at most once a second: ages may be up to 1 s old), else listed now.",
+            responses={409: {"description": "no cluster configured"}, 503: {"description": "cluster unavailable"}})
+async def list_pods(request: Request, settings: SettingsDep, _: CurrentPrincipal) -> Response:
+    key = _watch_key(request)
+    if key is None:
+        listing = await pod_list(request, settings)
+        return Response(listing.model_dump_json(), media_type="application/json")
+    second = int(time.time())
+    cached = getattr(request.app.state, "pod_list_json", None)
+    if cached is None or cached[0] != (key, second):
+        listing = await pod_list(request, settings)
+        cached = ((key, second), listing.model_dump_json().encode())
+        request.app.state.pod_list_json = cached
+    return Response(cached[1], media_type="application/json")
+
+
+async def pod_list(request: Request, settings: Settings) -> PodList:
+    """The live single-user pods (see list_pods), ages as of now."""
+    recorder = request.app.state.recorder
+    node_labels = recorder.node_labels if recorder is not None else {}
     # from the watch: the observations are computed once per change of the pods (or node labels)
-    key = (watch.generation, id(node_labels)) if watch is not None and watch.synced else None
+    key = _watch_key(request)
     cached = getattr(request.app.state, "pod_observations", None)
     if key is not None and cached is not None and cached[0] == key:
         observations = cached[1]

@@ -366,7 +366,7 @@ async def _pod_context(request: Request, session, principal: Principal) -> dict:
     cluster_error = None
     pods = []
     try:
-        listing = await pods_api.list_pods(request, settings, principal)
+        listing = await pods_api.pod_list(request, settings)
         items = listing.pods
     except HTTPException as exc:  # the page says "Cluster unavailable: <reason>" itself
         cluster_error, items = str(exc.detail).removeprefix("cluster unavailable: "), []
