@@ -352,7 +352,7 @@ async def test_user_page_and_live_cards(page, demo_portal, screenshot_dir):
     assert resp.status == 404 and "No user nobody-like-this" in await page.inner_text("body")
 
 
-@pytest.mark.parametrize("path", ["/usage", "/pods", "/sync", "/users/alice"])
+@pytest.mark.parametrize("path", ["/usage", "/timeline", "/pods", "/sync", "/users/alice"])
 async def test_phone_layout_never_scrolls_sideways(page, demo_portal, screenshot_dir, path):
     """At 390 x 844 (a phone) every view fits the width: no sideways scrolling of the page (wide
     tables scroll inside their own box)."""
@@ -362,3 +362,53 @@ async def test_phone_layout_never_scrolls_sideways(page, demo_portal, screenshot
     assert overflow <= 0, f"{path} is {overflow} px wider than the phone"
     name = path.strip("/").replace("/", "-")
     await page.screenshot(path=str(screenshot_dir / f"phone-{name}.png"), full_page=True)
+
+
+async def test_timeline_per_user_and_per_node_and_zoom(page, demo_portal, screenshot_dir):
+    """Timeline: one bar per session overlapping the window (the database says how many), on a lane
+    per user or per node; zooming to a day and stepping back keep the view; user lanes link to the
+    user's page."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    await page.goto("/timeline")
+    assert await page.get_attribute('a[aria-current="page"]', "href") == demo_portal.base_url + "/timeline"
+    zone = ZoneInfo("Asia/Taipei")
+    today = dt.datetime.now(zone).date()
+
+    def overlapping(first: dt.date, last: dt.date) -> tuple[int, int, int]:
+        lo = dt.datetime.combine(first, dt.time(), zone).astimezone(dt.timezone.utc).replace(tzinfo=None)
+        hi = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.timezone.utc).replace(
+            tzinfo=None)
+        where = "started_at < ? AND (ended_at IS NULL OR ended_at > ?)"
+        args = (hi.isoformat(" "), lo.isoformat(" "))
+        return (demo_portal.sql(f"SELECT count(*) FROM container_sessions WHERE {where}", *args)[0][0],
+                demo_portal.sql(f"SELECT count(DISTINCT username) FROM container_sessions WHERE {where}", *args)[0][0],
+                demo_portal.sql(f"SELECT count(DISTINCT coalesce(node, '')) FROM container_sessions WHERE {where}",
+                                *args)[0][0])
+
+    sessions, users, nodes = overlapping(today - dt.timedelta(days=6), today)
+    assert sessions > 0
+    assert await page.locator("#timeline rect.span").count() == sessions
+    assert await page.locator("#timeline g.lane").count() == users
+    running = demo_portal.sql("SELECT count(*) FROM container_sessions WHERE ended_at IS NULL")[0][0]
+    assert await page.locator("#timeline rect.span-running").count() == running
+    await page.screenshot(path=str(screenshot_dir / "timeline-week-users.png"), full_page=True)
+
+    await page.click("text=Per node")
+    assert "by=node" in page.url
+    assert await page.locator("#timeline g.lane").count() == nodes
+    await page.click("text=Day")
+    assert "span=day" in page.url
+    day_sessions, _, _ = overlapping(today, today)
+    assert await page.locator("#timeline rect.span").count() == day_sessions
+    await page.screenshot(path=str(screenshot_dir / "timeline-day-nodes.png"), full_page=True)
+    await page.click("#timeline-prev")
+    yesterday = today - dt.timedelta(days=1)
+    assert f"end={yesterday.isoformat()}" in page.url and "span=day" in page.url and "by=node" in page.url
+    assert await page.locator("#timeline rect.span").count() == overlapping(yesterday, yesterday)[0]
+
+    await page.goto("/timeline?by=user&span=month")
+    user = await page.get_attribute("#timeline g.lane", "data-key")
+    await page.click(f'#timeline g.lane[data-key="{user}"] a')
+    assert page.url.endswith(f"/users/{user}")

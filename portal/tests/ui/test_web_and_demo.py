@@ -300,3 +300,25 @@ def test_cli_demo_subcommand_passes_its_options_to_the_demo():
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
     assert "loopback" in result.stderr, result.stderr
+
+
+def test_timeline_geometry():
+    """Lanes sorted by key; spans clipped to the window, at least 2 units wide, in time order;
+    ticks outside the window dropped."""
+    from labhub_portal.web.charts import timeline
+
+    chart = timeline([("bob", "p3", "t3", False, True, 50.0, 150.0),  # running past the window's end
+                      ("alice", "p2", "t2", True, False, -20.0, 10.0),  # started before it
+                      ("alice", "p1", "t1", False, False, 40.0, 40.01),  # a moment: 2 units wide
+                      ("carol", "p4", "t4", False, False, 120.0, 130.0)],  # outside: no span, but a lane
+                     0.0, 100.0, [(0.0, "start"), (50.0, "mid"), (150.0, "after")], width=1100, label_width=100)
+    assert [lane.key for lane in chart.lanes] == ["alice", "bob", "carol"]
+    alice, bob, carol = chart.lanes
+    scale = (1100 - 12 - 100) / 100
+    assert [(s.pod, s.x, s.width, s.gpu) for s in alice.spans] == [
+        ("p2", 100.0, round(10 * scale, 2), True), ("p1", round(100 + 40 * scale, 2), 2.0, False)]
+    assert [(s.pod, s.x, s.width, s.running) for s in bob.spans] == [
+        ("p3", round(100 + 50 * scale, 2), round(50 * scale, 2), True)]
+    assert carol.spans == [] and chart.spans == 3
+    assert [(t.display, t.pos) for t in chart.ticks] == [("start", 100.0), ("mid", round(100 + 50 * scale, 2))]
+    assert chart.height == 24 + 8 + 3 * 22

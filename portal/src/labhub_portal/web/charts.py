@@ -135,3 +135,64 @@ def horizontal_bars(title: str, items: list[tuple[str, float]], *, unit: str = "
             width=round(max(w, 1.0 if value > 0 else 0.0), 2), height=round(row_height * 0.64, 2),
         ))
     return chart
+
+
+# --- session timeline -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Span:
+    """One session drawn on its lane: ``x``/``width`` in the SVG's units."""
+
+    pod: str
+    label: str  # the tooltip: pod, times, resources, cost
+    gpu: bool
+    running: bool
+    x: float
+    width: float
+
+
+@dataclass
+class Lane:
+    key: str
+    y: float
+    spans: list[Span] = field(default_factory=list)
+
+
+@dataclass
+class Timeline:
+    width: int
+    height: int
+    plot_left: float
+    plot_right: float
+    lane_height: float
+    lanes: list[Lane] = field(default_factory=list)
+    ticks: list[Tick] = field(default_factory=list)
+
+    @property
+    def spans(self) -> int:
+        return sum(len(lane.spans) for lane in self.lanes)
+
+
+def timeline(sessions: list[tuple[str, str, str, bool, bool, float, float]], lo: float, hi: float,
+             ticks: list[tuple[float, str]], *, width: int = 1100, label_width: float = 150,
+             lane_height: float = 22) -> Timeline:
+    """Lanes (one per key, sorted) of sessions over the window ``[lo, hi)`` (Unix seconds):
+    ``sessions`` are (key, pod, tooltip, gpu, running, start, end); spans are clipped to the window
+    and at least 2 units wide so a short session stays visible; ``ticks`` are (time, label)."""
+    top, bottom = 24.0, 8.0
+    left, right = label_width, width - 12.0
+    keys = sorted({s[0] for s in sessions})
+    chart = Timeline(width=width, height=int(top + bottom + lane_height * max(1, len(keys))),
+                     plot_left=left, plot_right=right, lane_height=lane_height)
+    scale = (right - left) / (hi - lo) if hi > lo else 0.0
+    lanes = {key: Lane(key=key, y=top + i * lane_height) for i, key in enumerate(keys)}
+    for key, pod, label, gpu, running, start, end in sorted(sessions, key=lambda s: (s[0], s[5], s[1])):
+        a, b = max(start, lo), min(end, hi)
+        if b <= a:
+            continue
+        x = left + (a - lo) * scale
+        lanes[key].spans.append(Span(pod=pod, label=label, gpu=gpu, running=running, x=round(x, 2),
+                                     width=round(max(2.0, (b - a) * scale), 2)))
+    chart.lanes = [lanes[key] for key in keys]
+    chart.ticks = [Tick(value=t, display=text, pos=round(left + (t - lo) * scale, 2))
+                   for t, text in ticks if lo <= t <= hi]
+    return chart

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta, timezone
 from html import escape
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -23,7 +23,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from .. import __version__
 from ..api import pods as pods_api
@@ -37,13 +37,13 @@ from ..auth import (
     optional_principal,
     set_csrf_cookie,
 )
-from ..billing import GIB, session_usage
+from ..billing import GIB, effective_end, session_usage
 from ..db.engine import SessionDep
 from ..db.models import ContainerSession, Department, User
 from ..outages import is_database_outage, outage_reason
 from ..plain_page import plain_page
 from ..stats_service import day_start, month_start, stats
-from .charts import horizontal_bars, vertical_bars
+from .charts import horizontal_bars, timeline, vertical_bars
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -54,7 +54,10 @@ GPU_CHART_DAYS = 30
 PAGE_SIZE = 25
 POD_REFRESH_MS = 5000
 CARD_REFRESH_MS = 10000  # summary cards and the sync panel, refreshed in place
-TABS = (("usage", "Usage", "web_usage"), ("pods", "Pods", "web_pods"), ("sync", "Sync", "web_sync"))
+TABS = (("usage", "Usage", "web_usage"), ("timeline", "Timeline", "web_timeline"), ("pods", "Pods", "web_pods"),
+        ("sync", "Sync", "web_sync"))
+TIMELINE_DAYS = {"day": 1, "week": 7, "month": 30}
+TIMELINE_MAX_SESSIONS = 3000
 
 
 def mount_static(app) -> None:
@@ -320,6 +323,68 @@ async def usage_cards(request: Request, session: SessionDep, principal: PagePrin
     now = datetime.now(timezone.utc)
     cards = await _cards(session, request.app.state.settings, now, user=user)
     return _render(request, "partials/usage_cards.html", {"cards": cards})
+
+
+@router.get("/timeline", name="web_timeline", response_class=HTMLResponse)
+async def timeline_page(request: Request, session: SessionDep, principal: PagePrincipal,
+                        by: Literal["user", "node"] = "user", span: Literal["day", "week", "month"] = "week",
+                        end: Annotated[str | None, Query(max_length=10)] = None) -> Response:
+    """Sessions as bars on a lane per user (or per node) over a day, a week or 30 days ending on
+    ``end`` (a day in the portal's zone; default today); running ones reach their billed end."""
+    settings = request.app.state.settings
+    now = datetime.now(timezone.utc)
+    today = now.astimezone(settings.zone).date()
+    try:
+        last_day = _parse_day(end, "end") or today
+    except HTTPException:
+        last_day = today
+    days = TIMELINE_DAYS[span]
+    first_day = last_day - timedelta(days=days - 1)
+    lo = datetime.combine(first_day, time()).replace(tzinfo=settings.zone)
+    hi = datetime.combine(last_day + timedelta(days=1), time()).replace(tzinfo=settings.zone)
+    rows = (await session.execute(
+        select(ContainerSession).where(ContainerSession.started_at < hi,
+                                       or_(ContainerSession.ended_at.is_(None), ContainerSession.ended_at > lo))
+        .order_by(ContainerSession.started_at).limit(TIMELINE_MAX_SESSIONS + 1))).scalars().all()
+    truncated = len(rows) > TIMELINE_MAX_SESSIONS
+    items = []
+    for cs in rows[:TIMELINE_MAX_SESSIONS]:
+        stop = effective_end(cs, now, settings.gap_seconds)
+        usage = session_usage(cs, settings, now)
+        gpus = f", {cs.gpu_request} x {cs.gpu_model or 'GPU'}" if cs.gpu_request else ""
+        tip = (f"{cs.pod_name} ({cs.username}, {cs.node or 'no node'}): {_local(cs.started_at, settings)} to "
+               f"{_local(cs.ended_at, settings) if cs.ended_at else 'now (running)'}{gpus}, "
+               f"{_money(float(usage.cost), settings.currency)}")
+        key = cs.username if by == "user" else (cs.node or "(no node)")
+        items.append((key, cs.pod_name, tip, bool(cs.gpu_request), cs.ended_at is None, cs.started_at.timestamp(),
+                      stop.timestamp()))
+    if span == "day":
+        marks = [lo + timedelta(hours=h) for h in range(0, 24, 3)]
+        ticks = [(m.timestamp(), m.astimezone(settings.zone).strftime("%H:%M")) for m in marks]
+    else:
+        step = 1 if span == "week" else 3
+        marks = [lo + timedelta(days=d) for d in range(0, days, step)]
+        fmt = "%a %m-%d" if span == "week" else "%m-%d"
+        ticks = [(m.timestamp(), m.astimezone(settings.zone).strftime(fmt)) for m in marks]
+    chart = timeline(items, lo.timestamp(), hi.timestamp(), ticks)
+    base = str(request.url_for("web_timeline"))
+
+    def link(**changes: str) -> str:
+        query = {"by": by, "span": span, "end": last_day.isoformat()}
+        query.update(changes)
+        return base + "?" + urlencode(query)
+
+    context = _base_context(request, principal, "timeline", "Timeline")
+    context.update(
+        chart=chart, by=by, span=span, truncated=truncated, limit=TIMELINE_MAX_SESSIONS,
+        window_label=(f"{first_day.isoformat()} to {last_day.isoformat()}" if days > 1 else last_day.isoformat()),
+        by_links={"user": link(by="user"), "node": link(by="node")},
+        span_links={name: link(span=name) for name in TIMELINE_DAYS},
+        prev_url=link(end=(last_day - timedelta(days=days)).isoformat()),
+        next_url=link(end=(last_day + timedelta(days=days)).isoformat()) if last_day < today else None,
+        today_url=link(end=today.isoformat()),
+    )
+    return _render(request, "timeline.html", context)
 
 
 @router.get("/users/{username}", name="web_user", response_class=HTMLResponse)
