@@ -412,3 +412,35 @@ async def test_timeline_per_user_and_per_node_and_zoom(page, demo_portal, screen
     user = await page.get_attribute("#timeline g.lane", "data-key")
     await page.click(f'#timeline g.lane[data-key="{user}"] a')
     assert page.url.endswith(f"/users/{user}")
+
+
+async def test_department_months_and_gpu_allocation_charts(page, demo_portal, screenshot_dir):
+    """Usage: cost by department per month (six stacked columns; this month's column adds up to the
+    month's cost card) and GPUs allocated per hour over 48 hours (an hour a day ago equals the GPU
+    requests of the sessions overlapping it, pro rata, from the database)."""
+    import datetime as dt
+
+    await page.goto("/usage")
+    columns = await page.eval_on_selector_all("#dept-chart rect", "els => els.map(e => [e.dataset.column, "
+                                              "e.dataset.series, Number(e.dataset.value)])")
+    months = sorted({c for c, _, _ in columns})
+    assert 1 <= len(months) <= 6 and len({s for _, s, _ in columns}) >= 2
+    this_month = sum(v for c, _, v in columns if c == months[-1])
+    card = float((await page.inner_text('[data-card="cost-month"] .value')).split()[0].replace(",", "").rstrip("TWD"))
+    assert this_month == pytest.approx(card, abs=0.1)
+
+    bars = await page.eval_on_selector_all("#allocation-chart rect", "els => els.map(e => [e.dataset.label, "
+                                           "Number(e.dataset.value)])")
+    assert len(bars) == 48 and sum(v for _, v in bars) > 0
+    now = dt.datetime.now(dt.timezone.utc)
+    start = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=24)
+    stop = start + dt.timedelta(hours=1)
+    rows = demo_portal.sql("SELECT gpu_request, started_at, ended_at FROM container_sessions WHERE gpu_request > 0")
+    expected = 0.0
+    for gpus, started, ended in rows:
+        a = dt.datetime.fromisoformat(started).replace(tzinfo=dt.timezone.utc)
+        b = dt.datetime.fromisoformat(ended).replace(tzinfo=dt.timezone.utc) if ended else now
+        overlap = (min(b, stop) - max(a, start)).total_seconds()
+        expected += gpus * overlap / 3600 if overlap > 0 else 0
+    assert bars[23][1] == pytest.approx(expected, abs=0.02), bars[23]
+    await page.screenshot(path=str(screenshot_dir / "usage-department-months-gpu-allocation.png"), full_page=True)

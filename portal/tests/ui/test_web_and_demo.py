@@ -322,3 +322,20 @@ def test_timeline_geometry():
     assert carol.spans == [] and chart.spans == 3
     assert [(t.display, t.pos) for t in chart.ticks] == [("start", 100.0), ("mid", round(100 + 50 * scale, 2))]
     assert chart.height == 24 + 8 + 3 * 22
+
+
+def test_stacked_bars_geometry():
+    """Segments stack in series order from the axis up, zero ones left out; totals and the data
+    table per series and column; the axis reaches the tallest column."""
+    from labhub_portal.web.charts import stacked_bars
+
+    chart = stacked_bars("c", ["2026-11", "2026-12"], [("A", [10.0, 0.0]), ("B", [5.0, 20.0])], unit="TWD",
+                         width=400, height=200)
+    assert [(s.column, chart.series[s.series], s.value) for s in chart.segments] == [
+        ("2026-11", "A", 10.0), ("2026-11", "B", 5.0), ("2026-12", "B", 20.0)]
+    a, b, c = chart.segments
+    assert b.y + b.height == a.y and a.y + a.height == chart.plot_bottom  # stacked from the axis up
+    assert c.height == chart.plot_bottom - chart.plot_top  # 20 is the axis maximum
+    assert chart.totals == ["15", "20"] and chart.rows == [["10", "0"], ["5", "20"]]
+    assert [t.display for t in chart.ticks][-1] == "20"
+    assert stacked_bars("c", ["2026-12"], [("A", [0.0])]).empty

@@ -137,6 +137,78 @@ def horizontal_bars(title: str, items: list[tuple[str, float]], *, unit: str = "
     return chart
 
 
+# --- stacked columns (cost by department per month) ------------------------------------------------
+@dataclass(frozen=True)
+class Segment:
+    column: str
+    series: int  # index into StackedChart.series (its colour)
+    value: float
+    display: str
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+@dataclass
+class StackedChart:
+    title: str
+    width: int
+    height: int
+    unit: str
+    columns: list[str] = field(default_factory=list)
+    series: list[str] = field(default_factory=list)
+    totals: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)  # the data table: series x columns, displayed
+    segments: list[Segment] = field(default_factory=list)
+    ticks: list[Tick] = field(default_factory=list)
+    labels: list[Tick] = field(default_factory=list)  # column labels: value = index, pos = centre x
+    plot_left: float = 0
+    plot_top: float = 0
+    plot_right: float = 0
+    plot_bottom: float = 0
+
+    @property
+    def empty(self) -> bool:
+        return not self.segments
+
+
+def stacked_bars(title: str, columns: list[str], series: list[tuple[str, list[float]]], *, unit: str = "",
+                 decimals: int = 0, width: int = 640, height: int = 260) -> StackedChart:
+    """Columns (e.g. months) each stacking one segment per series (e.g. department) in series order;
+    zero segments are left out; the axis reaches the tallest column's total."""
+    left, right, top, bottom = 52.0, 10.0, 14.0, 28.0
+    chart = StackedChart(title=title, width=width, height=height, unit=unit, columns=list(columns),
+                         series=[name for name, _ in series], plot_left=left, plot_top=top,
+                         plot_right=width - right, plot_bottom=height - bottom)
+    totals = [sum(values[i] for _, values in series) for i in range(len(columns))]
+    chart.totals = [_fmt(total, decimals) for total in totals]
+    chart.rows = [[_fmt(v, decimals) for v in values] for _, values in series]
+    if not columns or not any(total > 0 for total in totals):
+        return chart
+    maximum = nice_ceiling(max(totals))
+    plot_w, plot_h = width - left - right, height - top - bottom
+    slot = plot_w / len(columns)
+    bar_w = max(2.0, slot * 0.6)
+    for i, column in enumerate(columns):
+        x = round(left + i * slot + (slot - bar_w) / 2, 2)
+        base = 0.0
+        for index, (_name, values) in enumerate(series):
+            value = values[i]
+            if value <= 0:
+                continue
+            h = plot_h * value / maximum
+            chart.segments.append(Segment(column=column, series=index, value=value, display=_fmt(value, decimals),
+                                          x=x, y=round(top + plot_h - base - h, 2), width=round(bar_w, 2),
+                                          height=round(h, 2)))
+            base += h
+        chart.labels.append(Tick(float(i), column, round(left + i * slot + slot / 2, 2)))
+    ticks = axis_ticks(maximum)
+    decimals_ticks = tick_decimals(ticks)
+    chart.ticks = [Tick(t, _fmt(t, decimals_ticks), round(top + plot_h - plot_h * t / maximum, 2)) for t in ticks]
+    return chart
+
+
 # --- session timeline -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Span:

@@ -43,7 +43,7 @@ from ..db.models import ContainerSession, Department, User
 from ..outages import is_database_outage, outage_reason
 from ..plain_page import plain_page
 from ..stats_service import day_start, month_start, stats
-from .charts import horizontal_bars, timeline, vertical_bars
+from .charts import StackedChart, horizontal_bars, stacked_bars, timeline, vertical_bars
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -51,6 +51,9 @@ router = APIRouter(include_in_schema=False)
 
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # same rule as the API's filters (no control characters)
 GPU_CHART_DAYS = 30
+DEPARTMENT_MONTHS = 6
+DEPARTMENT_SERIES = 8  # departments shown by name (the rest: "Other")
+GPU_ALLOCATION_HOURS = 48
 PAGE_SIZE = 25
 POD_REFRESH_MS = 5000
 CARD_REFRESH_MS = 10000  # summary cards and the sync panel, refreshed in place
@@ -278,6 +281,9 @@ async def usage_page(request: Request, session: SessionDep, principal: PagePrinc
     cost_chart = horizontal_bars("Cost by department", [(r["key"], r["cost"]) for r in per_dept], unit=settings.currency,
                                  width=540, row_height=34, label_width=140)
 
+    dept_chart = await _department_months(session, settings, now)
+    allocation_chart = await _gpu_allocation(session, settings, now)
+
     # session table: the API's own query (same filters, same billing)
     result = await sessions_api.list_sessions(request, session, settings, principal, window, user=user,
                                               department=department,
@@ -312,8 +318,57 @@ async def usage_page(request: Request, session: SessionDep, principal: PagePrinc
         usage_url=usage_url, department_options=departments, user_options=known_users,
         today_label=local_now.strftime("%a %d %b %Y"), month_label=local_now.strftime("%B %Y"),
         cards_url=request.url_for("web_usage_cards"), refresh_ms=CARD_REFRESH_MS,
+        dept_chart=dept_chart, allocation_chart=allocation_chart, allocation_hours=GPU_ALLOCATION_HOURS,
+        dept_months=DEPARTMENT_MONTHS,
     )
     return _render(request, "usage.html", context)
+
+
+async def _department_months(session, settings, now: datetime) -> StackedChart:
+    """Cost per department in each of the last DEPARTMENT_MONTHS months (this one so far): the
+    DEPARTMENT_SERIES - 1 costliest departments of the period, the rest as "Other"."""
+    months: list[datetime] = [month_start(now, settings)]
+    for _ in range(DEPARTMENT_MONTHS - 1):
+        months.insert(0, month_start(months[0] - timedelta(days=1), settings))
+    lo = months[0]
+    ranked = sorted(await stats(session, settings, "department", lo, now, now), key=lambda r: -r["cost"])
+    ranked = [r for r in ranked if r["cost"] > 0]
+    shown = [r["key"] for r in ranked[:DEPARTMENT_SERIES - 1]] if len(ranked) > DEPARTMENT_SERIES else \
+        [r["key"] for r in ranked]
+    labels = [m.astimezone(settings.zone).strftime("%Y-%m") for m in months]
+    series: list[tuple[str, list[float]]] = []
+    for name in shown:
+        rows = {r["key"]: r["cost"] for r in await stats(session, settings, "month", lo, now, now, department=name)}
+        series.append((name, [rows.get(label, 0.0) for label in labels]))
+    if len(ranked) > len(shown):
+        totals = {r["key"]: r["cost"] for r in await stats(session, settings, "month", lo, now, now)}
+        series.append(("Other", [max(0.0, round(totals.get(label, 0.0) - sum(v[i] for _, v in series), 2))
+                                 for i, label in enumerate(labels)]))
+    return stacked_bars("Cost by department per month", labels, series, unit=settings.currency, width=600,
+                        height=260)
+
+
+async def _gpu_allocation(session, settings, now: datetime):
+    """GPUs held by servers in each hour of the last GPU_ALLOCATION_HOURS hours (the hour's average:
+    a server holding 2 GPUs for half an hour counts 1), whatever their billing."""
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    starts = [hour - timedelta(hours=h) for h in range(GPU_ALLOCATION_HOURS - 1, -1, -1)]
+    lo = starts[0]
+    rows = (await session.execute(
+        select(ContainerSession).where(ContainerSession.gpu_request > 0, ContainerSession.started_at < now,
+                                       or_(ContainerSession.ended_at.is_(None), ContainerSession.ended_at > lo))
+    )).scalars().all()
+    held = [0.0] * len(starts)
+    for cs in rows:
+        a, b = cs.started_at, effective_end(cs, now, settings.gap_seconds)
+        for i, start in enumerate(starts):
+            stop = min(start + timedelta(hours=1), now)
+            overlap = (min(b, stop) - max(a, start)).total_seconds()
+            if overlap > 0:
+                held[i] += cs.gpu_request * overlap / max(1.0, (stop - start).total_seconds())
+    labels = [s.astimezone(settings.zone).strftime("%m-%d %Hh") for s in starts]
+    return vertical_bars("GPUs allocated per hour", list(zip(labels, [round(v, 2) for v in held])),
+                         unit="GPUs", width=600, height=250, decimals=1, label_every=8)
 
 
 @router.get("/usage/cards", name="web_usage_cards", response_class=HTMLResponse)
