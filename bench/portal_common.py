@@ -84,3 +84,33 @@ def pct(values: list[float], p: float) -> float:
 
 def summary(values: list[float]) -> str:
     return f"p50 {pct(values, 50):.1f} ms, p95 {pct(values, 95):.1f} ms, mean {statistics.mean(values):.1f} ms"
+
+
+async def start_portal(env_extra: dict[str, str]) -> tuple[Any, str]:
+    """`labhub-portal serve` (one uvicorn worker) in a subprocess with the PORTAL_* settings given
+    (the caller's own PORTAL_* dropped, no env file); returns the process and its URL once /readyz
+    answers 200."""
+    import asyncio
+    import os
+    import subprocess
+
+    import httpx
+
+    from servers import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+    env.update(PORTAL_TOKEN=TOKEN, PORTAL_ENV_FILE="/nonexistent", PORTAL_LOG_LEVEL="warning", **env_extra)
+    proc = subprocess.Popen([sys.executable, "-m", "labhub_portal.cli", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if httpx.get(f"{url}/readyz").status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.1)
+    proc.terminate()
+    raise RuntimeError(proc.stderr.read().decode() if proc.stderr and proc.poll() is not None
+                       else "portal did not become ready")

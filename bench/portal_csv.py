@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 import time
 
-from portal_common import TOKEN, start_postgres
+from portal_common import TOKEN, start_portal, start_postgres
 
-from servers import _as_user, _pg_bin, free_port
+from servers import _as_user, _pg_bin
 
 ROWS = int(os.environ.get("BENCH_CSV_ROWS", "1000000"))
 
@@ -75,22 +74,7 @@ async def main() -> None:
                     await conn.execute(text(statement), {"n": ROWS} if ":n" in statement else {})
         await engine.dispose()
         print(f"seeded {ROWS:,} sessions in {time.perf_counter() - started:.0f} s")
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
-        env.update(PORTAL_DATABASE_URL=pg.url(), PORTAL_TOKEN=TOKEN, PORTAL_ENV_FILE="/nonexistent",
-                   PORTAL_LOG_LEVEL="warning")
-        proc = subprocess.Popen([sys.executable, "-m", "labhub_portal.cli", "serve", "--port", str(port)], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-        else:
-            raise RuntimeError("portal did not become ready")
+        proc, url = await start_portal({"PORTAL_DATABASE_URL": pg.url()})
         rss_before = vm(proc.pid, "VmRSS")
         lines = 0
         size = 0

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from portal_common import TOKEN, start_cluster, start_postgres
+from portal_common import TOKEN, start_cluster, start_portal, start_postgres
 
-from servers import free_port
 
 CONCURRENCY = 8
 SECONDS = 10.0
@@ -78,25 +75,9 @@ SELECT 'uid-' || g, 'jupyter-u' || g, '', 'jhub', 'user' || (g % 300), 2, 429496
        nextval('container_sessions_change_seq'), now(), now()
 FROM generate_series(1, 20000) g"""))
         await engine.dispose()
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
-        env.update(PORTAL_DATABASE_URL=pg.url(), PORTAL_TOKEN=TOKEN, PORTAL_KUBECONFIG=kube.kubeconfig,
-                   PORTAL_HUB_NAMESPACE=kube.name, PORTAL_ENV_FILE="/nonexistent", PORTAL_LOG_LEVEL="warning",
-                   PORTAL_RECORD_INTERVAL="30")
-        proc = subprocess.Popen([sys.executable, "-m", "labhub_portal.cli", "serve", "--port", str(port)], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        url = f"http://127.0.0.1:{port}"
+        proc, url = await start_portal({"PORTAL_DATABASE_URL": pg.url(), "PORTAL_KUBECONFIG": kube.kubeconfig,
+                                        "PORTAL_HUB_NAMESPACE": kube.name, "PORTAL_RECORD_INTERVAL": "30"})
         import httpx
-        for _ in range(200):
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-        else:
-            raise RuntimeError(proc.stderr.read().decode() if proc.stderr and proc.poll() is not None
-                               else "portal did not become ready")
         for _ in range(200):  # the pod watch in sync (else /api/pods lists per request)
             status = httpx.get(f"{url}/api/status", headers={"Authorization": f"Bearer {TOKEN}"}).json()
             if (status.get("pod_watch") or {}).get("synced"):

@@ -182,22 +182,16 @@ FROM generate_series(1, :n) AS g"""), {"n": n})
     await engine.dispose()
 
 
-async def test_kill_9_between_mysql_commit_and_watermark_then_rerun(clean_db, mysql_clean, pg_server):
-    """Deterministic crash point: a row lock on the watermark makes the sync block right after its
-    first MySQL commit; SIGKILL it there.  The rerun re-sends that batch: no duplicates, no gaps."""
-    await _seed_many(pg_server, 600)
+async def _kill_after_first_commit(pg_server, env: dict, committed) -> subprocess.Popen:
+    """Deterministic crash point: a row lock on the watermark makes a sync subprocess block right
+    after its first MySQL commit (``committed()`` says when it is there); SIGKILL it then."""
     engine = create_async_engine(pg_server.url())
-    async with engine.begin() as conn:
-        await conn.execute(text("INSERT INTO sync_watermarks (name, last_change_seq, last_rows, last_status) "
-                                "VALUES ('pod_report', 0, 0, 'never')"))
-    env = {"PORTAL_DATABASE_URL": pg_server.url(), "PORTAL_MYSQL_URL": mysql_clean.url,
-           "PORTAL_REPORT_SYNC_BATCH": "100"}
     async with engine.connect() as blocker:
         await blocker.begin()
         await blocker.execute(text("SELECT * FROM sync_watermarks WHERE name = 'pod_report' FOR UPDATE"))
         proc = _sync_subprocess(env)
         try:
-            assert wait_for(lambda: len(_report(mysql_clean)) == 100, timeout=30), proc.stderr
+            assert wait_for(committed, timeout=30), proc.stderr
             # blocked in the watermark update after the MySQL commit of batch 1
             assert wait_for(lambda: proc.poll() is None, timeout=1)
             os.kill(proc.pid, signal.SIGKILL)
@@ -208,6 +202,21 @@ async def test_kill_9_between_mysql_commit_and_watermark_then_rerun(clean_db, my
         await blocker.rollback()
     await engine.dispose()
     assert proc.returncode == -signal.SIGKILL
+    return proc
+
+
+async def test_kill_9_between_mysql_commit_and_watermark_then_rerun(clean_db, mysql_clean, pg_server):
+    """Deterministic crash point: a row lock on the watermark makes the sync block right after its
+    first MySQL commit; SIGKILL it there.  The rerun re-sends that batch: no duplicates, no gaps."""
+    await _seed_many(pg_server, 600)
+    engine = create_async_engine(pg_server.url())
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO sync_watermarks (name, last_change_seq, last_rows, last_status) "
+                                "VALUES ('pod_report', 0, 0, 'never')"))
+    env = {"PORTAL_DATABASE_URL": pg_server.url(), "PORTAL_MYSQL_URL": mysql_clean.url,
+           "PORTAL_REPORT_SYNC_BATCH": "100"}
+    await engine.dispose()
+    await _kill_after_first_commit(pg_server, env, lambda: len(_report(mysql_clean)) == 100)
     assert await _watermark(pg_server) == 0  # never advanced past uncommitted work
     assert len(_report(mysql_clean)) == 100
     proc = _sync_subprocess(env)
@@ -481,22 +490,8 @@ VALUES (:uid, :pod, '', 'jhub', :user, :cpu, :mem, :gpus, :gpus, :model, :start,
     env = {"PORTAL_DATABASE_URL": pg_server.url(), "PORTAL_MYSQL_URL": mysql_clean.url,
            "PORTAL_REPORT_SYNC_BATCH": "2", "PORTAL_DEFAULT_CPU_CORE_HOUR_RATE": "1",
            "PORTAL_DEFAULT_GPU_HOUR_RATE": "10", "PORTAL_DEFAULT_MEMORY_GIB_HOUR_RATE": "0"}
-    engine = create_async_engine(pg_server.url())
-    async with engine.connect() as blocker:
-        await blocker.begin()
-        await blocker.execute(text("SELECT * FROM sync_watermarks WHERE name = 'pod_report' FOR UPDATE"))
-        proc = _sync_subprocess(env)
-        try:
-            assert wait_for(lambda: sum(r["source_change_seq"] != before[u] for u, r in
-                                        _report_rows(mysql_clean).items()) == 2, timeout=30), proc.stderr
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        await blocker.rollback()
-    await engine.dispose()
-    assert proc.returncode == -signal.SIGKILL
+    await _kill_after_first_commit(pg_server, env, lambda: sum(
+        r["source_change_seq"] != before[u] for u, r in _report_rows(mysql_clean).items()) == 2)
     proc = _sync_subprocess(env)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and "synced 5 rows" in out, (out, err)

@@ -427,7 +427,7 @@ async def test_department_months_and_gpu_allocation_charts(page, demo_portal, sc
     assert 1 <= len(months) <= 6 and len({s for _, s, _ in columns}) >= 2
     this_month = sum(v for c, _, v in columns if c == months[-1])
     card = float((await page.inner_text('[data-card="cost-month"] .value')).split()[0].replace(",", "").rstrip("TWD"))
-    assert this_month == pytest.approx(card, abs=0.1)
+    assert this_month == pytest.approx(card, abs=0.51)  # the card shows whole units from 100 on
 
     bars = await page.eval_on_selector_all("#allocation-chart rect", "els => els.map(e => [e.dataset.label, "
                                            "Number(e.dataset.value)])")

@@ -139,15 +139,14 @@ def horizontal_bars(title: str, items: list[tuple[str, float]], *, unit: str = "
 
 # --- stacked columns (cost by department per month) ------------------------------------------------
 @dataclass(frozen=True)
-class Segment:
-    column: str
-    series: int  # index into StackedChart.series (its colour)
-    value: float
-    display: str
-    x: float
-    y: float
-    width: float
-    height: float
+class Segment(Bar):
+    """A Bar whose label is its column, stacked with the column's other series."""
+
+    series: int = 0  # index into StackedChart.series (its colour)
+
+    @property
+    def column(self) -> str:
+        return self.label
 
 
 @dataclass
@@ -198,7 +197,7 @@ def stacked_bars(title: str, columns: list[str], series: list[tuple[str, list[fl
             if value <= 0:
                 continue
             h = plot_h * value / maximum
-            chart.segments.append(Segment(column=column, series=index, value=value, display=_fmt(value, decimals),
+            chart.segments.append(Segment(label=column, series=index, value=value, display=_fmt(value, decimals),
                                           x=x, y=round(top + plot_h - base - h, 2), width=round(bar_w, 2),
                                           height=round(h, 2)))
             base += h
