@@ -61,8 +61,9 @@ table() {
   fi
 }
 failures_of() {  # stage, its log: the lines naming what failed, shortened, at most 40
-  grep -E '^(FAILED|ERROR) |^fatal: |^failed: |^(CRITICAL|ERROR) +[A-Z]|^E +[A-Za-z]+Error|^make(\[[0-9]+\])?: \*\*\*' "$2" \
-    | grep -v "glob failed" | cut -c1-300 | tail -n 40 | sed "s/^/  $1: /" >>"$LABHUB_FAILURES"
+  sed 's/\x1b\[[0-9;]*m//g' "$2" \
+    | grep -E '^(FAILED|ERROR) |fatal: \[|^(CRITICAL|ERROR) +[A-Z]|^E +[A-Za-z]+Error|[0-9.]+ +FAILED$|^make(\[[0-9]+\])?: \*\*\*' \
+    | grep -v -e "glob failed" -e "RETRYING" | cut -c1-300 | tail -n 40 | sed "s/^/  $1: /" >>"$LABHUB_FAILURES"
 }
 finish_failed() {  # stage name
   if [ -n "$lane_report" ]; then
