@@ -14,8 +14,8 @@ from ..cluster import (SERVERNAME_KEY, USERNAME_KEY, ClusterError, PodNotFound, 
                        pods_to_observations)
 from ..db.engine import SessionDep
 from ..db.models import AuditLog
-from ..hubapi import HubError
 from ..config import Settings
+from ..hubapi import HubError
 from .common import CurrentPrincipal, SettingsDep, local_iso
 from .schemas import PodItem, PodList, StopRequest, StopResponse, StopResult
 
@@ -51,13 +51,17 @@ async def _live_pods(request: Request, fresh: bool = False) -> list[dict]:
                             headers={"Retry-After": "10"}) from exc
 
 
+def _node_labels(request: Request) -> dict[str, dict[str, str]]:
+    """The node labels the recorder last read (the GPU model of a pod's node)."""
+    recorder = request.app.state.recorder
+    return recorder.node_labels if recorder is not None else {}
+
+
 def _watch_key(request: Request) -> tuple[int, int] | None:
     """What the pod list depends on while the watch is in sync (None otherwise): the watch's
     generation and the node labels the recorder last read."""
     watch = getattr(request.app.state, "pod_watch", None)
-    recorder = request.app.state.recorder
-    node_labels = recorder.node_labels if recorder is not None else {}
-    return (watch.generation, id(node_labels)) if watch is not None and watch.synced else None
+    return (watch.generation, id(_node_labels(request))) if watch is not None and watch.synced else None
 
 
 @router.get("/pods", response_model=PodList, summary="Live single-user pods of the hub namespace",
@@ -80,8 +84,7 @@ async def list_pods(request: Request, settings: SettingsDep, _: CurrentPrincipal
 
 async def pod_list(request: Request, settings: Settings) -> PodList:
     """The live single-user pods (see list_pods), ages as of now."""
-    recorder = request.app.state.recorder
-    node_labels = recorder.node_labels if recorder is not None else {}
+    node_labels = _node_labels(request)
     # from the watch: the observations are computed once per change of the pods (or node labels)
     key = _watch_key(request)
     cached = getattr(request.app.state, "pod_observations", None)

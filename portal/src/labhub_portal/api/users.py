@@ -5,9 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import re
-from typing import Annotated
-
 from datetime import datetime, timezone
+from typing import Annotated
 
 from fastapi import APIRouter, File, HTTPException, Path, Query, UploadFile
 from sqlalchemy import func, select
@@ -143,7 +142,7 @@ async def import_users(session: SessionDep, principal: CurrentPrincipal, setting
     for r in rows:
         user = users.get(r["username"])
         department_id = departments[r["department"]].id
-        display = r["display_name"] or None if r["display_name"] is not None else None
+        display = r["display_name"] or None  # "" (an empty cell) clears it, like a missing column keeps None
         if user is None:
             session.add(User(username=r["username"], department_id=department_id, display_name=display))
             created += 1

@@ -85,6 +85,14 @@ def _fmt(value: float, decimals: int) -> str:
     return f"{value:,.{decimals}f}"
 
 
+def value_ticks(maximum: float, top: float, plot_h: float) -> list[Tick]:
+    """The value axis of a column chart: axis_ticks up to ``maximum``, printed with the fewest
+    decimals that show them exactly, placed from the plot's bottom (``top + plot_h``) up."""
+    ticks = axis_ticks(maximum)
+    decimals = tick_decimals(ticks)
+    return [Tick(t, _fmt(t, decimals), round(top + plot_h - plot_h * t / maximum, 2)) for t in ticks]
+
+
 def vertical_bars(title: str, items: list[tuple[str, float]], *, unit: str = "", decimals: int = 1,
                   width: int = 640, height: int = 240, label_every: int | None = None) -> BarChart:
     """Columns, one per item (e.g. GPU-hours per day); x labels thinned to stay legible."""
@@ -107,11 +115,7 @@ def vertical_bars(title: str, items: list[tuple[str, float]], *, unit: str = "",
             width=round(bar_w, 2), height=round(h, 2),
             show_label=(len(items) - 1 - index) % every == 0,
         ))
-    ticks = axis_ticks(maximum)
-    decimals_ticks = tick_decimals(ticks)
-    for tick_value in ticks:
-        chart.ticks.append(Tick(tick_value, _fmt(tick_value, decimals_ticks),
-                                round(top + plot_h - plot_h * tick_value / maximum, 2)))
+    chart.ticks = value_ticks(maximum, top, plot_h)
     return chart
 
 
@@ -202,9 +206,7 @@ def stacked_bars(title: str, columns: list[str], series: list[tuple[str, list[fl
                                           height=round(h, 2)))
             base += h
         chart.labels.append(Tick(float(i), column, round(left + i * slot + slot / 2, 2)))
-    ticks = axis_ticks(maximum)
-    decimals_ticks = tick_decimals(ticks)
-    chart.ticks = [Tick(t, _fmt(t, decimals_ticks), round(top + plot_h - plot_h * t / maximum, 2)) for t in ticks]
+    chart.ticks = value_ticks(maximum, top, plot_h)
     return chart
 
 

@@ -193,23 +193,18 @@ async def _cards(session, settings, now: datetime, user: str | None = None) -> l
     if user is not None:
         running = running.where(ContainerSession.username == user)
     active, active_gpus = (await session.execute(running)).one()
-    currency = settings.currency
-    return [
-        {"id": "active", "label": "Active sessions", "value": f"{int(active)}", "unit": None,
-         "hint": f"{int(active_gpus)} GPU{'s' if int(active_gpus) != 1 else ''} in use"},
-        {"id": "cpu-today", "label": "CPU hours today", "value": _hours(today["cpu_core_hours"]), "unit": "h",
-         "hint": "CPU core-hours"},
-        {"id": "gpu-today", "label": "GPU hours today", "value": _hours(today["gpu_hours"]), "unit": "h",
-         "hint": "GPU-hours"},
-        {"id": "cost-today", "label": "Cost today", "value": _amount(today["cost"]), "unit": currency,
-         "hint": f"{today['sessions']} sessions"},
-        {"id": "cpu-month", "label": "CPU hours this month", "value": _hours(month["cpu_core_hours"]), "unit": "h",
-         "hint": "CPU core-hours"},
-        {"id": "gpu-month", "label": "GPU hours this month", "value": _hours(month["gpu_hours"]), "unit": "h",
-         "hint": "GPU-hours"},
-        {"id": "cost-month", "label": "Cost this month", "value": _amount(month["cost"]), "unit": currency,
-         "hint": f"{month['sessions']} sessions"},
-    ]
+    cards = [{"id": "active", "label": "Active sessions", "value": f"{int(active)}", "unit": None,
+              "hint": f"{int(active_gpus)} GPU{'s' if int(active_gpus) != 1 else ''} in use"}]
+    for period, words, row in (("today", "today", today), ("month", "this month", month)):
+        cards += [
+            {"id": f"cpu-{period}", "label": f"CPU hours {words}", "value": _hours(row["cpu_core_hours"]),
+             "unit": "h", "hint": "CPU core-hours"},
+            {"id": f"gpu-{period}", "label": f"GPU hours {words}", "value": _hours(row["gpu_hours"]), "unit": "h",
+             "hint": "GPU-hours"},
+            {"id": f"cost-{period}", "label": f"Cost {words}", "value": _amount(row["cost"]),
+             "unit": settings.currency, "hint": f"{row['sessions']} sessions"},
+        ]
+    return cards
 
 
 def _session_rows(items, settings) -> list[dict]:
