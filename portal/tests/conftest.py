@@ -142,7 +142,7 @@ def hub(fake_hub):
     yield fake_hub
 
 
-TABLES = ("audit_log", "container_sessions", "users", "departments", "sync_watermarks")
+TABLES = ("audit_log", "container_sessions", "usage_rollups", "users", "departments", "sync_watermarks")
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from labhub_portal.cli import MIGRATE_PENDING
 from labhub_portal.db.migrate import MigrationError, downgrade, status, upgrade
 
 FIRST = "0001_initial"
-HEAD = "0002_bills_over_time"
-ALL = [FIRST, HEAD]
+HEAD = "0003_usage_rollups"
+ALL = [FIRST, "0002_bills_over_time", HEAD]
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from . import __version__
+from . import __version__, rollups
 from .apidocs import document_common_statuses, mount_api_docs
 from .bodylimit import BodyLimitMiddleware
 from .hosts import HostCheckMiddleware, allowed_hosts
@@ -39,6 +39,15 @@ from .reportsync.service import ReportSync
 log = logging.getLogger("labhub_portal")
 
 _UNSET = object()
+
+
+async def _rollups_then_record(sessionmaker, settings: Settings, recorder: Recorder | None) -> None:
+    try:
+        await rollups.ensure(sessionmaker, settings)
+    except Exception as exc:  # the stats stay right without them, only slower
+        log.error("usage rollups not built (/api/stats computes from the sessions): %s", exc)
+    if recorder is not None:
+        await recorder.run_forever()
 
 
 def create_app(settings: Settings | None = None, *, cluster: ClusterClient | None | object = _UNSET,
@@ -66,8 +75,10 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterClient | Non
         if start_services:
             if app.state.pod_watch is not None:
                 tasks.append(asyncio.create_task(app.state.pod_watch.run_forever(), name="pod-watch"))
-            if app.state.recorder is not None:
-                tasks.append(asyncio.create_task(app.state.recorder.run_forever(), name="recorder"))
+            # the usage rollups are (re)built, when the zone or formula changed, before the recorder
+            # starts writing; /api/stats computes from the sessions until they are ready
+            tasks.append(asyncio.create_task(_rollups_then_record(app.state.sessionmaker, settings,
+                                                                  app.state.recorder), name="recorder"))
             if app.state.report_sync is not None:
                 tasks.append(asyncio.create_task(app.state.report_sync.run_forever(), name="report-sync"))
         log.info("portal %s started (cluster: %s, report sync: %s)", __version__,

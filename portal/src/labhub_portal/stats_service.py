@@ -95,33 +95,12 @@ async def python_stats(session: AsyncSession, settings: Settings, group_by: Grou
     return [{"key": key, **usage.as_dict()} for key, usage in sorted(groups.items())]
 
 
-def _sql(group_by: GroupBy, user: str | None, department: str | None) -> str:
-    """One aggregate statement.  Day/month buckets are generated per session (only the days a
-    session overlaps), so the cost grows with sessions x days spanned, not sessions x buckets."""
-    where = ["cs.started_at < :hi", "(cs.ended_at IS NULL OR cs.ended_at > :lo)"]
-    if user:
-        where.append("cs.username = :user")
-    if department:
-        where.append("d.id IS NULL" if department == NO_DEPARTMENT else "d.name = :department")
-    if group_by in ("day", "month"):
-        unit = group_by
-        fmt = "YYYY-MM-DD" if unit == "day" else "YYYY-MM"
-        source = f"""b CROSS JOIN LATERAL (
-    SELECT to_char(g, '{fmt}') AS key, GREATEST(g AT TIME ZONE :zone, CAST(:lo AS timestamptz)) AS wlo,
-           LEAST((g + interval '1 {unit}') AT TIME ZONE :zone, CAST(:hi AS timestamptz)) AS whi
-    FROM generate_series(date_trunc('{unit}', GREATEST(b.started_at, CAST(:lo AS timestamptz)) AT TIME ZONE :zone),
-                         LEAST(b.eff_end, CAST(:hi AS timestamptz)) AT TIME ZONE :zone, interval '1 {unit}') AS g
-  ) AS bk"""
-        key = "bk.key"
-        wlo, whi = "bk.wlo", "bk.whi"
-    else:
-        source = "b"
-        key = {"user": "b.username", "department": f"COALESCE(b.department, '{NO_DEPARTMENT}')",
-               "total": "'total'"}[group_by]
-        wlo, whi = "CAST(:lo AS timestamptz)", "CAST(:hi AS timestamptz)"
-    return f"""
-WITH b AS (
-  SELECT cs.username, d.name AS department, cs.started_at,
+def session_cte(where: list[str]) -> str:
+    """The sessions of a question with what billing needs (``b``): requests, rates (the session's
+    terms, else the configured default), effective end (gap rule) and span.  Shared by the full
+    computation and by labhub_portal.rollups for the part it computes from the sessions."""
+    return f"""b AS (
+  SELECT cs.username, d.name AS department, cs.started_at, cs.ended_at IS NULL AS open,
          COALESCE(cs.cpu_request, 0) AS cpu, CAST(cs.gpu_request AS double precision) AS gpu, CAST(COALESCE(cs.memory_request, 0) AS double precision) / {GIB} AS mem,
          x.eff_end,
          date_part('epoch', x.eff_end - cs.started_at) AS span,
@@ -134,13 +113,54 @@ WITH b AS (
   CROSS JOIN LATERAL (SELECT COALESCE(cs.ended_at,
         LEAST(CAST(:now AS timestamptz), cs.last_seen_at + make_interval(secs => :gap))) AS eff_end) x
   WHERE {' AND '.join(where)}
-),
+)"""
+
+
+def filter_conditions(user: str | None, department: str | None) -> list[str]:
+    conds = []
+    if user:
+        conds.append("cs.username = :user")
+    if department:
+        conds.append("d.id IS NULL" if department == NO_DEPARTMENT else "d.name = :department")
+    return conds
+
+
+def bucketed_source(group_by: GroupBy, rel: str, wlo: str, whi: str) -> tuple[str, str, str, str]:
+    """FROM clause, key and window bounds for the rows of ``rel`` (with started_at and eff_end)
+    within [wlo, whi): day/month buckets generated per row (only the buckets it overlaps), so the
+    cost grows with rows x buckets spanned, not rows x buckets in the range."""
+    if group_by in ("day", "month"):
+        unit = group_by
+        fmt = "YYYY-MM-DD" if unit == "day" else "YYYY-MM"
+        source = f"""{rel} CROSS JOIN LATERAL (
+    SELECT to_char(g, '{fmt}') AS key, GREATEST(g AT TIME ZONE :zone, {wlo}) AS wlo,
+           LEAST((g + interval '1 {unit}') AT TIME ZONE :zone, {whi}) AS whi
+    FROM generate_series(date_trunc('{unit}', GREATEST({rel}.started_at, {wlo}) AT TIME ZONE :zone),
+                         LEAST({rel}.eff_end, {whi}) AT TIME ZONE :zone, interval '1 {unit}') AS g
+  ) AS bk"""
+        return source, "bk.key", "bk.wlo", "bk.whi"
+    key = {"user": f"{rel}.username", "department": f"COALESCE({rel}.department, '{NO_DEPARTMENT}')",
+           "total": "'total'"}[group_by]
+    return rel, key, wlo, whi
+
+
+def billable_seconds_sql(rel: str, wlo: str, whi: str) -> str:
+    """A row's billable seconds within [wlo, whi): the overlap, less its share of unobserved time."""
+    return f"""CASE WHEN {rel}.span > 0 THEN
+           GREATEST(0, date_part('epoch', LEAST({rel}.eff_end, {whi}) - GREATEST({rel}.started_at, {wlo})))
+           * GREATEST(0, {rel}.span - {rel}.unobserved) / {rel}.span
+         ELSE 0 END"""
+
+
+def _sql(group_by: GroupBy, user: str | None, department: str | None) -> str:
+    """The full computation: one aggregate statement over the sessions of the range."""
+    where = ["cs.started_at < :hi", "(cs.ended_at IS NULL OR cs.ended_at > :lo)", *filter_conditions(user, department)]
+    source, key, wlo, whi = bucketed_source(group_by, "b", "CAST(:lo AS timestamptz)", "CAST(:hi AS timestamptz)")
+    return f"""
+WITH {session_cte(where)},
 o AS (
   SELECT {key} AS key, b.cpu, b.gpu, b.mem, b.cpu_rate, b.gpu_rate, b.mem_rate,
-         CASE WHEN b.span > 0 THEN
-           GREATEST(0, date_part('epoch', LEAST(b.eff_end, {whi}) - GREATEST(b.started_at, {wlo})))
-           * GREATEST(0, b.span - b.unobserved) / b.span
-         ELSE 0 END AS sec
+         {billable_seconds_sql("b", wlo, whi)} AS sec
   FROM {source}
 )
 SELECT key, COALESCE(SUM(sec), 0) / 3600.0 AS hours,
@@ -154,21 +174,26 @@ HAVING SUM(sec) > 0
 ORDER BY key"""
 
 
-async def sql_stats(session: AsyncSession, settings: Settings, group_by: GroupBy, lo: datetime, hi: datetime,
-                    now: datetime, user: str | None = None, department: str | None = None) -> list[dict]:
-    params = {"lo": lo, "hi": hi, "now": now, "gap": settings.gap_seconds, "zone": settings.timezone,
-              "cpu_rate": Decimal(str(settings.default_cpu_core_hour_rate)),
-              "gpu_rate": Decimal(str(settings.default_gpu_hour_rate)),
-              "mem_rate": Decimal(str(settings.default_memory_gib_hour_rate))}
+def sql_params(settings: Settings, lo: datetime, hi: datetime, now: datetime, user: str | None,
+               department: str | None) -> dict[str, object]:
+    params: dict[str, object] = {
+        "lo": lo, "hi": hi, "now": now, "gap": settings.gap_seconds, "zone": settings.timezone,
+        "cpu_rate": Decimal(str(settings.default_cpu_core_hour_rate)),
+        "gpu_rate": Decimal(str(settings.default_gpu_hour_rate)),
+        "mem_rate": Decimal(str(settings.default_memory_gib_hour_rate))}
     if user:
         params["user"] = user
     if department and department != NO_DEPARTMENT:
         params["department"] = department
-    rows = (await session.execute(text(_sql(group_by, user, department)), params)).mappings().all()
+    return params
+
+
+def format_rows(rows, settings: Settings, group_by: GroupBy, lo: datetime, hi: datetime) -> list[dict]:
+    """Rounded rows; for days and months every bucket of the range, empty ones as zeros."""
     out = [{"key": r["key"], "hours": round(float(r["hours"]), 4), "cpu_core_hours": round(float(r["cpu_core_hours"]), 4),
-             "gpu_hours": round(float(r["gpu_hours"]), 4), "memory_gib_hours": round(float(r["memory_gib_hours"]), 4),
-             "cost": round(float(r["cost"]), 2), "sessions": int(r["sessions"])} for r in rows]
-    if group_by in ("day", "month"):  # every bucket of the range, empty ones as zeros
+            "gpu_hours": round(float(r["gpu_hours"]), 4), "memory_gib_hours": round(float(r["memory_gib_hours"]), 4),
+            "cost": round(float(r["cost"]), 2), "sessions": int(r["sessions"])} for r in rows]
+    if group_by in ("day", "month"):
         found = {r["key"]: r for r in out}
         zero = {"hours": 0.0, "cpu_core_hours": 0.0, "gpu_hours": 0.0, "memory_gib_hours": 0.0, "cost": 0.0,
                 "sessions": 0}
@@ -176,11 +201,25 @@ async def sql_stats(session: AsyncSession, settings: Settings, group_by: GroupBy
     return out
 
 
+async def sql_stats(session: AsyncSession, settings: Settings, group_by: GroupBy, lo: datetime, hi: datetime,
+                    now: datetime, user: str | None = None, department: str | None = None) -> list[dict]:
+    """The full computation over the sessions (PostgreSQL)."""
+    params = sql_params(settings, lo, hi, now, user, department)
+    rows = (await session.execute(text(_sql(group_by, user, department)), params)).mappings().all()
+    return format_rows(rows, settings, group_by, lo, hi)
+
+
 async def stats(session: AsyncSession, settings: Settings, group_by: GroupBy, lo: datetime, hi: datetime,
                 now: datetime, user: str | None = None, department: str | None = None) -> list[dict]:
     if group_by in ("day", "month"):
         buckets(lo, hi, group_by, settings)  # raises ValueError when the range is too long
     if dialect_name(session) == "postgresql":
+        from . import rollups
+
+        if await rollups.ready(session, settings):
+            answer = await rollups.rollup_stats(session, settings, group_by, lo, hi, now, user, department)
+            if answer is not None:
+                return answer
         return await sql_stats(session, settings, group_by, lo, hi, now, user, department)
     return await python_stats(session, settings, group_by, lo, hi, now, user, department)
 

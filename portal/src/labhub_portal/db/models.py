@@ -3,10 +3,10 @@ models run on SQLite for the demo only."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, Numeric, String, Text, text
+from sqlalchemy import JSON, BigInteger, Date, DateTime, Float, ForeignKey, Index, Integer, Numeric, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -146,6 +146,9 @@ class ContainerSession(Base):
     __table_args__ = (
         Index("ix_container_sessions_open", "namespace", postgresql_where=text("ended_at IS NULL"),
               sqlite_where=text("ended_at IS NULL")),
+        # closed sessions overlapping a stretch of time (labhub_portal.rollups; PostgreSQL only)
+        Index("ix_container_sessions_span", text("tstzrange(started_at, GREATEST(started_at, ended_at))"),
+              postgresql_using="gist", postgresql_where=text("ended_at IS NOT NULL")).ddl_if(dialect="postgresql"),
     )
 
 
@@ -175,8 +178,45 @@ class SyncWatermark(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+class UsageRollup(Base):
+    """Closed sessions summed per grain ('d' day, 'w' week from Monday, 'm' month), local period,
+    user ('' = every user) and department (dept_key 0 = none): see labhub_portal.rollups."""
+
+    __tablename__ = "usage_rollups"
+
+    grain: Mapped[str] = mapped_column(String(1), primary_key=True)
+    period: Mapped[date] = mapped_column(Date, primary_key=True)
+    username: Mapped[str] = mapped_column(String(255), primary_key=True)
+    dept_key: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sessions: Mapped[int] = mapped_column(Integer)
+    sessions_started: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
+    cpu_core_seconds: Mapped[float] = mapped_column(Float)
+    gpu_seconds: Mapped[float] = mapped_column(Float)
+    memory_gib_seconds: Mapped[float] = mapped_column(Float)
+    cost_seconds: Mapped[float] = mapped_column(Float)
+    cpu_core_seconds_default_rate: Mapped[float] = mapped_column(Float)
+    gpu_seconds_default_rate: Mapped[float] = mapped_column(Float)
+    memory_gib_seconds_default_rate: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_usage_rollups_empty", "grain", postgresql_where=text("sessions = 0"),
+                            sqlite_where=text("sessions = 0")),)
+
+
+class UsageRollupState(Base):
+    """The zone and formula version usage_rollups was built for (one row, id 1; none: not built)."""
+
+    __tablename__ = "usage_rollup_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    zone: Mapped[str | None] = mapped_column(String(64))
+    version: Mapped[str | None] = mapped_column(String(64))
+    built_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    build_seconds: Mapped[float | None] = mapped_column(Float)
+
+
 # Where a user's first membership and a department's first rates start: before any session.
 BEGINNING = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 __all__ = ["Base", "BEGINNING", "Department", "DepartmentMembership", "DepartmentRatePeriod", "User",
-           "ContainerSession", "AuditLog", "SyncWatermark", "UTCDateTime", "utcnow"]
+           "ContainerSession", "AuditLog", "SyncWatermark", "UsageRollup", "UsageRollupState", "UTCDateTime", "utcnow"]
