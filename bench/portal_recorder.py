@@ -21,8 +21,9 @@ CYCLES = 10
 
 async def main() -> None:
     import asyncpg
-    from sqlalchemy import event
+    from sqlalchemy import event, text
 
+    from labhub_portal import rollups
     from labhub_portal.app import create_app
     from labhub_portal.cluster import pods_to_observations
     from labhub_portal.recorder import repository
@@ -33,6 +34,7 @@ async def main() -> None:
     try:
         app = create_app(settings(pg, kubeconfig=kube.kubeconfig, hub_namespace=kube.name), start_services=False)
         async with app.router.lifespan_context(app):
+            await rollups.ensure(app.state.sessionmaker, app.state.settings)  # as in service: triggers on
             recorder = app.state.recorder
             counts = {"statements": 0, "commits": 0, "begins": 0}
             sync_engine = app.state.engine.sync_engine
@@ -81,6 +83,31 @@ async def main() -> None:
                         await repository.close_gone(session, kube.name, now)
                 db_ms.append((time.perf_counter() - t) * 1000)
 
+            # the usage rollups' triggers (labhub_portal.rollups): the same DB part with them on and off,
+            # interleaved: a steady cycle, one closing 200 sessions, one reopening those 200
+            async def db_cycle(obs) -> float:
+                t = time.perf_counter()
+                async with app.state.sessionmaker() as session:
+                    async with session.begin():
+                        await repository.lock_changes(session)
+                        now = datetime.now(timezone.utc)
+                        await repository.upsert_observations(session, obs, now, 90.0)
+                        await repository.close_gone(session, kube.name, now)
+                return (time.perf_counter() - t) * 1000
+
+            async def triggers(on: bool) -> None:
+                async with app.state.engine.begin() as conn:
+                    await conn.execute(text(f"ALTER TABLE container_sessions {'ENABLE' if on else 'DISABLE'} TRIGGER USER"))
+
+            trig: dict[bool, dict[str, list[float]]] = {on: {"steady": [], "close": [], "reopen": []} for on in (True, False)}
+            for _ in range(CYCLES):
+                for on in (True, False):
+                    await triggers(on)
+                    trig[on]["steady"].append(await db_cycle(observations))
+                    trig[on]["close"].append(await db_cycle(observations[200:]))
+                    trig[on]["reopen"].append(await db_cycle(observations))
+            await triggers(True)
+
         # raw baselines on the same database
         dsn = pg.url().replace("postgresql+asyncpg", "postgresql")
         conn = await asyncpg.connect(dsn)
@@ -96,6 +123,7 @@ async def main() -> None:
         for _ in range(CYCLES):
             now = datetime.now(timezone.utc)
             params: dict[str, object] = dict(zip(cols, arrays))
+            params.update({c: [None] * len(observations) for c in repository._TERMS})  # no departments here
             params.update(now=now, gap=90.0)
             t = time.perf_counter()
             async with conn.transaction():
@@ -129,6 +157,9 @@ async def main() -> None:
     print(f"portal DB part (lock + upsert + close, 1 transaction): median {med(db_ms):.1f} ms")
     print(f"raw asyncpg same unnest upsert: median {med(raw_ms):.1f} ms -> portal DB part / raw = "
           f"{med(db_ms) / med(raw_ms):.2f}x")
+    for kind in ("steady", "close", "reopen"):
+        print(f"rollup triggers, {kind} cycle: DB part median {med(trig[True][kind]):.1f} ms with them, "
+              f"{med(trig[False][kind]):.1f} ms without -> {med(trig[True][kind]) / med(trig[False][kind]):.2f}x")
     print(f"naive one-upsert-per-pod (2,000 round trips): median {med(naive_ms):.0f} ms -> "
           f"{med(naive_ms) / med(db_ms):.1f}x slower than the portal's batched cycle")
 

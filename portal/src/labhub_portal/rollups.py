@@ -42,6 +42,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
@@ -363,7 +364,7 @@ ORDER BY key"""
 
 
 async def rollup_stats(session: AsyncSession, settings: Settings, group_by: GroupBy, lo: datetime, hi: datetime,
-                       now: datetime, user: str | None = None, department: str | None = None) -> list[dict] | None:
+                       now: datetime, user: str | None = None, department: str | None = None) -> list[dict[str, Any]] | None:
     """/api/stats from the rollups (the caller checked :func:`ready`); None when the range holds no
     full local day."""
     p = plan(lo, hi, group_by, settings.zone)
@@ -373,6 +374,8 @@ async def rollup_stats(session: AsyncSession, settings: Settings, group_by: Grou
     params.update(h_hi=p.head[1], t_lo=p.tail[0], t_all=p.tail_counts_all,
                   p_grain=[x.grain for x in p.pieces], p_period=[x.period for x in p.pieces],
                   p_key=[x.key for x in p.pieces], p_first=[x.first for x in p.pieces])
+    # a few thousand rows: starting parallel workers would cost more than they save
+    await session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
     rows = (await session.execute(text(_sql(group_by, user, department)), params)).mappings().all()
     return format_rows(rows, settings, group_by, lo, hi)
 
