@@ -312,3 +312,36 @@ async def test_another_zone_rebuilds_and_falls_back_until_then(pg_server, tx_ses
         assert await rollups.ready(s, taipei)
         await _agree(s, taipei, _ranges(ZoneInfo("Asia/Taipei"))[:3], FILTERS[:2])
         await _same_as_rebuild(s)
+
+
+async def test_built_at_start_retried_while_the_database_is_away_and_shown_in_status(pg_server, tx_sessionmaker,
+                                                                                       caplog):
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    from testlib import AUTH, running_app
+
+    settings = make_settings(pg_server, timezone="Europe/Berlin")
+    # a database that does not answer (nothing listens on the port): tried again, then given up
+    away = create_async_engine("postgresql+asyncpg://labhub@127.0.0.1:9/labhub",
+                               connect_args={"timeout": 2})
+    first = asyncio.Event()
+    assert await rollups.keep_ensuring(async_sessionmaker(away), settings, first, delays=(0.01, 0.01)) is None
+    await away.dispose()
+    assert first.is_set()
+    assert sum("next try in" in r.getMessage() for r in caplog.records) == 2
+    assert any("stayed unreachable" in r.getMessage() for r in caplog.records)
+    # the database answers: built on the first try, and /api/status says so
+    async with tx_sessionmaker() as s:
+        async with s.begin():
+            await _seed(s, random.Random(9), 50)
+    async with running_app(settings, sessionmaker=tx_sessionmaker) as (_app, client):
+        before = (await client.get("/api/status", headers=AUTH)).json()["usage_rollups"]
+        assert before == {"state": "not built: computed from the sessions"}
+        assert await rollups.keep_ensuring(tx_sessionmaker, settings) is not None
+        after = (await client.get("/api/status", headers=AUTH)).json()["usage_rollups"]
+        assert after["state"] == "ready" and after["zone"] == "Europe/Berlin" and after["build_seconds"] is not None
+    async with running_app(make_settings(pg_server, timezone="Asia/Taipei"), sessionmaker=tx_sessionmaker) as (_, client):
+        other = (await client.get("/api/status", headers=AUTH)).json()["usage_rollups"]
+        assert other["state"].startswith("built for another zone")

@@ -42,13 +42,9 @@ log = logging.getLogger("labhub_portal")
 _UNSET = object()
 
 
-async def _rollups_then_record(sessionmaker, settings: Settings, recorder: Recorder | None) -> None:
-    try:
-        await rollups.ensure(sessionmaker, settings)
-    except Exception as exc:  # the stats stay right without them, only slower
-        log.error("usage rollups not built (/api/stats computes from the sessions): %s", exc)
-    if recorder is not None:
-        await recorder.run_forever()
+async def _record_after(first_attempt: asyncio.Event, recorder: Recorder) -> None:
+    await first_attempt.wait()
+    await recorder.run_forever()
 
 
 def create_app(settings: Settings | None = None, *, cluster: ClusterClient | None | object = _UNSET,
@@ -78,8 +74,11 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterClient | Non
                 tasks.append(asyncio.create_task(app.state.pod_watch.run_forever(), name="pod-watch"))
             # the usage rollups are (re)built, when the zone or formula changed, before the recorder
             # starts writing; /api/stats computes from the sessions until they are ready
-            tasks.append(asyncio.create_task(_rollups_then_record(app.state.sessionmaker, settings,
-                                                                  app.state.recorder), name="recorder"))
+            first_attempt = asyncio.Event()
+            tasks.append(asyncio.create_task(rollups.keep_ensuring(app.state.sessionmaker, settings, first_attempt),
+                                             name="usage-rollups"))
+            if app.state.recorder is not None:
+                tasks.append(asyncio.create_task(_record_after(first_attempt, app.state.recorder), name="recorder"))
             if app.state.report_sync is not None:
                 tasks.append(asyncio.create_task(app.state.report_sync.run_forever(), name="report-sync"))
         log.info("portal %s started (cluster: %s, report sync: %s)", __version__,

@@ -36,16 +36,19 @@ until the build matches, /api/stats computes from the sessions.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import hashlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .billing import GIB
@@ -298,6 +301,54 @@ async def ensure(sessionmaker: async_sessionmaker[AsyncSession], settings: Setti
     return seconds
 
 
+# failures worth another try: the database not up yet, or gone for a moment
+_TRANSIENT = (OSError, TimeoutError, OperationalError, InterfaceError)
+
+
+async def keep_ensuring(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings,
+                        first_attempt: asyncio.Event | None = None,
+                        delays: Sequence[float] = (5, 15, 30, 60, 120, 300)) -> float | None:
+    """:func:`ensure`, tried again after each delay while the database cannot be reached (it may
+    start after the portal); any other failure is logged once.  ``first_attempt`` is set after the
+    first try, whatever its outcome (the recorder waits for it, so a build never races its first
+    cycle)."""
+    try:
+        for delay in (*delays, None):
+            try:
+                return await ensure(sessionmaker, settings)
+            except _TRANSIENT as exc:
+                if delay is None:
+                    log.error("usage rollups not built, the database stayed unreachable (/api/stats computes "
+                              "from the sessions until the portal restarts): %s", exc)
+                    return None
+                log.warning("usage rollups not built yet, the database is unreachable (%s); next try in %.0f s",
+                            exc, delay)
+            except Exception as exc:  # e.g. no right to create the triggers: a restart will not help
+                log.error("usage rollups not built (/api/stats computes from the sessions): %s", exc)
+                return None
+            if first_attempt is not None:
+                first_attempt.set()
+            await asyncio.sleep(delay)
+        return None
+    finally:
+        if first_attempt is not None:
+            first_attempt.set()
+
+
+async def describe(session: AsyncSession, settings: Settings) -> dict[str, Any]:
+    """For /api/status: whether /api/stats answers from the rollups, and their build."""
+    if dialect_name(session) != "postgresql":
+        return {"state": "not used (SQLite): computed from the sessions"}
+    row = (await session.execute(text("SELECT zone, version, built_at, build_seconds FROM usage_rollup_state "
+                                      "WHERE id = 1"))).first()
+    if row is None or row.zone is None:
+        return {"state": "not built: computed from the sessions"}
+    ready_now = row.zone == settings.timezone and row.version == VERSION
+    return {"state": "ready" if ready_now else "built for another zone or formula: computed from the sessions",
+            "zone": row.zone, "built_at": row.built_at.isoformat() if row.built_at else None,
+            "build_seconds": None if row.build_seconds is None else round(float(row.build_seconds), 1)}
+
+
 # --------------------------------------------------------------------------------------------------
 # Answering
 
@@ -380,4 +431,5 @@ async def rollup_stats(session: AsyncSession, settings: Settings, group_by: Grou
     return format_rows(rows, settings, group_by, lo, hi)
 
 
-__all__ = ["DDL", "REBUILD", "VERSION", "Piece", "Plan", "decompose", "ensure", "plan", "ready", "rollup_stats"]
+__all__ = ["DDL", "REBUILD", "VERSION", "Piece", "Plan", "decompose", "describe", "ensure", "keep_ensuring", "plan",
+           "ready", "rollup_stats"]

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from sqlalchemy import func, select
 
+from .. import rollups
 from ..db.engine import SessionDep
 from ..db.models import ContainerSession
 from ..stats_service import day_start, month_start, stats
@@ -87,5 +88,8 @@ async def get_stats(session: SessionDep, settings: SettingsDep, _: CurrentPrinci
 @router.get("/status", summary="Recorder and report-sync status (last cycle, errors)")
 async def status(request: Request, _: CurrentPrincipal) -> dict:
     watch = getattr(request.app.state, "pod_watch", None)
+    async with request.app.state.sessionmaker() as session:
+        usage_rollups = await rollups.describe(session, request.app.state.settings)
     return {"recorder": recorder_status(request).model_dump(), "report_sync": (await sync_status(request)).model_dump(),
-            "pod_watch": None if watch is None else {"synced": watch.synced, "error": watch.error, "lists": watch.lists}}
+            "pod_watch": None if watch is None else {"synced": watch.synced, "error": watch.error, "lists": watch.lists},
+            "usage_rollups": usage_rollups}
