@@ -269,7 +269,12 @@ async def ready(session: AsyncSession, settings: Settings) -> bool:
     if dialect_name(session) != "postgresql":
         return False
     row = (await session.execute(text("SELECT zone, version FROM usage_rollup_state WHERE id = 1"))).first()
-    return row is not None and row.zone == settings.timezone and row.version == VERSION
+    return row is not None and _matches(row, settings)
+
+
+def _matches(state: Any, settings: Settings) -> bool:
+    """A usage_rollup_state row was built for this portal's zone and formula."""
+    return bool(state.zone == settings.timezone and state.version == VERSION)
 
 
 async def ensure(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> float | None:
@@ -343,8 +348,7 @@ async def describe(session: AsyncSession, settings: Settings) -> dict[str, Any]:
                                       "WHERE id = 1"))).first()
     if row is None or row.zone is None:
         return {"state": "not built: computed from the sessions"}
-    ready_now = row.zone == settings.timezone and row.version == VERSION
-    return {"state": "ready" if ready_now else "built for another zone or formula: computed from the sessions",
+    return {"state": "ready" if _matches(row, settings) else "built for another zone or formula: computed from the sessions",
             "zone": row.zone, "built_at": row.built_at.isoformat() if row.built_at else None,
             "build_seconds": None if row.build_seconds is None else round(float(row.build_seconds), 1)}
 
