@@ -169,6 +169,25 @@ def test_smoke_test_fails_with_the_pod_reason_when_no_node_advertises_gpus(tmp_p
     assert all("nvidia.com/gpu" not in a for a in alloc.values())
 
 
+def test_helm_failure_names_each_workload_and_pod_that_is_not_ready(tmp_path, cluster):
+    """helm's --wait ends (gpu_operator_helm_timeout) while the operator's pod cannot be scheduled
+    (a nodeSelector no node matches, through gpu_operator_extra_values): the role fails with
+    helm's own error, then names the Deployment that is not available and its pod with the real
+    scheduler's reason."""
+    nodes, bundle, kubeconfig, hw = cluster
+    inv = write_inventory(tmp_path, nodes, bundle, kubeconfig, hw, extra={
+        "gpu_operator_helm_timeout": "15s",
+        "gpu_operator_extra_values": {"operator": {"nodeSelector": {"labhub.test/no-such-node": "true"}}}})
+    proc, _recap = run_role(tmp_path, inv)
+    assert proc.returncode != 0
+    text = " ".join(proc.stdout.split())
+    assert re.search(r"Failed to install chart 'gpu-operator-v25\.10\.1\.tgz' as release 'gpu-operator/\S+' due to: .*"
+                     r"context deadline exceeded", text), text[-3000:]
+    assert re.search(r"Not ready: .*Deployment gpu-operator/gpu-operator: 0 of 1 available, \d updated", text), text[-3000:]
+    assert re.search(r"pod gpu-operator-\S+ Pending \(PodScheduled Unschedulable: 0/3 nodes are available: "
+                     r"3 node\(s\) didn't match Pod's node affinity/selector", text), text[-3000:]
+
+
 def test_smoke_test_failure_is_reported_and_retried(tmp_path, cluster):
     """The CUDA program fails (a KWOK fault stage ends the smoke-test pod with exit code 1, as a
     kubelet reports a container that exited 1): the role fails with the Job's and the container's
