@@ -883,7 +883,7 @@ def m_install(info, prev):
         _write_snap_wrapper(rpath("snap/bin", cmd), target)
     cni = os.path.join(data, "args", "cni-network", "cni.yaml")
     if not os.path.exists(cni):
-        import sim_charts.microk8s_builtin as builtin  # pylint: disable=import-outside-toplevel
+        import microk8s_objects as builtin  # pylint: disable=import-outside-toplevel
         os.makedirs(os.path.dirname(cni), exist_ok=True)
         with open(cni, "w") as handle:
             handle.write(builtin.cni_yaml())
@@ -971,7 +971,7 @@ def _new_standalone_cluster():
 def _kube_bootstrap(cluster):
     """Register the new cluster with the broker. Its REAL control plane starts when something first
     needs the cluster's API (_api_server_up), which then applies what a fresh MicroK8s holds
-    (sim_charts/microk8s_builtin.py): a node that joins another cluster first never starts one.
+    (microk8s_objects.py): a node that joins another cluster first never starts one.
     Not like MicroK8s, whose kubelite starts at install; what a client sees is the same, since every
     way to reach the API (kubectl, config, helm3, the forwarder a config names) starts it first."""
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
@@ -983,7 +983,7 @@ def _real_bootstrap(cluster):
     """Start ``cluster``'s REAL control plane and serve the cluster from it: Node objects for its
     members, MicroK8s' own objects and its enabled addons applied (caller holds the lock)."""
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-    import sim_charts.microk8s_builtin as builtin  # pylint: disable=import-outside-toplevel
+    import microk8s_objects as builtin  # pylint: disable=import-outside-toplevel
     cid = cluster["id"]
     kube.want_plane(cid)
     kube.wait_plane(cid)
@@ -1024,7 +1024,7 @@ def _api_server_up():
 
 def _kube_addon(cluster, name, args, enable):
     import labhub_sim_kube as kube  # pylint: disable=import-outside-toplevel
-    import sim_charts.microk8s_builtin as builtin  # pylint: disable=import-outside-toplevel
+    import microk8s_objects as builtin  # pylint: disable=import-outside-toplevel
     if not kube.bootstrapped(cluster["id"]):
         return  # the bootstrap applies the enabled addons
     kube.apply_objects(cluster["id"], builtin.addon_objects(name, args), delete=not enable)

@@ -1,7 +1,7 @@
 """Roles calico and network_operator without a cluster, through the real ansible-playbook.
 
 calico: the in-place edit of MicroK8s' cni.yaml (the file the simulator writes from
-tests/simulator/sim_charts/microk8s_builtin.py, laid out like MicroK8s') for every IP autodetection
+tests/simulator/microk8s_objects.py, laid out like MicroK8s') for every IP autodetection
 method, MTU and encapsulation, and every refused input (the message names the variable; the file is
 untouched). network_operator: the chart values and NicClusterPolicy built from real
 labhub.platform.hardware_facts output on the hardware fixture trees, and the refusals (HCA settings
@@ -24,7 +24,7 @@ VENV_BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO / "tests" / "simulator"))
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 import hardware_trees  # noqa: E402  pylint: disable=wrong-import-position
-from sim_charts import microk8s_builtin  # noqa: E402  pylint: disable=wrong-import-position
+import microk8s_objects  # noqa: E402  pylint: disable=wrong-import-position
 
 MANIFEST = yaml.safe_load((REPO / "files" / "bundle-manifest.yml").read_text())
 REFS = {image["ref"] for image in MANIFEST["images"]}
@@ -58,7 +58,7 @@ def _calico(tmp_path, settings, *args):
     cni = snap / "args" / "cni-network" / "cni.yaml"
     if not cni.exists():
         cni.parent.mkdir(parents=True)
-        cni.write_text(microk8s_builtin.cni_yaml())
+        cni.write_text(microk8s_objects.cni_yaml())
     inventory = {"all": {"vars": settings, "children": {"labhub_control_plane": {"hosts": {
         "cp1": _host(calico_snap_data_dir=str(snap))}}}}}
     tasks = [{"name": "validate", "ansible.builtin.include_role": {"name": "labhub.platform.calico", "tasks_from": "validate"}},
@@ -75,6 +75,32 @@ def _cni_values(cni):
     return data["veth_mtu"], env["IP_AUTODETECTION_METHOD"], env["CALICO_IPV4POOL_VXLAN"], docs
 
 
+def _images(obj):
+    """Every container image of a Kubernetes object (containers and initContainers, at any depth)."""
+    if isinstance(obj, dict):
+        out = [obj["image"]] if isinstance(obj.get("image"), str) and "name" in obj else []
+        return out + [i for v in obj.values() for i in _images(v)]
+    if isinstance(obj, list):
+        return [i for v in obj for i in _images(v)]
+    return []
+
+
+def test_simulated_microk8s_objects_run_the_images_of_the_pinned_track():
+    """The simulator's models of MicroK8s' own objects (Calico's cni.yaml and the addons Labhub
+    enables) name exactly the images the bundle manifest pins for the track (used_by microk8s,
+    tests/simulator/README.md row 53), so a track bump that forgets either side fails here. The
+    ingress model is left out: Labhub refuses the 1.36 ingress addon (it fetches Traefik online)."""
+    objects = microk8s_objects.calico_objects() + microk8s_objects.install_objects()
+    for addon in ("dns", "hostpath-storage", "metrics-server"):
+        objects += microk8s_objects.addon_objects(addon)
+    used = set(_images(objects))
+    track = {i["ref"] for i in MANIFEST["images"] if "microk8s" in i["used_by"]}
+    assert used and used <= track, sorted(used - track)
+    # every image of the track but containerd's sandbox and the hostpath helper pods' busybox
+    # (neither is a container of these objects) is used by one of them
+    assert track - used == {"registry.k8s.io/pause:3.10", "docker.io/library/busybox:1.28.4"}, sorted(track - used)
+
+
 @pytest.mark.parametrize("settings, expected", [
     ({}, ("0", "first-found", "Always")),
     ({"calico_ip_autodetection_method": "interface", "calico_ip_autodetection_interface": r"^(eno1|ens\d+)$",
@@ -85,7 +111,7 @@ def _cni_values(cni):
       "calico_mtu": 1450}, ("1450", "can-reach=gw.lab.example.org", "Always")),
 ])
 def test_calico_edits_only_the_three_values_of_cni_yaml(tmp_path, settings, expected):
-    original = microk8s_builtin.cni_yaml()
+    original = microk8s_objects.cni_yaml()
     proc, cni = _calico(tmp_path, settings, "--check")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert cni.read_text() == original, "check mode wrote cni.yaml"
@@ -141,13 +167,13 @@ def test_calico_refuses_bad_settings_naming_the_variable(tmp_path, settings, var
     assert any(v == variable and p.startswith(problem) for _h, v, p, _e in rows), rows
     if variable == "calico_mtu" and "underlay" in problem:
         assert ("cp1", "calico_mtu", problem, "at most 1450") in rows, rows
-    assert cni.read_text() == microk8s_builtin.cni_yaml()
+    assert cni.read_text() == microk8s_objects.cni_yaml()
 
 
 def test_calico_refuses_a_cni_yaml_laid_out_differently(tmp_path):
     snap = tmp_path / "snap" / "args" / "cni-network"
     snap.mkdir(parents=True)
-    text = microk8s_builtin.cni_yaml().replace("veth_mtu", "mtu_of_veth")
+    text = microk8s_objects.cni_yaml().replace("veth_mtu", "mtu_of_veth")
     (snap / "cni.yaml").write_text(text)
     proc, cni = _calico(tmp_path, {"calico_mtu": 1450})
     assert proc.returncode != 0

@@ -3,7 +3,7 @@
 # Apache License 2.0 (see LICENSE)
 """Role labhub.platform.calico run by the real ansible-playbook against the SIMULATED snap/microk8s
 CLIs (labhub_sim.py), the harness' REAL control plane per simulated cluster (labhub_sim_kube.py)
-and MicroK8s' built-in Calico objects as the simulator models them (sim_charts/microk8s_builtin.py:
+and MicroK8s' built-in Calico objects as the simulator models them (tests/simulator/microk8s_objects.py:
 the cni.yaml file on the node, the calico-config ConfigMap, calico-node DaemonSet and
 default-ipv4-ippool applied to the API). Not a real-cluster test: no Calico runs; the real
 DaemonSet controller rolls calico-node pods when the pod template changes and KWOK marks them

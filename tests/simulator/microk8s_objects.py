@@ -1,19 +1,23 @@
 # -*- coding: utf-8 -*-
 # Copyright: Labhub engineers
 # Apache License 2.0 (see LICENSE)
-"""SIMULATED objects MicroK8s 1.30 creates itself (not a chart): what the fake API server
-(tests/simulator/labhub_kube.py) holds right after `snap install microk8s`, and what the core
-addons add when enabled. Test double: the objects are trimmed to the fields Labhub's roles and
-tests read; no container runs.
+"""SIMULATED objects MicroK8s 1.36 creates itself (not a chart): applied with the real kubectl to
+the harness's real control plane right after `snap install microk8s` (Calico's cni.yaml, the
+default dns addon) and when a core addon is enabled. Test double: the objects are trimmed to the
+fields Labhub's roles and tests read; KWOK plays their pods, no container runs.
 
-Sources: canonical/microk8s `upgrade-scripts/000-switch-to-calico/resources/calico.yaml` (the
-Calico manifest MicroK8s applies as `$SNAP_DATA/args/cni-network/cni.yaml`; MicroK8s 1.30 ships
-Calico v3.25), canonical/microk8s-core-addons `addons/dns`, `addons/hostpath-storage`,
-`addons/metrics-server`, `addons/ingress` (object names and namespaces).
+Sources, at the pinned track (tests/simulator/README.md, "Conformance", rows 4, 28 and 53):
+canonical/microk8s v1.36 `upgrade-scripts/000-switch-to-calico/resources/calico.yaml` (the
+Calico manifest MicroK8s applies as `$SNAP_DATA/args/cni-network/cni.yaml`: Calico v3.29.3),
+canonical/microk8s-core-addons (main at f6898115) `addons/dns/coredns.yaml`,
+`addons/hostpath-storage/storage.yaml`, `addons/metrics-server/metrics-server.yaml` (object
+names, namespaces and images: the same images as the bundle manifest's `used_by: [microk8s]`,
+checked by tests/unit/test_calico_network_operator_render.py). The `ingress` model is the older
+nginx addon: the 1.36 addon fetches Traefik from the internet, which Labhub refuses (row 28).
 """
 from __future__ import annotations
 
-CALICO_VERSION = "v3.25.1"
+CALICO_VERSION = "v3.29.3"
 CALICO_POOL_CIDR = "10.1.0.0/16"
 
 # (plural, kind, scope) of the Calico CRDs (group crd.projectcalico.org, version v1)
@@ -192,7 +196,7 @@ def addon_objects(name, args=None):
                                   "ip6.arpa {\n      pods insecure\n      fallthrough in-addr.arpa ip6.arpa\n    }\n"
                                   "    prometheus :9153\n    forward . %s\n    cache 30\n    loop\n    reload\n"
                                   "    loadbalance\n}\n" % " ".join(args or ["/etc/resolv.conf"])}},
-            _deployment("coredns", "kube-system", {"k8s-app": "kube-dns"}, "coredns/coredns:1.10.1"),
+            _deployment("coredns", "kube-system", {"k8s-app": "kube-dns"}, "docker.io/coredns/coredns:1.14.3"),
             {"apiVersion": "v1", "kind": "Service",
              "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
              "spec": {"selector": {"k8s-app": "kube-dns"}, "clusterIP": "10.152.183.10",
@@ -207,7 +211,7 @@ def addon_objects(name, args=None):
             {"apiVersion": "v1", "kind": "ServiceAccount",
              "metadata": {"name": "microk8s-hostpath", "namespace": "kube-system"}},
             _deployment("hostpath-provisioner", "kube-system", {"k8s-app": "hostpath-provisioner"},
-                        "cdkbot/hostpath-provisioner:1.5.0",
+                        "docker.io/cdkbot/hostpath-provisioner:1.6.0",
                         extra_spec={"serviceAccountName": "microk8s-hostpath"}),
             {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
              "metadata": {"name": "microk8s-hostpath", "annotations": {
@@ -220,7 +224,7 @@ def addon_objects(name, args=None):
             {"apiVersion": "v1", "kind": "ServiceAccount",
              "metadata": {"name": "metrics-server", "namespace": "kube-system"}},
             _deployment("metrics-server", "kube-system", {"k8s-app": "metrics-server"},
-                        "registry.k8s.io/metrics-server/metrics-server:v0.6.3"),
+                        "registry.k8s.io/metrics-server/metrics-server:v0.8.1"),
             {"apiVersion": "v1", "kind": "Service",
              "metadata": {"name": "metrics-server", "namespace": "kube-system",
                           "labels": {"k8s-app": "metrics-server"}},
