@@ -68,18 +68,19 @@ c.JupyterHub.cleanup_servers = True
 c.JupyterHub.log_level = "DEBUG"
 c.JupyterHub.services = [{{"name": "labhub-test", "api_token": {token!r}}}]
 c.JupyterHub.load_roles = [
-    {{"name": "labhub-test-reader", "scopes": ["read:users", "read:groups", "admin:users"],
+    {{"name": "labhub-test-reader", "scopes": ["read:users", "read:groups", "admin:users", "admin:servers"],
       "services": ["labhub-test"]}},
 ]
 with open({labhub_config!r}) as handle:
     labhub_hub.configure(c, json.load(handle), spawner={with_spawner!r})
+{extra_config}
 """
 
 
 class Hub:
     """A running JupyterHub with Labhub's configuration."""
 
-    def __init__(self, tmp_path, labhub_config, env=None, with_spawner=False):
+    def __init__(self, tmp_path, labhub_config, env=None, with_spawner=False, extra_config=""):
         self.dir = tmp_path
         self.port = free_port()
         self.hub_port = free_port()
@@ -102,6 +103,7 @@ class Hub:
                 token=self.token,
                 labhub_config=str(tmp_path / "labhub.json"),
                 with_spawner=with_spawner,
+                extra_config=extra_config,
             )
         )
         self.env = dict(os.environ, CONFIGPROXY_AUTH_TOKEN=secrets.token_hex(16), **(env or {}))
@@ -165,10 +167,10 @@ class Hub:
 def start_hub(tmp_path):
     hubs = []
 
-    def _start(labhub_config, env=None, name="hub", with_spawner=False):
+    def _start(labhub_config, env=None, name="hub", with_spawner=False, extra_config=""):
         d = tmp_path / name
         d.mkdir()
-        hub = Hub(d, labhub_config, env=env, with_spawner=with_spawner)
+        hub = Hub(d, labhub_config, env=env, with_spawner=with_spawner, extra_config=extra_config)
         hubs.append(hub)
         return hub.start()
 

@@ -6,8 +6,11 @@ construction (tests/kubeconfig-no-cluster.yaml points at an address where
 nothing listens) and builds clients lazily; rendering the form, parsing it,
 load_user_options and get_pod_manifest are pure and never call the API.  The
 capacity of nodes for the dynamic form comes from the *static* capacity source
-(a product feature) or, for KubernetesCapacitySource, from kubernetes_asyncio
-V1Node model objects built in the test (a labelled fake of `list_node`).
+(a product feature) or, for KubernetesCapacitySource's parsing of allocatable
+values, from kubernetes_asyncio V1Node model objects built in the test (a
+labelled fake of `list_node`). The same source listing the nodes of a REAL API
+server, and KubeSpawner creating, scheduling and deleting pods there, run in
+tests/test_spawn_kube.py.
 """
 
 import asyncio
