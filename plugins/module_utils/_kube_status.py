@@ -68,8 +68,9 @@ def pod_reason(pod):
         waiting = _get(cs, "state", "waiting")
         ended = _get(cs, "state", "terminated")
         if waiting is not None:
-            bits.append("container %s waiting: %s%s" % (cs.get("name", "?"), waiting.get("reason") or "",
-                                                         (" " + waiting["message"]) if waiting.get("message") else ""))
+            bits.append("container %s waiting: %s%s" % (
+                cs.get("name", "?"), waiting.get("reason") or "",
+                (" " + waiting["message"]) if waiting.get("message") else ""))
         if ended is not None and (ended.get("exitCode") or 0) != 0:
             bits.append("container %s terminated: %s (exit code %s)%s" % (
                 cs.get("name", "?"), ended.get("reason") or "", ended.get("exitCode"),
