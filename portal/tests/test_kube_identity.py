@@ -50,7 +50,8 @@ def test_the_roles_kubeconfig_authenticates_as_the_roles_service_account(kube_cl
     admin = kube_cluster.admin
     role = admin.must("GET", "/apis/rbac.authorization.k8s.io/v1/namespaces/jhub/roles/labhub-portal", what="read Role")
     assert role["metadata"]["labels"] == ROLE_LABELS
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "delete"]}]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "delete"]},
+                             {"apiGroups": ["metrics.k8s.io"], "resources": ["pods"], "verbs": ["get", "list"]}]
     nodes = admin.must("GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles/labhub-portal-jhub-node-reader",
                        what="read ClusterRole")
     assert nodes["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]}]

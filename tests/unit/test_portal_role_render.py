@@ -132,10 +132,11 @@ def test_render_writes_least_privilege_objects(default_render):
     assert secret["metadata"]["annotations"] == {"kubernetes.io/service-account.name": "labhub-portal"}
     assert secret["metadata"]["namespace"] == "jhub"
 
-    # Namespaced Role: pods only, read + delete, nothing else.
+    # Namespaced Role: pods read + delete, their metrics read, nothing else.
     assert role["kind"] == "Role" and role["metadata"]["namespace"] == "jhub"
     assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"],
-                              "verbs": ["get", "list", "watch", "delete"]}]
+                              "verbs": ["get", "list", "watch", "delete"]},
+                             {"apiGroups": ["metrics.k8s.io"], "resources": ["pods"], "verbs": ["get", "list"]}]
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "labhub-portal"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "labhub-portal", "namespace": "jhub"}]
 

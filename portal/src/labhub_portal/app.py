@@ -9,6 +9,7 @@ State for routers (also the web UI) lives in ``app.state``:
 - ``app.state.recorder``     Recorder (``.status`` = last cycle) or None
 - ``app.state.report_sync``  ReportSync or None (no MySQL configured)
 - ``app.state.pod_watch``    PodWatch (the live pod list kept by a watch) or None (no real API server)
+- ``app.state.pod_usage``    PodUsage (actual CPU/memory from metrics.k8s.io, read when asked) or None
 - ``app.state.hub``          HubClient or None (no hub API configured)
 """
 
@@ -29,6 +30,7 @@ from .apidocs import document_common_statuses, mount_api_docs
 from .bodylimit import BodyLimitMiddleware
 from .hosts import HostCheckMiddleware, allowed_hosts
 from .cluster import ClusterClient, KubernetesClusterClient, PodWatch, cluster_from_settings
+from .podusage import PodUsage
 from .config import Settings
 from .db.engine import make_engine, make_sessionmaker
 from .hubapi import HubClient
@@ -68,6 +70,9 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterClient | Non
         # the live pod list (/api/pods, Pods page) from a watch on a real API server
         app.state.pod_watch = (PodWatch(app.state.cluster)
                                if isinstance(app.state.cluster, KubernetesClusterClient) else None)
+        # actual CPU and memory of the running servers (metrics.k8s.io), read when asked
+        app.state.pod_usage = (PodUsage(app.state.cluster, ttl=settings.usage_metrics_ttl, timeout=settings.kube_timeout)
+                               if app.state.cluster is not None else None)
         tasks: list[asyncio.Task] = []
         if start_services:
             if app.state.pod_watch is not None:

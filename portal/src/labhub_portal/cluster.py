@@ -249,6 +249,40 @@ _HINTS = {
 }
 
 
+def _window_seconds(value: Any) -> Decimal | None:
+    """A metav1.Duration as metrics-server writes it (Go's time.Duration text: "15s", "1m0s", "30.5s")."""
+    if not isinstance(value, str):
+        return None
+    seconds: dict[str, Decimal] = {"h": Decimal(3600), "m": Decimal(60), "s": Decimal(1), "ms": Decimal("0.001")}
+    total, matched = Decimal(0), 0
+    for number, unit in re.findall(r"([0-9.]+)(h|ms|m|s)", value):
+        total += Decimal(number) * seconds[unit]
+        matched += len(number) + len(unit)
+    return total if matched == len(value) and matched else None
+
+
+def podmetrics_to_usage(items: list[dict]) -> dict[str, dict[str, Decimal]]:
+    """PodMetrics items -> pod name -> {"cpu": cores, "memory": bytes[, "window": seconds]}: the
+    containers' usage summed (k8s.io/metrics pkg/apis/metrics/v1beta1 types.go: PodMetrics has
+    timestamp, window and containers[].usage, a ResourceList of cpu and memory quantities)."""
+    out: dict[str, dict[str, Decimal]] = {}
+    for item in items:
+        name = (item.get("metadata") or {}).get("name")
+        if not name:
+            continue
+        cpu, memory = Decimal(0), Decimal(0)
+        for container in item.get("containers") or []:
+            usage = container.get("usage") or {}
+            cpu += parse_quantity(usage.get("cpu")) or 0
+            memory += parse_quantity(usage.get("memory")) or 0
+        entry = {"cpu": cpu, "memory": memory}
+        window = _window_seconds(item.get("window"))
+        if window is not None:
+            entry["window"] = window
+        out[name] = entry
+    return out
+
+
 def http_error(what: str, status: int, body: bytes) -> ClusterError:
     """"Failed to <what> due to: HTTP <status> <reason>: <message of the API's Status>" (+ a hint for 401/403)."""
     reason, message = "", ""
@@ -400,6 +434,17 @@ class KubernetesClusterClient:
             raise
         return {(item.get("metadata") or {}).get("name", ""): (item.get("metadata") or {}).get("labels") or {}
                 for item in data.get("items") or []}
+
+    async def pod_usage(self) -> dict[str, dict[str, Decimal]]:
+        """Actual use of each single-user pod from the resource metrics API (metrics.k8s.io/v1beta1
+        PodMetrics, served by metrics-server, MicroK8s' metrics-server addon): pod name ->
+        ``{"cpu": cores, "memory": bytes}`` summed over its containers, with ``"window"`` (the
+        seconds the CPU rate is averaged over). ClusterError with ``status`` 404 when the cluster
+        does not serve the API, 503 while its backend is unavailable, 403 without the Role's rule."""
+        data = await self._get_json(f"/apis/metrics.k8s.io/v1beta1/namespaces/{self.namespace}/pods",
+                                    f"read pod metrics of namespace '{self.namespace}'",
+                                    [("labelSelector", self.selector)])
+        return podmetrics_to_usage(data.get("items") or [])
 
     async def delete_pod(self, name: str) -> None:
         status, body = await self._request("DELETE", f"/api/v1/namespaces/{self.namespace}/pods/{name}")

@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     singleuser_selector: str = Field("component=singleuser-server",
                                      description="Label selector of single-user pods.")
     kube_timeout: float = Field(10.0, gt=0, description="Seconds before a Kubernetes API call is abandoned.")
+    usage_metrics_ttl: float = Field(15.0, gt=0, le=3600,
+                                     description="Seconds a reading of the pods' actual CPU and memory use "
+                                                 "(metrics.k8s.io) is reused before the next one (metrics-server "
+                                                 "refreshes every 15-60 s).")
     record_interval: float = Field(30.0, gt=0, description="Seconds between recorder cycles.")
     gap_intervals: int = Field(3, ge=1, description="N: a pod unobserved for more than N record intervals is "
                                                     "in a gap (see README, gap rule).")

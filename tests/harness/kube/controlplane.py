@@ -194,6 +194,8 @@ class ControlPlane:
     def make_pki(self) -> None:
         pki = self.pki
         if (pki / "ca.crt").exists():
+            if not (pki / "front-proxy-client.crt").exists():  # a PKI made before aggregation was on
+                write_cert(pki, "front-proxy-client", "/CN=front-proxy-client")
             return
         pki.mkdir(parents=True, exist_ok=True)
         os.chmod(pki, 0o700)
@@ -214,6 +216,7 @@ class ControlPlane:
         write_cert(pki, "controller-manager", "/CN=system:kube-controller-manager")
         write_cert(pki, "scheduler", "/CN=system:kube-scheduler")
         write_cert(pki, "kwok", "/O=system:masters/CN=kwok")
+        write_cert(pki, "front-proxy-client", "/CN=front-proxy-client")
         openssl("ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", "sa.key", cwd=pki)
         openssl("ec", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
 
@@ -266,6 +269,17 @@ class ControlPlane:
             "--anonymous-auth=false",
             "--profiling=false",
             "--endpoint-reconciler-type=none",
+            # API aggregation (an APIService such as metrics.k8s.io, tests/harness/kube/metrics_api.py):
+            # the API server proxies to the backend with the front-proxy client certificate and the
+            # caller's identity in X-Remote-* headers, to the Service's endpoint (no kube-proxy here)
+            f"--requestheader-client-ca-file={pki / 'ca.crt'}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+            "--enable-aggregator-routing=true",
         ])
         self.write_kubeconfigs()
         self.wait_ready()

@@ -17,7 +17,7 @@ from ..db.models import AuditLog
 from ..config import Settings
 from ..hubapi import HubError
 from .common import CurrentPrincipal, SettingsDep, local_iso
-from .schemas import PodItem, PodList, StopRequest, StopResponse, StopResult
+from .schemas import PodItem, PodList, StopRequest, StopResponse, StopResult, UsageReading
 
 router = APIRouter(prefix="/api", tags=["pods"])
 log = logging.getLogger("labhub_portal.stop")
@@ -95,18 +95,26 @@ async def pod_list(request: Request, settings: Settings) -> PodList:
         observations = pods_to_observations(pods, node_labels, settings.hub_namespace)
         if key is not None:
             request.app.state.pod_observations = (key, observations)
+    usage = getattr(request.app.state, "pod_usage", None)
+    reading = await usage.current() if usage is not None else None
+    used = reading.usage if reading is not None else {}
     now = datetime.now(timezone.utc)
     items = []
     for o in observations:
+        pod_used = used.get(o.pod_name)
         items.append(PodItem(pod_name=o.pod_name, pod_uid=o.pod_uid, namespace=o.namespace, username=o.username,
                              server_name=o.server_name, image=o.image, profile=o.profile, node=o.node, phase=o.phase,
                              ready=o.ready, deleting=o.deleting, started_at=local_iso(o.started_at, settings),
                              age_seconds=(now - o.started_at).total_seconds() if o.started_at else None,
                              cpu_request=o.cpu_request, cpu_limit=o.cpu_limit, memory_request=o.memory_request,
                              memory_limit=o.memory_limit, gpu_request=o.gpu_request, gpu_limit=o.gpu_limit,
-                             gpu_model=o.gpu_model))
+                             gpu_model=o.gpu_model,
+                             cpu_usage=float(pod_used["cpu"]) if pod_used else None,
+                             memory_usage=int(pod_used["memory"]) if pod_used else None))
     items.sort(key=lambda p: (p.username, p.pod_name))
-    return PodList(namespace=settings.hub_namespace, pods=items)
+    state = UsageReading(state=reading.state, detail=reading.detail, read_at=local_iso(reading.at, settings)) \
+        if reading is not None else UsageReading(state="unknown", detail="no cluster configured")
+    return PodList(namespace=settings.hub_namespace, pods=items, usage=state)
 
 
 async def _delete_pod(cluster, name: str, timeout: float, hub_error: str | None) -> StopResult:

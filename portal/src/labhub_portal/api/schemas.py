@@ -132,11 +132,22 @@ class PodItem(BaseModel):
     gpu_request: int
     gpu_limit: int
     gpu_model: str | None
+    cpu_usage: float | None = Field(None, description="CPU cores in use (metrics.k8s.io, averaged over its "
+                                                      "window); null when not read")
+    memory_usage: int | None = Field(None, description="memory in use, bytes (working set); null when not read")
+
+
+class UsageReading(BaseModel):
+    state: str = Field(description="ok, not served (no metrics.k8s.io), forbidden (the portal's Role), "
+                                   "unavailable (the API failed) or unknown (no cluster)")
+    detail: str = ""
+    read_at: str | None = Field(None, description="when the metrics were read, in the portal's zone")
 
 
 class PodList(BaseModel):
     namespace: str
     pods: list[PodItem]
+    usage: UsageReading = Field(default_factory=lambda: UsageReading(state="unknown"))
 
 
 class StopRequest(BaseModel):

@@ -17,10 +17,12 @@ can assert what the portal asked for.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import random
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from kubernetes_asyncio.client import (
     V1Container,
@@ -339,6 +341,23 @@ class SimulatedCluster:
             raise SimulatedPodNotFound(f"pods {name!r} not found in namespace {self.namespace!r}")
         del self._servers[name]
         self.deleted_pods.append(name)
+
+    async def pod_usage(self) -> dict[str, dict[str, Decimal]]:
+        """What metrics-server would report for the running servers (metrics.k8s.io): SIMULATED,
+        each server between 5 % and 95 % of its limits, drifting slowly (a sine of about
+        20 minutes with a phase from the pod's uid)."""
+        self._count("pod_usage")
+        minutes = self.clock().timestamp() / 60
+        out: dict[str, dict[str, Decimal]] = {}
+        for s in self._servers.values():
+            if s.phase != "Running":
+                continue
+            phase = int(s.uid.replace("-", "")[:8], 16) / 0xFFFFFFFF * 2 * math.pi
+            share = 0.5 + 0.45 * math.sin(minutes / 20 * 2 * math.pi + phase)
+            out[s.name] = {"cpu": Decimal(str(round(s.profile.cpu_limit * share, 3))),
+                           "memory": Decimal(int(s.profile.mem_limit_gib * 2**30 * (0.3 + 0.6 * share))),
+                           "window": Decimal(15)}
+        return out
 
     async def ping(self) -> None:
         self._count("ping")

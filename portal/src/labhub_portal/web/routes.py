@@ -142,6 +142,16 @@ def _gib(value: int | None) -> str:
     return f"{value / GIB:g} GiB"
 
 
+def _used(value: float | None, limit: float | None, unit: str, scale: float = 1.0) -> str:
+    """Actual use as text, with its share of the limit: "0.25 cores (13 % of 2)", "1.5 GiB (38 % of 4)"."""
+    if value is None:
+        return "—"
+    text = f"{value / scale:.2f} {unit}"
+    if limit:
+        text += f" ({100 * value / limit:.0f} % of {limit / scale:g})"
+    return text
+
+
 def _amount(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}"
 
@@ -482,9 +492,9 @@ async def _pod_context(request: Request, session, principal: Principal) -> dict:
     pods = []
     try:
         listing = await pods_api.pod_list(request, settings)
-        items = listing.pods
+        items, usage = listing.pods, listing.usage
     except HTTPException as exc:  # the page says "Cluster unavailable: <reason>" itself
-        cluster_error, items = str(exc.detail).removeprefix("cluster unavailable: "), []
+        cluster_error, items, usage = str(exc.detail).removeprefix("cluster unavailable: "), [], None
     uids = [p.pod_uid for p in items]
     names = {p.username for p in items}
     database_error = None
@@ -513,13 +523,19 @@ async def _pod_context(request: Request, session, principal: Principal) -> dict:
             "name": p.pod_name, "username": p.username, "department": dept,
             "phase": p.phase, "deleting": p.deleting, "profile": p.profile, "node": p.node,
             "cpu": cpu, "memory": memory, "gpus": p.gpu_request, "gpu_model": p.gpu_model,
+            "cpu_used": _used(p.cpu_usage, p.cpu_limit, "cores"),
+            "memory_used": _used(p.memory_usage, p.memory_limit, "GiB", GIB),
             "started": _local(started, settings) if started else "—",
             "started_iso": started.astimezone(timezone.utc).isoformat() if started else "",
             "age": _duration(p.age_seconds), "cost": _money(float(cost), settings.currency) if cost is not None else "—",
             "summary": f"{p.gpu_request} GPU" if p.gpu_request else f"{_cores(p.cpu_request)} CPU cores",
         })
+    # why the "in use" lines are empty, when they are (no metrics API, no permission, an outage)
+    usage_note = None
+    if usage is not None and usage.state != "ok" and items:
+        usage_note = f"Actual CPU and memory use not shown ({usage.state}): {usage.detail}"
     return {"pods": pods, "cluster_error": cluster_error, "database_error": database_error,
-            "namespace": settings.hub_namespace}
+            "namespace": settings.hub_namespace, "usage_note": usage_note}
 
 
 @router.get("/pods", name="web_pods", response_class=HTMLResponse)
