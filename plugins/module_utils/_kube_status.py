@@ -94,34 +94,31 @@ def job_reasons(job, pods):
     return out
 
 
+#: kind -> (where its wanted count is: section, field, default), its ready counter, its updated
+#: counter (None: not compared), how the counts read
+_WORKLOADS = {
+    "Deployment": (("spec", "replicas", 1), "availableReplicas", "updatedReplicas", "%d of %d available, %d updated"),
+    "DaemonSet": (("status", "desiredNumberScheduled", 0), "numberReady", "updatedNumberScheduled",
+                  "%d of %d scheduled pods ready, %d updated"),
+    "StatefulSet": (("spec", "replicas", 1), "readyReplicas", None, "%d of %d ready"),
+}
+
+
 def workload_problem(obj):
     """None when the Deployment, DaemonSet or StatefulSet is ready, else ``Kind ns/name: why``."""
     kind = obj.get("kind") or "?"
-    spec = obj.get("spec") or {}
-    status = obj.get("status") or {}
-    if kind == "Deployment":
-        want = spec.get("replicas", 1)
-        ready = status.get("availableReplicas") or 0
-        updated = status.get("updatedReplicas") or 0
-        if ready >= want and updated >= want:
-            return None
-        why = "%d of %d available, %d updated" % (ready, want, updated)
-    elif kind == "DaemonSet":
-        want = status.get("desiredNumberScheduled") or 0
-        ready = status.get("numberReady") or 0
-        updated = status.get("updatedNumberScheduled") or 0
-        if ready >= want and updated >= want:
-            return None
-        why = "%d of %d scheduled pods ready, %d updated" % (ready, want, updated)
-    elif kind == "StatefulSet":
-        want = spec.get("replicas", 1)
-        ready = status.get("readyReplicas") or 0
-        if ready >= want:
-            return None
-        why = "%d of %d ready" % (ready, want)
-    else:
+    if kind not in _WORKLOADS:
         return None
-    return "%s %s: %s" % (kind, _qualified(obj), why)
+    (section, field, default), ready_field, updated_field, text = _WORKLOADS[kind]
+    status = obj.get("status") or {}
+    want = (obj.get(section) or {}).get(field, default) or 0
+    ready = status.get(ready_field) or 0
+    counts = (ready, want)
+    if updated_field is not None:
+        counts += (status.get(updated_field) or 0,)
+    if min((ready,) + counts[2:]) >= want:
+        return None
+    return "%s %s: %s" % (kind, _qualified(obj), text % counts)
 
 
 def not_ready(objects, kind):
