@@ -67,6 +67,7 @@ SOURCES = {
     "MYSQL_TABLE": "portal_mysql_table",
     "MYSQL_URL": "portal_mysql_url",
     "OAUTH_CLIENT_ID": "portal_oauth_client_id",
+    "PROMETHEUS_URL": "portal_prometheus_url",
     "RECORD_INTERVAL": "portal_record_interval",
     "REPORT_SYNC_INTERVAL": "portal_report_sync_interval",
     "TIMEZONE": "portal_timezone",

@@ -25,6 +25,8 @@ PACKAGES=(
   containerd skopeo
   # throwaway database servers for the portal tests
   postgresql mariadb-server
+  # a real Prometheus (and promtool) the portal's GPU utilisation tests start on a private port
+  prometheus
   # headless browser tests of the portal UI (Playwright drives /usr/bin/chromium)
   chromium
   # configurable-http-proxy for the real JupyterHub of files/hub and the jupyterhub role tests

@@ -10,6 +10,7 @@ State for routers (also the web UI) lives in ``app.state``:
 - ``app.state.report_sync``  ReportSync or None (no MySQL configured)
 - ``app.state.pod_watch``    PodWatch (the live pod list kept by a watch) or None (no real API server)
 - ``app.state.pod_usage``    PodUsage (actual CPU/memory from metrics.k8s.io, read when asked) or None
+- ``app.state.gpu_usage``    GpuUsage (GPU utilisation and memory from Prometheus, when configured)
 - ``app.state.hub``          HubClient or None (no hub API configured)
 """
 
@@ -30,7 +31,7 @@ from .apidocs import document_common_statuses, mount_api_docs
 from .bodylimit import BodyLimitMiddleware
 from .hosts import HostCheckMiddleware, allowed_hosts
 from .cluster import ClusterClient, KubernetesClusterClient, PodWatch, cluster_from_settings
-from .podusage import PodUsage
+from .podusage import GpuUsage, PodUsage
 from .config import Settings
 from .db.engine import make_engine, make_sessionmaker
 from .hubapi import HubClient
@@ -73,6 +74,9 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterClient | Non
         # actual CPU and memory of the running servers (metrics.k8s.io), read when asked
         app.state.pod_usage = (PodUsage(app.state.cluster, ttl=settings.usage_metrics_ttl, timeout=settings.kube_timeout)
                                if app.state.cluster is not None else None)
+        # GPU utilisation and memory of the running servers (Prometheus, the DCGM exporter's metrics)
+        app.state.gpu_usage = GpuUsage(settings.prometheus_url, settings.hub_namespace, ttl=settings.usage_metrics_ttl,
+                                       timeout=settings.prometheus_timeout)
         tasks: list[asyncio.Task] = []
         if start_services:
             if app.state.pod_watch is not None:

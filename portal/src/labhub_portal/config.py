@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     singleuser_selector: str = Field("component=singleuser-server",
                                      description="Label selector of single-user pods.")
     kube_timeout: float = Field(10.0, gt=0, description="Seconds before a Kubernetes API call is abandoned.")
+    prometheus_url: str | None = Field(None, description="Prometheus that scrapes the GPU Operator's DCGM exporter "
+                                                        "(e.g. http://prometheus:9090): each running server's GPU "
+                                                        "utilisation and memory on the Pods page; unset: not shown.")
+    prometheus_timeout: float = Field(10.0, gt=0, description="Seconds before a Prometheus query is abandoned.")
     usage_metrics_ttl: float = Field(15.0, gt=0, le=3600,
                                      description="Seconds a reading of the pods' actual CPU and memory use "
                                                  "(metrics.k8s.io) is reused before the next one (metrics-server "
@@ -176,14 +180,21 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown IANA time zone {value!r}") from exc
         return value
 
-    @field_validator("hub_api_url", "hub_public_url", "base_url")
+    @field_validator("hub_api_url", "hub_public_url", "base_url", "prometheus_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         if value is None:
             return None
         return value.strip().rstrip("/")
 
-    @field_validator("token", "cookie_secret", "hub_api_token", mode="before")
+    @field_validator("prometheus_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("token", "cookie_secret", "hub_api_token", "prometheus_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value):
         if isinstance(value, str) and value.strip() == "":

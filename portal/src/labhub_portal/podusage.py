@@ -1,4 +1,5 @@
-"""Actual CPU and memory use of the running servers, from the cluster's resource metrics API.
+"""Actual CPU and memory use of the running servers, from the cluster's resource metrics API, and
+their GPU utilisation and GPU memory from Prometheus (the DCGM exporter's metrics), where configured.
 
 MicroK8s' ``metrics-server`` addon (enabled by Labhub) serves ``metrics.k8s.io/v1beta1``: per pod,
 the CPU rate averaged over a short window and the memory working set, refreshed every scrape
@@ -17,10 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 
+import httpx
+
 from .cluster import ClusterError
 
-#: state -> what the pods page says about the usage columns
-STATES = ("unknown", "ok", "not served", "forbidden", "unavailable")
+#: the states of a reading (what the pods page says about the usage lines)
+STATES = ("unknown", "ok", "not served", "forbidden", "unavailable", "not configured")
 
 
 @dataclass
@@ -69,3 +72,80 @@ class PodUsage:
             return Reading("unavailable", f"Failed to read pod metrics due to: {type(exc).__name__} "
                                           f"(no answer within {self.timeout:g} s)", now)
         return Reading("ok", "", now, usage)
+
+
+#: What the GPU Operator's DCGM exporter (dcgm-exporter 4.4.2-4.7.0) reports per GPU, labelled with
+#: the pod, namespace and container holding it (internal/pkg/transformation/const.go: "pod",
+#: "namespace", "container"), kept by a scrape with honor_labels: the GPU utilisation in % and the
+#: frame buffer in use in MiB (etc/default-counters.csv: DCGM_FI_DEV_GPU_UTIL, DCGM_FI_DEV_FB_USED).
+GPU_QUERIES = {
+    "gpu_util": 'avg by (pod) (DCGM_FI_DEV_GPU_UTIL{{namespace="{ns}",pod!=""}})',
+    "gpu_memory": 'sum by (pod) (DCGM_FI_DEV_FB_USED{{namespace="{ns}",pod!=""}}) * 1048576',
+}
+
+
+class GpuUsage:
+    """Each running server's GPU utilisation (average over its GPUs, %) and GPU memory in use
+    (bytes) from Prometheus, read when asked at most once per ``ttl`` seconds, never failing a
+    request: ``not configured`` without ``PORTAL_PROMETHEUS_URL``, ``unavailable`` with the reason
+    when Prometheus does not answer or refuses the query."""
+
+    def __init__(self, url: str | None, namespace: str, *, ttl: float = 15.0, timeout: float = 10.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.url = url
+        self.namespace = namespace
+        self.ttl = ttl
+        self.timeout = timeout
+        self.transport = transport
+        self.reading = Reading() if url else Reading("not configured", "PORTAL_PROMETHEUS_URL is not set")
+        self._read_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def current(self) -> Reading:
+        if self.url is None or time.monotonic() - self._read_at < self.ttl or self._lock.locked():
+            return self.reading
+        async with self._lock:
+            self.reading = await self._read(self.url)
+            self._read_at = time.monotonic()
+        return self.reading
+
+    async def _query(self, client: httpx.AsyncClient, url: str, query: str) -> dict[str, Decimal]:
+        response = await client.get(f"{url}/api/v1/query", params={"query": query})
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code != 200 or body.get("status") != "success":
+            reason = body.get("error") or response.reason_phrase
+            raise PrometheusError(f"HTTP {response.status_code} {reason}")
+        out: dict[str, Decimal] = {}
+        for series in (body.get("data") or {}).get("result") or []:
+            pod = (series.get("metric") or {}).get("pod")
+            value = (series.get("value") or [None, None])[1]
+            try:
+                number = Decimal(str(value))
+            except ArithmeticError:
+                continue
+            if pod and number.is_finite():
+                out[pod] = number
+        return out
+
+    async def _read(self, url: str) -> Reading:
+        now = datetime.now(timezone.utc)
+        usage: dict[str, dict[str, Decimal]] = {}
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout, transport=self.transport) as client:
+                for key, query in GPU_QUERIES.items():
+                    for pod, value in (await self._query(client, url, query.format(ns=self.namespace))).items():
+                        usage.setdefault(pod, {})[key] = value
+        except PrometheusError as exc:
+            return Reading("unavailable", f"Failed to query Prometheus at {url} due to: {exc}", now)
+        except httpx.HTTPError as exc:
+            hint = f" (no answer within {self.timeout:g} s)" if isinstance(exc, httpx.TimeoutException) else ""
+            return Reading("unavailable", f"Failed to query Prometheus at {url} due to: {type(exc).__name__}: "
+                                          f"{exc}{hint}", now)
+        return Reading("ok", "", now, usage)
+
+
+class PrometheusError(Exception):
+    """Prometheus answered the query with an error."""

@@ -16,6 +16,7 @@ from ..db.engine import SessionDep
 from ..db.models import AuditLog
 from ..config import Settings
 from ..hubapi import HubError
+from ..podusage import Reading
 from .common import CurrentPrincipal, SettingsDep, local_iso
 from .schemas import PodItem, PodList, StopRequest, StopResponse, StopResult, UsageReading
 
@@ -98,10 +99,13 @@ async def pod_list(request: Request, settings: Settings) -> PodList:
     usage = getattr(request.app.state, "pod_usage", None)
     reading = await usage.current() if usage is not None else None
     used = reading.usage if reading is not None else {}
+    gpu = getattr(request.app.state, "gpu_usage", None)
+    gpu_reading = await gpu.current() if gpu is not None else Reading("not configured", "no Prometheus reader")
     now = datetime.now(timezone.utc)
     items = []
     for o in observations:
         pod_used = used.get(o.pod_name)
+        gpu_used = gpu_reading.usage.get(o.pod_name, {})
         items.append(PodItem(pod_name=o.pod_name, pod_uid=o.pod_uid, namespace=o.namespace, username=o.username,
                              server_name=o.server_name, image=o.image, profile=o.profile, node=o.node, phase=o.phase,
                              ready=o.ready, deleting=o.deleting, started_at=local_iso(o.started_at, settings),
@@ -110,11 +114,15 @@ async def pod_list(request: Request, settings: Settings) -> PodList:
                              memory_limit=o.memory_limit, gpu_request=o.gpu_request, gpu_limit=o.gpu_limit,
                              gpu_model=o.gpu_model,
                              cpu_usage=float(pod_used["cpu"]) if pod_used else None,
-                             memory_usage=int(pod_used["memory"]) if pod_used else None))
+                             memory_usage=int(pod_used["memory"]) if pod_used else None,
+                             gpu_utilization=float(gpu_used["gpu_util"]) if "gpu_util" in gpu_used else None,
+                             gpu_memory_usage=int(gpu_used["gpu_memory"]) if "gpu_memory" in gpu_used else None))
     items.sort(key=lambda p: (p.username, p.pod_name))
     state = UsageReading(state=reading.state, detail=reading.detail, read_at=local_iso(reading.at, settings)) \
         if reading is not None else UsageReading(state="unknown", detail="no cluster configured")
-    return PodList(namespace=settings.hub_namespace, pods=items, usage=state)
+    gpu_state = UsageReading(state=gpu_reading.state, detail=gpu_reading.detail,
+                             read_at=local_iso(gpu_reading.at, settings))
+    return PodList(namespace=settings.hub_namespace, pods=items, usage=state, gpu_usage=gpu_state)
 
 
 async def _delete_pod(cluster, name: str, timeout: float, hub_error: str | None) -> StopResult:

@@ -135,11 +135,15 @@ class PodItem(BaseModel):
     cpu_usage: float | None = Field(None, description="CPU cores in use (metrics.k8s.io, averaged over its "
                                                       "window); null when not read")
     memory_usage: int | None = Field(None, description="memory in use, bytes (working set); null when not read")
+    gpu_utilization: float | None = Field(None, description="GPU utilisation, % averaged over the pod's GPUs "
+                                                            "(DCGM exporter via Prometheus); null when not read")
+    gpu_memory_usage: int | None = Field(None, description="GPU memory in use, bytes, summed over the pod's GPUs")
 
 
 class UsageReading(BaseModel):
     state: str = Field(description="ok, not served (no metrics.k8s.io), forbidden (the portal's Role), "
-                                   "unavailable (the API failed) or unknown (no cluster)")
+                                   "unavailable (the API or Prometheus failed), not configured (no Prometheus) "
+                                   "or unknown (no cluster)")
     detail: str = ""
     read_at: str | None = Field(None, description="when the metrics were read, in the portal's zone")
 
@@ -148,6 +152,7 @@ class PodList(BaseModel):
     namespace: str
     pods: list[PodItem]
     usage: UsageReading = Field(default_factory=lambda: UsageReading(state="unknown"))
+    gpu_usage: UsageReading = Field(default_factory=lambda: UsageReading(state="not configured"))
 
 
 class StopRequest(BaseModel):

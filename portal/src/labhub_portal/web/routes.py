@@ -492,9 +492,9 @@ async def _pod_context(request: Request, session, principal: Principal) -> dict:
     pods = []
     try:
         listing = await pods_api.pod_list(request, settings)
-        items, usage = listing.pods, listing.usage
+        items, usage, gpu_usage = listing.pods, listing.usage, listing.gpu_usage
     except HTTPException as exc:  # the page says "Cluster unavailable: <reason>" itself
-        cluster_error, items, usage = str(exc.detail).removeprefix("cluster unavailable: "), [], None
+        cluster_error, items, usage, gpu_usage = str(exc.detail).removeprefix("cluster unavailable: "), [], None, None
     uids = [p.pod_uid for p in items]
     names = {p.username for p in items}
     database_error = None
@@ -525,6 +525,8 @@ async def _pod_context(request: Request, session, principal: Principal) -> dict:
             "cpu": cpu, "memory": memory, "gpus": p.gpu_request, "gpu_model": p.gpu_model,
             "cpu_used": _used(p.cpu_usage, p.cpu_limit, "cores"),
             "memory_used": _used(p.memory_usage, p.memory_limit, "GiB", GIB),
+            "gpu_busy": f"{p.gpu_utilization:.0f} %" if p.gpu_utilization is not None else None,
+            "gpu_memory_used": _used(p.gpu_memory_usage, None, "GiB", GIB) if p.gpu_memory_usage is not None else None,
             "started": _local(started, settings) if started else "—",
             "started_iso": started.astimezone(timezone.utc).isoformat() if started else "",
             "age": _duration(p.age_seconds), "cost": _money(float(cost), settings.currency) if cost is not None else "—",
@@ -534,6 +536,9 @@ async def _pod_context(request: Request, session, principal: Principal) -> dict:
     usage_note = None
     if usage is not None and usage.state != "ok" and items:
         usage_note = f"Actual CPU and memory use not shown ({usage.state}): {usage.detail}"
+    # Prometheus configured but failing: said once above the cards (not configured: nothing to say)
+    if gpu_usage is not None and gpu_usage.state == "unavailable" and any(p.gpu_request for p in items):
+        usage_note = (usage_note + " " if usage_note else "") + f"GPU utilisation not shown: {gpu_usage.detail}"
     return {"pods": pods, "cluster_error": cluster_error, "database_error": database_error,
             "namespace": settings.hub_namespace, "usage_note": usage_note}
 

@@ -1,0 +1,175 @@
+"""Each running server's GPU utilisation and GPU memory (issue 13, item 5) from a REAL Prometheus.
+
+Prometheus is Debian's (tests/harness/host-packages.sh), started here on a private port and data
+directory, scraping every second an exporter that serves SYNTHETIC metrics in the DCGM exporter's
+exposition format (NVIDIA/dcgm-exporter 4.4.2-4.7.0, the GPU Operator's: the line template of
+internal/pkg/rendermetrics/render_metrics.go:47, labels gpu, UUID, pci_bus_id, device, modelName,
+Hostname, then the pod attributes of internal/pkg/transformation/const.go). The values are
+written for the test, not recorded from a GPU. The pods are real pods of the real control plane.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from aiohttp import web
+
+from kube import singleuser_pod
+from servers import ThreadServer, free_port
+from testlib import AUTH, running_app
+
+GIB = 2**30
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+
+
+def dcgm_line(field: str, gpu: int, value: float, node: str, namespace: str = "", pod: str = "") -> str:
+    """One sample as dcgm-exporter renders it (SYNTHETIC values; see the module docstring)."""
+    return (f'{field}{{gpu="{gpu}",UUID="GPU-5fd4e1c2-0000-4000-8000-00000000000{gpu}",'
+            f'pci_bus_id="00000000:{0x18 + gpu:02X}:00.0",device="nvidia{gpu}",modelName="NVIDIA H100 80GB HBM3",'
+            f'Hostname="{node}",container="{"notebook" if pod else ""}",namespace="{namespace}",pod="{pod}"}} {value:g}')
+
+
+class Exporter(ThreadServer):
+    """SYNTHETIC DCGM exporter: serves ``self.text`` at /metrics."""
+
+    text = ""
+
+    def build(self) -> web.Application:
+        app = web.Application()
+
+        async def metrics(_request: web.Request) -> web.Response:
+            return web.Response(text=self.text, content_type="text/plain")
+
+        app.router.add_get("/metrics", metrics)
+        return app
+
+
+class Prometheus:
+    """Debian's prometheus on 127.0.0.1:<free port>, its own data directory, scraping ``target``
+    every second with honor_labels (the exporter's pod and namespace labels kept, as the GPU
+    Operator's ServiceMonitor for dcgm-exporter does with honorLabels)."""
+
+    def __init__(self, workdir: Path, target: str) -> None:
+        if not Path(PROMETHEUS).exists():
+            pytest.fail(f"prometheus not found at {PROMETHEUS}: run tests/harness/host-packages.sh (Debian's prometheus)")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        config = workdir / "prometheus.yml"
+        config.write_text("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n"
+                          "  - job_name: dcgm-exporter\n    honor_labels: true\n"
+                          f"    static_configs:\n      - targets: ['{target}']\n")
+        self.log = workdir / "prometheus.log"
+        self.proc = subprocess.Popen(
+            [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+            stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+
+    def query(self, expr: str) -> list[dict]:
+        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=5)
+        response.raise_for_status()
+        return response.json()["data"]["result"]
+
+    def wait_for(self, expr: str, timeout: float = 60) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"prometheus exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+            try:
+                result = self.query(expr)
+                if result:
+                    return result
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"prometheus has no {expr!r} after {timeout} s: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture
+def exporter():
+    server = Exporter().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def prometheus(exporter, tmp_path):
+    prom = Prometheus(tmp_path / "prometheus", f"127.0.0.1:{exporter.port}")
+    yield prom
+    prom.stop()
+
+
+async def _pods(client):
+    response = await client.get("/api/pods", headers=AUTH)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return body["gpu_usage"], {p["pod_name"]: p for p in body["pods"]}
+
+
+async def test_gpu_use_per_server_from_a_real_prometheus(kube, exporter, prometheus, settings_factory,
+                                                         tx_sessionmaker):
+    kube.start(singleuser_pod("alice"), singleuser_pod("bob"), singleuser_pod("carol"))
+    ns = kube.name
+    exporter.text = "\n".join([
+        "# HELP DCGM_FI_DEV_GPU_UTIL GPU utilization (in %).", "# TYPE DCGM_FI_DEV_GPU_UTIL gauge",
+        dcgm_line("DCGM_FI_DEV_GPU_UTIL", 0, 80, "gpu1", ns, "jupyter-alice"),
+        dcgm_line("DCGM_FI_DEV_GPU_UTIL", 1, 60, "gpu1", ns, "jupyter-alice"),
+        dcgm_line("DCGM_FI_DEV_GPU_UTIL", 2, 0, "gpu1", ns, "jupyter-bob"),   # held, idle
+        dcgm_line("DCGM_FI_DEV_GPU_UTIL", 3, 95, "gpu1"),                      # no pod: not a server's
+        dcgm_line("DCGM_FI_DEV_GPU_UTIL", 4, 50, "gpu1", "other", "jupyter-alice"),  # another namespace
+        "# HELP DCGM_FI_DEV_FB_USED Framebuffer memory used (in MiB).", "# TYPE DCGM_FI_DEV_FB_USED gauge",
+        dcgm_line("DCGM_FI_DEV_FB_USED", 0, 10240, "gpu1", ns, "jupyter-alice"),
+        dcgm_line("DCGM_FI_DEV_FB_USED", 1, 2048, "gpu1", ns, "jupyter-alice"),
+        dcgm_line("DCGM_FI_DEV_FB_USED", 2, 0, "gpu1", ns, "jupyter-bob"),
+    ]) + "\n"
+    prometheus.wait_for(f'DCGM_FI_DEV_FB_USED{{namespace="{ns}"}}')
+
+    # without PORTAL_PROMETHEUS_URL: said so, nothing read
+    async with running_app(settings_factory(), sessionmaker=tx_sessionmaker) as (_app, client):
+        gpu, pods = await _pods(client)
+        assert gpu["state"] == "not configured" and pods["jupyter-alice"]["gpu_utilization"] is None
+
+    settings = settings_factory(prometheus_url=prometheus.url + "/", usage_metrics_ttl=0.01)
+    async with running_app(settings, sessionmaker=tx_sessionmaker) as (_app, client):
+        gpu, pods = await _pods(client)
+        assert gpu["state"] == "ok" and gpu["read_at"], gpu
+        assert pods["jupyter-alice"]["gpu_utilization"] == pytest.approx(70.0)  # average of its two GPUs
+        assert pods["jupyter-alice"]["gpu_memory_usage"] == 12 * GIB            # 10240 + 2048 MiB
+        assert pods["jupyter-bob"]["gpu_utilization"] == 0.0 and pods["jupyter-bob"]["gpu_memory_usage"] == 0
+        assert pods["jupyter-carol"]["gpu_utilization"] is None  # no GPU metrics for her pod
+        page = await client.get("/pods", headers={**AUTH, "Accept": "text/html"})
+        assert "GPU busy</dt><dd>70 %, 12.00 GiB GPU memory" in page.text, page.text
+
+        # Prometheus goes away: the pods are still listed, the reason is given
+        prometheus.stop()
+        gpu, pods = await _pods(client)
+        assert gpu["state"] == "unavailable" and "ConnectError" in gpu["detail"], gpu
+        assert prometheus.url in gpu["detail"]
+        assert len(pods) == 3 and pods["jupyter-alice"]["gpu_utilization"] is None
+
+
+async def test_prometheus_refusing_the_query_is_named():
+    """A Prometheus that answers 400 (bad_data) or 503: the state is unavailable with its error."""
+    from labhub_portal.podusage import GpuUsage
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"status": "error", "errorType": "bad_data", "error": "parse error"})
+
+    usage = GpuUsage("http://prometheus.test", "jhub", transport=httpx.MockTransport(answer))
+    reading = await usage.current()
+    assert reading.state == "unavailable"
+    assert reading.detail == "Failed to query Prometheus at http://prometheus.test due to: HTTP 400 parse error"
