@@ -10,6 +10,7 @@ written for the test, not recorded from a GPU. The pods are real pods of the rea
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import time
@@ -153,6 +154,24 @@ async def test_gpu_use_per_server_from_a_real_prometheus(kube, exporter, prometh
         assert pods["jupyter-carol"]["gpu_utilization"] is None  # no GPU metrics for her pod
         page = await client.get("/pods", headers={**AUTH, "Accept": "text/html"})
         assert "GPU busy</dt><dd>70 %, 12.00 GiB GPU memory" in page.text, page.text
+
+        # busy: not idle; quiet but reported for less than the default hour: not judged yet
+        assert pods["jupyter-alice"]["gpu_idle"] is False and pods["jupyter-bob"]["gpu_idle"] is None
+
+    # held idle: bob's GPU at 0 % for longer than PORTAL_GPU_IDLE_AFTER (3 s here), alice's busy
+    settings = settings_factory(prometheus_url=prometheus.url, usage_metrics_ttl=0.01, gpu_idle_after=3,
+                                gpu_idle_threshold=5)
+    async with running_app(settings, sessionmaker=tx_sessionmaker) as (_app, client):
+        deadline = time.monotonic() + 30
+        while True:
+            gpu, pods = await _pods(client)
+            if pods["jupyter-bob"]["gpu_idle"] is not None or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        assert pods["jupyter-bob"]["gpu_idle"] is True, (gpu, pods["jupyter-bob"])
+        assert pods["jupyter-alice"]["gpu_idle"] is False and pods["jupyter-carol"]["gpu_idle"] is None
+        page = await client.get("/pods", headers={**AUTH, "Accept": "text/html"})
+        assert page.text.count("GPU idle for 0m 3s+ (at or below 5 %)") == 2  # bob's pill: text and title
 
         # Prometheus goes away: the pods are still listed, the reason is given
         prometheus.stop()

@@ -76,7 +76,8 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterClient | Non
                                if app.state.cluster is not None else None)
         # GPU utilisation and memory of the running servers (Prometheus, the DCGM exporter's metrics)
         app.state.gpu_usage = GpuUsage(settings.prometheus_url, settings.hub_namespace, ttl=settings.usage_metrics_ttl,
-                                       timeout=settings.prometheus_timeout)
+                                       timeout=settings.prometheus_timeout, idle_threshold=settings.gpu_idle_threshold,
+                                       idle_after=settings.gpu_idle_after)
         tasks: list[asyncio.Task] = []
         if start_services:
             if app.state.pod_watch is not None:

@@ -81,6 +81,11 @@ class PodUsage:
 GPU_QUERIES = {
     "gpu_util": 'avg by (pod) (DCGM_FI_DEV_GPU_UTIL{{namespace="{ns}",pod!=""}})',
     "gpu_memory": 'sum by (pod) (DCGM_FI_DEV_FB_USED{{namespace="{ns}",pod!=""}}) * 1048576',
+    # held idle: the busiest of the pod's GPUs over the last `idle` seconds, and how long its GPUs
+    # have been reported (oldest sample within twice that): a pod seen for less is not judged yet
+    "gpu_peak": 'max by (pod) (max_over_time(DCGM_FI_DEV_GPU_UTIL{{namespace="{ns}",pod!=""}}[{idle}s]))',
+    "gpu_seen": 'time() - min by (pod) (min_over_time(timestamp(DCGM_FI_DEV_GPU_UTIL{{namespace="{ns}",pod!=""}})'
+                '[{twice}s:]))',
 }
 
 
@@ -91,9 +96,12 @@ class GpuUsage:
     when Prometheus does not answer or refuses the query."""
 
     def __init__(self, url: str | None, namespace: str, *, ttl: float = 15.0, timeout: float = 10.0,
+                 idle_threshold: float = 5.0, idle_after: float = 3600.0,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.url = url
         self.namespace = namespace
+        self.idle_threshold = Decimal(str(idle_threshold))
+        self.idle_after = idle_after
         self.ttl = ttl
         self.timeout = timeout
         self.transport = transport
@@ -136,7 +144,8 @@ class GpuUsage:
         try:
             async with httpx.AsyncClient(timeout=self.timeout, transport=self.transport) as client:
                 for key, query in GPU_QUERIES.items():
-                    for pod, value in (await self._query(client, url, query.format(ns=self.namespace))).items():
+                    expr = query.format(ns=self.namespace, idle=int(self.idle_after), twice=int(2 * self.idle_after))
+                    for pod, value in (await self._query(client, url, expr)).items():
                         usage.setdefault(pod, {})[key] = value
         except PrometheusError as exc:
             return Reading("unavailable", f"Failed to query Prometheus at {url} due to: {exc}", now)
@@ -144,6 +153,13 @@ class GpuUsage:
             hint = f" (no answer within {self.timeout:g} s)" if isinstance(exc, httpx.TimeoutException) else ""
             return Reading("unavailable", f"Failed to query Prometheus at {url} due to: {type(exc).__name__}: "
                                           f"{exc}{hint}", now)
+        for values in usage.values():  # busy within the window: 0; quiet for all of it: 1; else unknown
+            if "gpu_peak" not in values:
+                continue
+            if values["gpu_peak"] > self.idle_threshold:
+                values["gpu_idle"] = Decimal(0)
+            elif values.get("gpu_seen", Decimal(0)) >= Decimal(str(self.idle_after)):
+                values["gpu_idle"] = Decimal(1)
         return Reading("ok", "", now, usage)
 
 

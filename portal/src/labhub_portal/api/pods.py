@@ -116,7 +116,8 @@ async def pod_list(request: Request, settings: Settings) -> PodList:
                              cpu_usage=float(pod_used["cpu"]) if pod_used else None,
                              memory_usage=int(pod_used["memory"]) if pod_used else None,
                              gpu_utilization=float(gpu_used["gpu_util"]) if "gpu_util" in gpu_used else None,
-                             gpu_memory_usage=int(gpu_used["gpu_memory"]) if "gpu_memory" in gpu_used else None))
+                             gpu_memory_usage=int(gpu_used["gpu_memory"]) if "gpu_memory" in gpu_used else None,
+                             gpu_idle=bool(gpu_used["gpu_idle"]) if "gpu_idle" in gpu_used else None))
     items.sort(key=lambda p: (p.username, p.pod_name))
     state = UsageReading(state=reading.state, detail=reading.detail, read_at=local_iso(reading.at, settings)) \
         if reading is not None else UsageReading(state="unknown", detail="no cluster configured")

@@ -138,6 +138,9 @@ class PodItem(BaseModel):
     gpu_utilization: float | None = Field(None, description="GPU utilisation, % averaged over the pod's GPUs "
                                                             "(DCGM exporter via Prometheus); null when not read")
     gpu_memory_usage: int | None = Field(None, description="GPU memory in use, bytes, summed over the pod's GPUs")
+    gpu_idle: bool | None = Field(None, description="true: its GPUs stayed at or below PORTAL_GPU_IDLE_THRESHOLD % "
+                                                    "for PORTAL_GPU_IDLE_AFTER s; false: busier within that time; "
+                                                    "null: not known (no data, or quiet but reported for less)")
 
 
 class UsageReading(BaseModel):

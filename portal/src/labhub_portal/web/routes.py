@@ -526,6 +526,8 @@ async def _pod_context(request: Request, session, principal: Principal) -> dict:
             "cpu_used": _used(p.cpu_usage, p.cpu_limit, "cores"),
             "memory_used": _used(p.memory_usage, p.memory_limit, "GiB", GIB),
             "gpu_busy": f"{p.gpu_utilization:.0f} %" if p.gpu_utilization is not None else None,
+            "gpu_idle": (f"GPU idle for {_duration(settings.gpu_idle_after)}+ (at or below "
+                         f"{settings.gpu_idle_threshold:g} %)") if p.gpu_idle else None,
             "gpu_memory_used": _used(p.gpu_memory_usage, None, "GiB", GIB) if p.gpu_memory_usage is not None else None,
             "started": _local(started, settings) if started else "—",
             "started_iso": started.astimezone(timezone.utc).isoformat() if started else "",
