@@ -22,7 +22,7 @@ from aiohttp import web
 
 from kube import singleuser_pod
 from servers import ThreadServer, free_port
-from testlib import AUTH, running_app
+from testlib import AUTH, pod_listing, running_app
 
 GIB = 2**30
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -115,10 +115,7 @@ def prometheus(exporter, tmp_path):
 
 
 async def _pods(client):
-    response = await client.get("/api/pods", headers=AUTH)
-    assert response.status_code == 200, response.text
-    body = response.json()
-    return body["gpu_usage"], {p["pod_name"]: p for p in body["pods"]}
+    return await pod_listing(client, "gpu_usage")
 
 
 async def test_gpu_use_per_server_from_a_real_prometheus(kube, exporter, prometheus, settings_factory,

@@ -9,13 +9,10 @@ usage each test sets). The portal reads it as the portal role's ServiceAccount, 
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 
 from kube import HARNESS, _load_by_path, singleuser_pod
-from testlib import AUTH, running_app
+from testlib import AUTH, async_wait_for, pod_listing, running_app
 
 GIB, MIB = 2**30, 2**20
 
@@ -30,10 +27,7 @@ def metrics_server(kube_cluster):
 
 
 async def _pods(client):
-    response = await client.get("/api/pods", headers=AUTH)
-    assert response.status_code == 200, response.text
-    body = response.json()
-    return body["usage"], {p["pod_name"]: p for p in body["pods"]}
+    return await pod_listing(client, "usage")
 
 
 async def test_usage_per_server_through_the_real_aggregation_and_rbac(kube, metrics_server, settings_factory,
@@ -85,21 +79,13 @@ async def test_a_role_without_the_metrics_rule_is_named_not_a_failure(kube, metr
                     content_type="application/merge-patch+json")
     settings = settings_factory(usage_metrics_ttl=0.01)
     async with running_app(settings, sessionmaker=tx_sessionmaker) as (_app, client):
-        async def forbidden():
-            usage, pods = await _pods(client)
-            return usage["state"] == "forbidden" and (usage, pods)
+        seen = {}
 
-        usage, pods = await wait_until_async(forbidden, 30, "the portal refused the pod metrics")
+        async def forbidden():
+            seen["usage"], seen["pods"] = await _pods(client)
+            return seen["usage"]["state"] == "forbidden"
+
+        assert await async_wait_for(forbidden, 30), seen.get("usage")
+        usage, pods = seen["usage"], seen["pods"]
         assert "HTTP 403 Forbidden" in usage["detail"] and "pods.metrics.k8s.io" in usage["detail"], usage
         assert pods["jupyter-carol"]["cpu_usage"] is None and pods["jupyter-carol"]["phase"] == "Running"
-
-
-async def wait_until_async(check, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout} s: {what}")
-

@@ -59,6 +59,14 @@ async def async_wait_for(predicate, timeout: float = 10.0, interval: float = 0.0
     return False
 
 
+async def pod_listing(client, reading: str):
+    """GET /api/pods: one of its readings ("usage" or "gpu_usage") and the pods by name."""
+    response = await client.get("/api/pods", headers=AUTH)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return body[reading], {p["pod_name"]: p for p in body["pods"]}
+
+
 async def assign_terms(session, now, users: dict, rates: dict) -> int:
     """Seed departments the way the API does (billing_terms): ``rates`` (department id ->
     RatePeriod) and ``users`` (username -> department id), both from the beginning, and give the
