@@ -34,25 +34,35 @@ class Reading:
     usage: dict[str, dict[str, Decimal]] = field(default_factory=dict)
 
 
-class PodUsage:
-    def __init__(self, cluster: object, *, ttl: float = 15.0, timeout: float = 10.0) -> None:
-        self.cluster = cluster
+class _Reader:
+    """A reading refreshed when asked, at most once per ``ttl`` seconds, one read at a time (other
+    requests meanwhile get the last reading); subclasses say how to read."""
+
+    def __init__(self, ttl: float, reading: Reading, enabled: bool = True) -> None:
         self.ttl = ttl
-        self.timeout = timeout
-        self.reading = Reading()
+        self.reading = reading
+        self.enabled = enabled
         self._read_at = float("-inf")
         self._lock = asyncio.Lock()
 
     async def current(self) -> Reading:
         """The last reading, refreshed first when it is older than ``ttl``."""
-        if time.monotonic() - self._read_at < self.ttl:
-            return self.reading
-        if self._lock.locked():  # another request is reading: use the last one
+        if not self.enabled or time.monotonic() - self._read_at < self.ttl or self._lock.locked():
             return self.reading
         async with self._lock:
             self.reading = await self._read()
             self._read_at = time.monotonic()
         return self.reading
+
+    async def _read(self) -> Reading:
+        raise NotImplementedError
+
+
+class PodUsage(_Reader):
+    def __init__(self, cluster: object, *, ttl: float = 15.0, timeout: float = 10.0) -> None:
+        super().__init__(ttl, Reading())
+        self.cluster = cluster
+        self.timeout = timeout
 
     async def _read(self) -> Reading:
         now = datetime.now(timezone.utc)
@@ -89,7 +99,7 @@ GPU_QUERIES = {
 }
 
 
-class GpuUsage:
+class GpuUsage(_Reader):
     """Each running server's GPU utilisation (average over its GPUs, %) and GPU memory in use
     (bytes) from Prometheus, read when asked at most once per ``ttl`` seconds, never failing a
     request: ``not configured`` without ``PORTAL_PROMETHEUS_URL``, ``unavailable`` with the reason
@@ -98,24 +108,14 @@ class GpuUsage:
     def __init__(self, url: str | None, namespace: str, *, ttl: float = 15.0, timeout: float = 10.0,
                  idle_threshold: float = 5.0, idle_after: float = 3600.0,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.url = url
+        super().__init__(ttl, Reading() if url else Reading("not configured", "PORTAL_PROMETHEUS_URL is not set"),
+                         enabled=url is not None)
+        self.url = url or ""
         self.namespace = namespace
         self.idle_threshold = Decimal(str(idle_threshold))
         self.idle_after = idle_after
-        self.ttl = ttl
         self.timeout = timeout
         self.transport = transport
-        self.reading = Reading() if url else Reading("not configured", "PORTAL_PROMETHEUS_URL is not set")
-        self._read_at = float("-inf")
-        self._lock = asyncio.Lock()
-
-    async def current(self) -> Reading:
-        if self.url is None or time.monotonic() - self._read_at < self.ttl or self._lock.locked():
-            return self.reading
-        async with self._lock:
-            self.reading = await self._read(self.url)
-            self._read_at = time.monotonic()
-        return self.reading
 
     async def _query(self, client: httpx.AsyncClient, url: str, query: str) -> dict[str, Decimal]:
         response = await client.get(f"{url}/api/v1/query", params={"query": query})
@@ -138,7 +138,8 @@ class GpuUsage:
                 out[pod] = number
         return out
 
-    async def _read(self, url: str) -> Reading:
+    async def _read(self) -> Reading:
+        url = self.url
         now = datetime.now(timezone.utc)
         usage: dict[str, dict[str, Decimal]] = {}
         try:
