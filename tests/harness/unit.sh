@@ -6,7 +6,7 @@
 # first with two xdist workers (a test module per worker: 16.7 min alone on the quiet 2-core VM,
 # against 40 min serially beside the rest under load). Each has
 # its own --basetemp; their outputs are printed one after the other when both are done. Adds one
-# row per process to `make test`'s table ($LABHUB_STAGE_ROWS). Extra arguments go to both.
+# row per process to `make test`'s table ($LABHUB_STAGE_ROWS) and its 15 slowest tests to the log. Extra arguments go to both.
 # $LABHUB_UNIT_NICE (default 0) runs both at that niceness: `make test` sets 10, so the other lane's
 # Molecule scenarios (one task after another, each a short burst of CPU: latency-bound) are served
 # first and these many parallel processes take the CPU they leave (measured alone: that lane used
@@ -19,7 +19,7 @@ trap 'rm -rf "$tmp"' EXIT
 run() {  # name, pytest arguments...
   local name=$1; shift
   local start; start=$(date +%s)
-  if nice -n "${LABHUB_UNIT_NICE:-0}" pytest -q --basetemp="$tmp/$name" "$@" >"$tmp/$name.log" 2>&1; then
+  if nice -n "${LABHUB_UNIT_NICE:-0}" pytest -q --durations=15 --basetemp="$tmp/$name" "$@" >"$tmp/$name.log" 2>&1; then
     echo passed >"$tmp/$name.result"
   else
     echo FAILED >"$tmp/$name.result"
