@@ -5,12 +5,13 @@ test fault injector in front of the real API server."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from testlib import AUTH, running_app
-from kube import A100, H100, singleuser_pod
+from kube import A100, H100, kubeconfig_with, singleuser_pod
 from labhub_portal.billing import billable_seconds
 from labhub_portal.cluster import parse_time
 from labhub_portal.db.models import ContainerSession
@@ -314,3 +315,44 @@ def test_serve_refuses_public_bind_without_auth(pg_server):
     result = subprocess.run([sys.executable, "-m", "labhub_portal.cli", "serve", "--host", "0.0.0.0"],
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "default or short secret" in result.stderr
+
+
+def _record_cli(pg_server, **env_values: str):
+    """`labhub-portal record` as the uninstall role runs it: its own process, settings from the environment."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+    env.update(PORTAL_DATABASE_URL=pg_server.url(), PORTAL_ENV_FILE="/nonexistent",
+               PORTAL_TOKEN="record-cli-token-0123456789abcdef", **env_values)
+    result = subprocess.run([sys.executable, "-m", "labhub_portal.cli", "record"], env=env, capture_output=True,
+                            text=True, timeout=120, check=False)
+    lines = result.stdout.strip().splitlines()
+    return result.returncode, (json.loads(lines[-1]) if lines else None), result.stderr
+
+
+async def test_record_command_ends_the_sessions_of_pods_that_are_gone(kube, clean_db, tmp_path):
+    """One cycle from the command line (roles/uninstall runs it once the user servers are stopped
+    and the service is down): the session of a stopped server ends, the running one stays open."""
+    import asyncio
+
+    kube.start(singleuser_pod("alice"), singleuser_pod("bob"))
+    env = {"PORTAL_KUBECONFIG": kube.kubeconfig, "PORTAL_HUB_NAMESPACE": kube.name}
+    code, status, err = await asyncio.to_thread(_record_cli, clean_db, **env)
+    assert code == 0, err
+    assert status == {"state": "ok", "observed_pods": 2, "closed_sessions": 0, "open_sessions": 2, "last_error": None}
+
+    kube.stop_server("jupyter-alice")
+    code, status, err = await asyncio.to_thread(_record_cli, clean_db, **env)
+    assert (code, status["closed_sessions"], status["open_sessions"]) == (0, 1, 1), (status, err)
+
+    # the API server unreachable: the cycle fails, the command says why and exits 1
+    bad = kubeconfig_with(Path(kube.kubeconfig), tmp_path / "unreachable.kubeconfig", server="https://127.0.0.1:1")
+    code, status, _err = await asyncio.to_thread(_record_cli, clean_db, **{**env, "PORTAL_KUBECONFIG": str(bad)})
+    assert code == 1 and status["state"] == "error" and status["last_error"].startswith("cluster: ")
+
+    # no cluster configured (the recorder is off): nothing recorded, nothing to end
+    code, status, err = await asyncio.to_thread(_record_cli, clean_db, PORTAL_HUB_NAMESPACE=kube.name)
+    assert code == 0 and status["state"] == "off" and status["closed_sessions"] == 0 and "recorder is off" in err

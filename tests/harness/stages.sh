@@ -46,6 +46,27 @@ label() {
   esac
 }
 minutes() { awk -v s="$1" 'BEGIN{printf "%.1f", s/60}'; }
+# How busy the machine was (all cores together), one value per minute: tells a CPU-bound run
+# (where only less work helps) from one that waits (where more lanes help).
+cpu_sampler() {
+  local prev_total=0 prev_idle=0 total idle user nice system idle_ iowait irq softirq steal
+  while :; do
+    read -r _ user nice system idle_ iowait irq softirq steal _ </proc/stat
+    total=$((user + nice + system + idle_ + iowait + irq + softirq + steal)); idle=$((idle_ + iowait))
+    if [ "$prev_total" -gt 0 ] && [ "$total" -gt "$prev_total" ]; then
+      echo $(( 100 * ((total - prev_total) - (idle - prev_idle)) / (total - prev_total) )) >>"$work/cpu"
+    fi
+    prev_total=$total; prev_idle=$idle
+    sleep "${LABHUB_CPU_SAMPLE_SECONDS:-60}"
+  done
+}
+cpu_report() {
+  [ -s "$work/cpu" ] || return 0
+  echo
+  echo "labhub: CPU busy % (all $(nproc) cores), one value per minute; mean $(awk '{s+=$1} END{printf "%.0f", s/NR}' "$work/cpu")"
+  tr '\n' ' ' <"$work/cpu" | fold -s -w 100 | sed 's/^/  /'
+  echo
+}
 table() {
   echo
   echo "labhub: minutes per stage"
@@ -54,6 +75,7 @@ table() {
     printf '  %-34s %8s  %s\n' "${names[$i]}" "${mins[$i]}" "${results[$i]}"
   done
   printf '  %-34s %8s\n' total "$(minutes $(( $(date +%s) - total_start )))"
+  cpu_report
   if [ -s "$LABHUB_FAILURES" ]; then
     echo
     echo "labhub: what failed (from each failed stage's output)"
@@ -134,6 +156,11 @@ run_lanes() {  # "stage ... | stage ... [| ...]"; sets $result
   mins+=("$(minutes $(( $(date +%s) - start )))")
 }
 
+if [ -z "$lane_report" ]; then
+  cpu_sampler &
+  sampler=$!
+  trap 'kill "$sampler" 2>/dev/null; rm -rf "$work"' EXIT
+fi
 for stage in "$@"; do
   if [[ "$stage" == *"|"* ]]; then
     run_lanes "$stage"

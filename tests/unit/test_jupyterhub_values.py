@@ -508,6 +508,25 @@ def test_uninstall_plan_keeps_user_data_unless_purged(tmp_path):
 
 
 @pytest.mark.slow
+def test_uninstall_plan_names_every_hub_object_the_role_applies(rendered):
+    """The uninstall plan's hub objects (plugins/module_utils/_uninstall.py) are exactly what the
+    jupyterhub role applies in any of the rendered scenarios, but the Namespace (purge only)."""
+    from ansible_collections.labhub.platform.plugins.module_utils import _uninstall
+
+    applied = set()
+    for name in GOOD:
+        _out, _values, manifests = _load(rendered["root"], name)
+        for obj in manifests.values():
+            meta = obj["metadata"]
+            applied.add((obj["kind"], meta["name"], meta.get("namespace"), obj["apiVersion"]))
+    namespaces = {n for kind, n, _ns, _api in applied if kind == "Namespace"}
+    assert len(namespaces) == 1, namespaces
+    planned = {(o["kind"], o["name"], o.get("namespace"), o.get("api_version", "v1"))
+               for o in _uninstall.hub_objects(namespaces.pop())}
+    assert {a for a in applied if a[0] != "Namespace"} == planned
+
+
+@pytest.mark.slow
 def test_uninstall_refuses_a_string_purge_flag(tmp_path, monkeypatch):
     import json
     report = tmp_path / "report.json"

@@ -1,4 +1,4 @@
-"""Command line: ``labhub-portal serve | migrate | import-history | demo``."""
+"""Command line: ``labhub-portal serve | migrate | import-history | record | report-sync | demo``."""
 
 from __future__ import annotations
 
@@ -100,6 +100,38 @@ def _report_sync(_args) -> int:
     return 0
 
 
+def _record(_args) -> int:
+    """One recorder cycle now (what the service does every PORTAL_RECORD_INTERVAL s): sessions of
+    pods that are gone are ended at their last observation. The uninstall role runs it after it
+    stopped the user servers and the service, so no session is left open in a kept database."""
+    from .cluster import cluster_from_settings
+    from .config import Settings
+    from .db.engine import make_engine, make_sessionmaker
+    from .recorder.service import Recorder
+
+    settings = Settings()
+    cluster = cluster_from_settings(settings)
+    if cluster is None:  # the recorder is off: nothing was recorded, nothing to end
+        print("no cluster is configured (PORTAL_KUBECONFIG or PORTAL_KUBE_IN_CLUSTER): the recorder is off",
+              file=sys.stderr)
+        print(json.dumps({"closed_sessions": 0, "last_error": None, "observed_pods": None, "open_sessions": None,
+                          "state": "off"}, sort_keys=True))
+        return 0
+
+    async def run() -> dict:
+        engine = make_engine(settings.database_url)
+        try:
+            return await Recorder(settings, make_sessionmaker(engine), cluster).run_once()
+        finally:
+            await cluster.close()
+            await engine.dispose()
+
+    status = asyncio.run(run())
+    print(json.dumps({key: status[key] for key in ("state", "observed_pods", "closed_sessions", "open_sessions",
+                                                   "last_error")}, sort_keys=True))
+    return 0 if status["state"] == "ok" else 1
+
+
 def _demo(args) -> int:
     return _run_demo(args.demo_args)
 
@@ -137,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--dry-run", action="store_true", help="validate and count, write nothing")
     history.add_argument("file", help="CSV file (see README: import-history format)")
     history.set_defaults(func=_import_history)
+
+    record = sub.add_parser("record", help="run one recorder cycle now (end the sessions of pods that are gone); "
+                            "prints its result as JSON (state off without a cluster), exit 1 when the cycle failed")
+    record.set_defaults(func=_record)
 
     sync = sub.add_parser("report-sync", help="run one report sync to MySQL now and exit")
     sync.set_defaults(func=_report_sync)

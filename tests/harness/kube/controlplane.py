@@ -11,7 +11,7 @@ Succeeded), so pods are really scheduled by the real scheduler.
 Standard library and the ``openssl`` command only: the portal's and the hub's own venvs import
 this file by path.
 
-    python3 tests/harness/kube/controlplane.py up DIR [--address ADDR ...]   # start, detach
+    python3 tests/harness/kube/controlplane.py up DIR [--address ADDR ...] [--node NAME ...]  # start, detach
     python3 tests/harness/kube/controlplane.py down DIR
     python3 tests/harness/kube/controlplane.py up DIR --cluster-dir C [--bind --address --upstream-host]
 
@@ -709,6 +709,8 @@ def main(argv: list[str] | None = None) -> int:
         cmd.add_argument("dir", type=Path)
         cmd.add_argument("--address", action="append", default=[], help="extra certificate name/address")
         cmd.add_argument("--bind", default="127.0.0.1")
+        cmd.add_argument("--node", action="append", default=[],
+                         help="a KWOK node to add, Ready before `up` returns (without --cluster-dir)")
         cmd.add_argument("--cluster-dir", type=Path, help="start a broker instead: a control plane per "
                          "simulated MicroK8s cluster in this directory")
         cmd.add_argument("--upstream-host", default="127.0.0.1",
@@ -728,6 +730,10 @@ def main(argv: list[str] | None = None) -> int:
         plane = ControlPlane(args.dir.resolve(), addresses=args.address, bind=args.bind)
         try:
             plane.start()
+            for node in args.node:
+                plane.add_node(node)
+            for node in args.node:
+                plane.wait_node_ready(node)
         except Exception:
             plane.stop()
             raise
