@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: Labhub engineers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filter labhub.platform.uninstall_plan: what playbooks/uninstall.yml deletes and keeps.
+"""Filters labhub.platform.uninstall_plan (what playbooks/uninstall.yml deletes and keeps) and
+uninstall_object_stubs (the plan's objects as manifests to delete).
 
 The decisions live in plugins/module_utils/_uninstall.py (unit-tested as data); role uninstall
 calls this filter once and carries out its result.
@@ -34,6 +35,12 @@ def uninstall_plan(settings):
     return _uninstall.plan(values)
 
 
+def uninstall_object_stubs(objects):
+    if not isinstance(objects, list) or not all(isinstance(o, dict) and "kind" in o and "name" in o for o in objects):
+        raise AnsibleFilterError("uninstall_object_stubs: input must be the plan's kubernetes_objects (kind, name, ...)")
+    return _uninstall.object_stubs(objects)
+
+
 class FilterModule:
     def filters(self):
-        return {"uninstall_plan": uninstall_plan}
+        return {"uninstall_plan": uninstall_plan, "uninstall_object_stubs": uninstall_object_stubs}

@@ -106,3 +106,14 @@ def plan(settings):
         "never_deleted": never,
         "left_installed": kept,
     }
+
+
+def object_stubs(objects):
+    """The plan's objects as the minimal manifests ``kubernetes.core.k8s`` deletes in one run."""
+    stubs = []
+    for obj in objects:
+        metadata = {"name": obj["name"]}
+        if obj.get("namespace"):
+            metadata["namespace"] = obj["namespace"]
+        stubs.append({"apiVersion": obj.get("api_version", "v1"), "kind": obj["kind"], "metadata": metadata})
+    return stubs

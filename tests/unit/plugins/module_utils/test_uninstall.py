@@ -87,3 +87,16 @@ def test_filter_converts_booleans_and_refuses_bad_settings():
         uninstall_plan(["purge"])
     with pytest.raises(ValueError, match="missing settings: purge"):
         _uninstall.plan({k: v for k, v in BASE.items() if k != "purge"})
+
+
+def test_object_stubs_are_the_manifests_one_delete_takes():
+    from ansible_collections.labhub.platform.plugins.filter.uninstall import uninstall_object_stubs
+
+    stubs = uninstall_object_stubs(_uninstall.plan(BASE)["kubernetes_objects"])
+    assert stubs[0] == {"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "labhub-hub-extensions", "namespace": "jhub"}}
+    assert {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "labhub-portal-jhub-node-reader"}} in stubs
+    assert len(stubs) == 14
+    with pytest.raises(AnsibleFilterError, match="kubernetes_objects"):
+        uninstall_object_stubs([{"kind": "Pod"}])
