@@ -746,11 +746,10 @@ def main(argv: list[str] | None = None) -> int:
     state = args.dir / "state.json"
     if not state.exists():
         return 0
+    # One at a time, last started first, each killed when it outlives its grace period: SIGTERM to
+    # all at once left kube-apiserver running for good once etcd was gone (leaked on CI machines).
     for pid in reversed(list(json.loads(state.read_text())["pids"].values())):
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        stop_pid(pid, timeout=15)
     state.unlink()
     return 0
 
