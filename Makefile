@@ -16,7 +16,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help host-deps venv venvs kube base-image collection-link build lint yamllint ansible-lint role-docs python-lint docs sanity unit hub-env molecule portal-test hub-test test demo render constraints clean
+.PHONY: help host-deps venv venvs kube base-image os-packages collection-link build lint yamllint ansible-lint role-docs python-lint docs sanity unit hub-env molecule portal-test hub-test test demo render constraints clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -51,6 +51,9 @@ collection-link:
 
 base-image: ## build (or reuse) the local Debian 12 systemd image for Molecule
 	tests/harness/base-image.sh
+
+os-packages: venv ## the bundle's Debian 12 OS package repository for the Molecule nodes (real bundle_fetch, cached)
+	tests/harness/os-packages.sh
 
 build: venv ## build the installable collection tarball
 	ansible-galaxy collection build --force --output-path . .
@@ -91,7 +94,7 @@ unit: venv hub-env kube ## pytest: modules, schemas, manifests, containerd, kube
 hub-env:
 	$(MAKE) -C files/hub venv proxy
 
-molecule: venv base-image kube ## every Molecule scenario except the delegated 'real' one
+molecule: venv base-image kube os-packages ## every Molecule scenario except the delegated 'real' one
 	tests/harness/molecule-all.sh
 
 portal-test: ## the portal's own suite (its own venv), when present
@@ -110,7 +113,7 @@ hub-test: ## the hub extensions' real-JupyterHub suite, when present
 # priority the chain waited behind the crowd at every step (48 minutes side by side; 44 with
 # pytest niced, pytest then ending 7 minutes before Molecule, so portal and hub moved after it).
 test: ## the whole suite; ends with a table of minutes per stage
-	LABHUB_UNIT_NICE=10 tests/harness/stages.sh host-deps venvs kube base-image 'unit portal-test hub-test sanity | lint molecule'
+	LABHUB_UNIT_NICE=10 tests/harness/stages.sh host-deps venvs kube base-image os-packages 'unit portal-test hub-test sanity | lint molecule'
 	@echo "labhub: all suites passed"
 
 render: venv ## render the local single-node deployment (values + manifests) without a cluster

@@ -37,7 +37,7 @@ SUMS_NAME = "SHA256SUMS"
 MANIFEST_NAME = "bundle-manifest.yml"
 PARTIAL_DIR = ".partial"
 META_FILES = (LOCK_NAME, SUMS_NAME, MANIFEST_NAME)
-KINDS = ("snap", "chart", "image", "wheels")
+KINDS = ("snap", "chart", "image", "packages", "wheels")
 LOCK_SCHEMA = 1
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -116,6 +116,15 @@ def artifact_pin(kind, spec, requirements_sha256=None):
         return {"name": spec["name"], "revision": int(spec["revision"])}
     if kind == "chart":
         return {"name": spec["name"], "repo": spec["repo"], "version": str(spec["version"])}
+    if kind == "packages":
+        # What is asked for; the versions APT resolved are recorded in the lock entry instead
+        # (an archive moves on with point releases and security updates).
+        # closure "full": every dependency, none left out as present on a node (older bundles
+        # left out a "minimal install" and are fetched again)
+        return {"name": spec["name"], "architecture": spec.get("architecture", "amd64"), "closure": "full",
+                "sources": ["%s %s %s" % (s.get("uri"), s.get("suite"), " ".join(s.get("components") or []))
+                            for s in spec.get("sources") or []],
+                "packages": sorted(str(n) for n in spec.get("packages") or [])}
     pin = {"requirements_sha256": requirements_sha256,
            "python_version": str(spec.get("python_version", "")),
            "platforms": list(spec.get("platforms") or [])}
@@ -133,7 +142,7 @@ def artifact_files(kind, spec):
     """Fixed file names of an artifact (wheels have none up front)."""
     if kind == "snap":
         return [safe_relpath(spec["file"]), safe_relpath(spec["assert"])]
-    if kind in ("chart", "image"):
+    if kind in ("chart", "image", "packages"):
         return [safe_relpath(spec["file"])]
     return []
 
@@ -141,7 +150,7 @@ def artifact_files(kind, spec):
 def manifest_artifacts(manifest):
     """[(kind, spec)] for every artifact in a manifest, in manifest order."""
     out = []
-    for key, kind in (("snaps", "snap"), ("charts", "chart"), ("images", "image")):
+    for key, kind in (("snaps", "snap"), ("charts", "chart"), ("images", "image"), ("packages", "packages")):
         for spec in manifest.get(key) or []:
             out.append((kind, spec))
     wheels = manifest.get("wheels")

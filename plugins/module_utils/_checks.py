@@ -46,6 +46,7 @@ CHECKS = {
     "ingress": cluster.check_ingress,
     "offline_images": cluster.check_offline_images,
     "offline_images_bundle": cluster.check_offline_images_bundle,
+    "packages": cluster.check_packages_nodes,
     "nodes": nodes.check_nodes,
     "nodes_kubeconfig": nodes.check_nodes_kubeconfig,
     "gpu_operator": accelerators.check_gpu_operator,
@@ -59,10 +60,10 @@ CHECKS = {
 }
 
 _CLUSTER = ("renamed", "unknown", "topology", "booleans", "node_names", "features")
-_ROLES = ("bundle_verify", "microk8s", "offline_images", "calico", "nodes", "gpu_operator", "network_operator",
-          "ingress")
+_ROLES = ("bundle_verify", "packages", "microk8s", "offline_images", "calico", "nodes", "gpu_operator",
+          "network_operator", "ingress")
 # add_node.yml runs every role but calico (its DaemonSet covers the new node).
-_ADD_NODE = ("bundle_verify", "microk8s", "offline_images", "nodes", "gpu_operator", "network_operator")
+_ADD_NODE = ("bundle_verify", "packages", "microk8s", "offline_images", "nodes", "gpu_operator", "network_operator")
 
 # playbook -> the checks it needs (everything it will use, nothing it will not).
 PLAYBOOKS = {

@@ -84,7 +84,8 @@ def alias_of(role_var):
 
 
 def _role_of(var):
-    for role in ("network_operator", "offline_images", "gpu_operator", "microk8s", "calico", "nodes", "bundle"):
+    for role in ("network_operator", "offline_images", "gpu_operator", "microk8s", "calico", "nodes", "bundle",
+                 "packages"):
         if var.startswith(role + "_"):
             return role
     return None
@@ -495,8 +496,8 @@ def offline_images_select(images, used_by):
 # --------------------------------------------------------------------------------------
 # bundle (on the controller; bundle.yml and verify_bundle.yml)
 # --------------------------------------------------------------------------------------
-BUNDLE_KINDS = ("snap", "chart", "image", "wheels")
-_SOURCE_KEY_RE = re.compile(r"^(snap|chart|image|wheels):.+")
+BUNDLE_KINDS = ("snap", "chart", "image", "packages", "wheels")
+_SOURCE_KEY_RE = re.compile(r"^(snap|chart|image|packages|wheels):.+")
 
 
 def _bundle_host(site):
@@ -544,12 +545,12 @@ def check_bundle(site, report):
     sources = _bvar(site, host, "bundle_sources", {})
     if not isinstance(sources, dict):
         report.add(host, user_var(site, host, "bundle_sources"), "is %s, not a mapping" % a_type_name(sources),
-                   "a mapping of image:<ref>, chart:<name>, snap:<name>, wheels:<name> -> source", value=sources)
+                   "a mapping of image:<ref>, chart:<name>, snap:<name>, packages:<release>, wheels:<name> -> source", value=sources)
     else:
         bad = [k for k in sources if not is_str(k) or not _SOURCE_KEY_RE.match(k)]
         if bad:
             report.add(host, user_var(site, host, "bundle_sources"), "has keys that name no artifact: %s"
-                       % ", ".join(map(str, bad)), "keys image:<ref>, chart:<name>, snap:<name>, wheels:<name>",
+                       % ", ".join(map(str, bad)), "keys image:<ref>, chart:<name>, snap:<name>, packages:<release>, wheels:<name>",
                        value=sources)
     data = manifest(_bvar(site, host, "bundle_manifest_file"))[0]
     wheels = (data or {}).get("wheels")
@@ -559,6 +560,49 @@ def check_bundle(site, report):
         if not os.path.exists(path):
             report.add(host, "bundle_project_root", "has no %s (wheels.requirements of the manifest)" % wheels["requirements"],
                        "the project root holding it, or 'wheels' dropped from bundle_kinds", value=root)
+
+
+# --------------------------------------------------------------------------------------
+# packages: OS packages from the bundle's release repositories (role packages, on every cluster
+# node and on the portal hosts)
+# --------------------------------------------------------------------------------------
+PACKAGES_SOURCES = ("bundle", "network")
+
+
+def check_packages(site, report, hosts):
+    """packages_source and, with the bundle as the source, that the bundle on the controller has the
+    repository of each node's release (read by preflight's hardware facts, when there are any)."""
+    for host in hosts:
+        source = site.get(host, "packages_source", "bundle")
+        if source not in PACKAGES_SOURCES:
+            report.add(host, "packages_source", "is not a package source Labhub knows",
+                       "bundle (the bundle's release repository) or network (the node's own APT sources)", value=source)
+            continue
+        if source != "bundle":
+            continue
+        bundle = _bundle_dir(site, report, host, "packages_bundle_dir")
+        if bundle is None or not os.path.isdir(bundle):
+            continue  # a bundle directory that is not there is reported by the bundle checks
+        if str(site.get(host, "preflight_hardware_root", "/") or "/").rstrip("/"):
+            continue  # facts read from another tree (preflight_hardware_root) do not tell the node's own release
+        hw = site.hardware.get(host) if isinstance(getattr(site, "hardware", None), dict) else None
+        os_info = hw.get("os") if isinstance(hw, dict) and isinstance(hw.get("os"), dict) else None
+        if not os_info or not os_info.get("id") or not os_info.get("version"):
+            continue  # no hardware facts (or no readable os-release, reported by the hardware check)
+        release = "%s-%s" % (str(os_info["id"]).lower(), os_info["version"])
+        if not _file(os.path.join(bundle, "packages", release + ".tar")):
+            have = sorted(n[:-4] for n in (os.listdir(os.path.join(bundle, "packages"))
+                                           if os.path.isdir(os.path.join(bundle, "packages")) else [])
+                          if n.endswith(".tar"))
+            report.add(host, user_var(site, host, "packages_bundle_dir"),
+                       "has no packages/%s.tar for this node's release (it has: %s)" % (release, ", ".join(have) or "none"),
+                       "a bundle built with %s in files/bundle-manifest.yml (section packages), or "
+                       "packages_source: network where the node reaches a package mirror" % release, value=bundle)
+
+
+def check_packages_nodes(site, report):
+    """Role packages on the cluster nodes of the playbook's scope (site.yml, add_node.yml)."""
+    check_packages(site, report, cluster_scope(site))
 
 
 # --------------------------------------------------------------------------------------

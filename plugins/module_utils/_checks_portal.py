@@ -33,6 +33,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible_collections.labhub.platform.plugins.module_utils import (
     _portal_settings as ps,
 )
+from ansible_collections.labhub.platform.plugins.module_utils._checks_cluster import check_packages, cluster_scope
 from ansible_collections.labhub.platform.plugins.module_utils._validation import (
     HostCheck,
     a_type_name,
@@ -425,6 +426,11 @@ class _HostCheck(HostCheck):
 def check_portal(site, report):
     """Every variable of role portal on each portal host (see the module docstring for which)."""
     hosts, render = portal_hosts(site)
+    if not render:
+        # the portal's OS packages (role packages), unless the host is a cluster node of a site run,
+        # which the packages check of the nodes already covered
+        covered = cluster_scope(site) if site.playbook in ("site", "preflight") else []
+        check_packages(site, report, [h for h in hosts if h not in covered])
     fields = None
     if not render:
         try:

@@ -36,16 +36,17 @@ ROLE_HOSTS = {
     "nodes": "nodes",
     "gpu_operator": "nodes",
     "network_operator": "nodes",
+    "packages": "nodes",
     "preflight": "scope",
 }
 
 # The roles each entry playbook runs (their specs are checked).
 PLAYBOOK_ROLES = {
-    "site": ("microk8s", "offline_images", "calico", "nodes", "gpu_operator", "network_operator", "ingress", "jupyterhub",
+    "site": ("packages", "microk8s", "offline_images", "calico", "nodes", "gpu_operator", "network_operator", "ingress", "jupyterhub",
              "portal"),
-    "preflight": ("microk8s", "offline_images", "calico", "nodes", "gpu_operator", "network_operator", "ingress",
+    "preflight": ("packages", "microk8s", "offline_images", "calico", "nodes", "gpu_operator", "network_operator", "ingress",
                   "jupyterhub", "portal"),
-    "add_node": ("microk8s", "offline_images", "nodes", "gpu_operator", "network_operator"),
+    "add_node": ("packages", "microk8s", "offline_images", "nodes", "gpu_operator", "network_operator"),
     # render.yml runs the jupyterhub role on each render host; the portal only through tasks_from.
     "render": ("jupyterhub", "ingress"),
     "uninstall": ("uninstall",),

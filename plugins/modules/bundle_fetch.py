@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 ---
 module: bundle_fetch
-short_description: Fetch one offline-bundle artifact (snap, Helm chart, image or wheels), resumably
+short_description: Fetch one offline-bundle artifact (snap, Helm chart, image, OS packages or wheels), resumably
 version_added: "0.1.0"
 description:
   - Fetches one artifact of the Labhub bundle manifest into a bundle directory and records it in
@@ -20,9 +20,18 @@ description:
   - Files are fetched into C(<bundle_dir>/.partial/) and renamed into place only after the fetch
     succeeded and was verified; a leftover partial file from an interrupted run is discarded.
   - "The remote transports are thin: C(snap download), C(skopeo copy docker://REF docker-archive:FILE:REF),
-    C(helm pull), C(pip download --only-binary=:all:). O(source) replaces only the transport with a
-    local one (an OCI layout for skopeo, a file or directory copy, a pip find-links directory);
-    everything else (temp names, verification, lock) is the same code path."
+    C(helm pull), C(pip download --only-binary=:all:), C(apt-get install --download-only). O(source)
+    replaces only the transport with a local one (an OCI layout for skopeo, a file or directory copy,
+    a pip find-links directory); everything else (temp names, verification, lock) is the same code path."
+  - "V(packages): one release's OS packages as a flat APT repository in one archive
+    (C(packages/<release>.tar): C(Packages) index and C(.deb) files). APT itself resolves the whole
+    dependency closure of the listed packages (Depends, Pre-Depends; no Recommends) against the
+    release's signed archive, in a private APT root with an empty dpkg status (nothing of the
+    machine's own APT state is read or changed). Nothing is left out as already present: a node
+    installed from an older point release may need newer libraries than it has, and a minimal
+    install may lack what a fuller one has. The versions resolved are recorded in the lock entry
+    (C(versions)). Needs C(apt-get), C(apt-cache) and C(dpkg-deb) (any
+    Debian or Ubuntu machine) and the archive's keyring (C(keyring) of the entry, or O(keyring))."
   - Runs on the machine that builds the bundle (normally C(localhost)).
 author:
   - Labhub engineers (@labhub)
@@ -35,13 +44,16 @@ options:
     description: Artifact kind, the manifest section the O(spec) comes from.
     type: str
     required: true
-    choices: [snap, chart, image, wheels]
+    choices: [snap, chart, image, packages, wheels]
   spec:
     description:
       - The artifact's manifest entry as written in C(files/bundle-manifest.yml).
       - "V(snap): C(name), C(revision), C(file), C(assert) (C(channel), C(classic) are informational here)."
       - "V(chart): C(name), C(repo), C(version), C(file), optional C(sha256)."
       - "V(image): C(ref) (C(name:tag)), C(file), optional C(digest) (C(sha256:...)), optional C(sha256) of the archive."
+      - "V(packages): C(name) (C(<ID>-<VERSION_ID>) of C(/etc/os-release), for example C(debian-12)), C(file)
+        (C(packages/<name>.tar)), C(sources) (list of C(uri), C(suite), C(components)), C(keyring),
+        C(packages) (names), optional C(architecture) (default C(amd64))."
       - "V(wheels): C(dir), C(python_version), C(platforms), optional C(implementation) (default C(cp)), optional C(name),
         optional C(projects) (list of C(path), C(name), C(version): Python projects of this repository whose own wheels
         are built with C(pip wheel --no-deps) from O(project_root) and must carry exactly that name and version)."
@@ -53,6 +65,9 @@ options:
         (for example C(oci:/path/layout:tag)). V(chart) - a chart C(.tgz) file. V(snap) - a
         directory holding the C(.snap) and C(.assert) files named as in O(spec).
         V(wheels) - a directory of wheels (pip C(--no-index --find-links)).
+        V(packages) - a release repository archive another bundle holds (its C(packages/<release>.tar));
+        it must hold every package the entry lists. (A local mirror of the archive is a C(file:) URI
+        in the entry's C(sources) instead.)
       - Omit to fetch from the internet.
     type: str
   requirements:
@@ -62,6 +77,9 @@ options:
     description:
       - Directory the C(path) of each entry in the wheels' C(projects) is relative to (the collection root).
       - Required when the V(wheels) spec lists C(projects).
+    type: path
+  keyring:
+    description: Keyring that signs the release's archive, replacing the entry's C(keyring) (V(packages) only).
     type: path
   arch:
     description: Architecture to fetch for (skopeo C(--override-arch)).
@@ -170,13 +188,33 @@ from ansible_collections.labhub.platform.plugins.module_utils._bundle import (
     normalize_sha256, read_lock, safe_relpath, sha256_file, split_image_ref, wheel_name_version,
 )
 from ansible_collections.labhub.platform.plugins.module_utils._cmd_runner import CmdError, CmdRunner, fmt
+from ansible_collections.labhub.platform.plugins.module_utils._os_packages import (
+    PackagesError, apt_output, check_spec, deb_file_name, field, index_entry, parse_stanzas, read_repository, repository_tar,
+    source_lines,
+)
 
 REQUIRED = {
     "snap": ("name", "revision", "file", "assert"),
     "chart": ("name", "repo", "version", "file"),
     "image": ("ref", "file"),
     "wheels": ("python_version", "platforms"),
+    "packages": ("name", "file", "sources", "keyring", "packages"),
 }
+
+# The private APT root of a packages fetch: nothing of the machine's own APT configuration,
+# lists, caches or dpkg status is read or written.
+APT_CONF = """Dir "%(root)s/";
+Dir::State::status "%(root)s/status";
+APT::Architecture "%(arch)s";
+APT::Architectures { "%(arch)s"; };
+APT::Install-Recommends "false";
+APT::Install-Suggests "false";
+APT::Sandbox::User "root";
+Acquire::Languages "none";
+Acquire::GzipIndexes "false";
+Acquire::Retries "3";
+Debug::NoLocking "true";
+"""
 
 
 class Fetcher:
@@ -189,6 +227,7 @@ class Fetcher:
         self.bundle_dir = os.path.abspath(p["bundle_dir"])
         self.art = None
         self.tmp = None
+        self.extra = {}
 
     # ------------------------------------------------------------------ helpers
     def cleanup(self):
@@ -223,6 +262,13 @@ class Fetcher:
             self.spec["digest"] = ("sha256:" + normalize_sha256(self.spec["digest"])) if self.spec.get("digest") else None
         if self.spec.get("sha256"):
             normalize_sha256(self.spec["sha256"])
+        if self.kind == "packages":
+            if self.module.params["keyring"]:
+                self.spec["keyring"] = self.module.params["keyring"]
+            problems = check_spec(self.spec)
+            if problems:
+                self.fail("; ".join(problems))
+
         if self.kind == "wheels":
             req = self.module.params["requirements"]
             if not req:
@@ -321,6 +367,68 @@ class Fetcher:
                 if not os.path.isfile(path):
                     self.fail("snap download did not produce %s" % os.path.basename(path))
         return {safe_relpath(self.spec["file"]): got_snap, safe_relpath(self.spec["assert"]): got_assert}, None, src
+
+    def fetch_packages(self, tmp):
+        spec = self.spec
+        out = os.path.join(tmp, os.path.basename(spec["file"]))
+        if self.source:
+            try:
+                versions = read_repository(self.source)
+            except PackagesError as exc:
+                self.fail("source %s is not a release repository archive: %s" % (self.source, exc))
+            lacking = [str(n) for n in spec["packages"] if n not in versions]
+            if lacking:
+                self.fail("source %s lacks %s" % (self.source, ", ".join(lacking)))
+            shutil.copyfile(self.source, out)
+            self.extra = {"versions": versions}
+            return {safe_relpath(spec["file"]): out}, None, self.source
+        keyring = os.path.abspath(spec["keyring"])
+        if not os.path.isfile(keyring):
+            self.fail("keyring %s not found (the archive's signing keys; on Debian, Ubuntu's come from "
+                      "Ubuntu's ubuntu-keyring package)" % keyring)
+        root = os.path.join(tmp, "apt")
+        for sub in ("etc/apt/apt.conf.d", "etc/apt/preferences.d", "etc/apt/sources.list.d",
+                    "var/lib/apt/lists/partial", "var/cache/apt/archives/partial"):
+            os.makedirs(os.path.join(root, sub))
+        with open(os.path.join(root, "etc/apt/sources.list"), "w") as fh:
+            fh.write("\n".join(source_lines(spec, keyring)) + "\n")
+        open(os.path.join(root, "status"), "w").close()
+        conf = os.path.join(root, "apt.conf")
+        with open(conf, "w") as fh:
+            fh.write(APT_CONF % {"root": root, "arch": spec.get("architecture", "amd64")})
+        env = {"APT_CONFIG": conf, "LC_ALL": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"}
+
+        def run(argv):
+            exe = self.module.get_bin_path(argv[0], required=False)
+            if not exe:
+                self.fail("'%s' not found (needed to fetch OS packages; any Debian or Ubuntu machine has it)" % argv[0])
+            rc, out, err = self.module.run_command([exe] + argv[1:], environ_update=env)
+            if rc != 0:
+                self.fail("%s exited %d: %s" % (" ".join(argv[:2]), rc, apt_output(out, err)))
+            return out
+
+        run(["apt-get", "-q", "update"])
+        run(["apt-get", "-q", "-y", "--download-only", "install"] + [str(n) for n in spec["packages"]])
+        archives = os.path.join(root, "var/cache/apt/archives")
+        entries, versions = [], {}
+        for deb in sorted(f for f in os.listdir(archives) if f.endswith(".deb")):
+            path = os.path.join(archives, deb)
+            control = run(["dpkg-deb", "--field", path])
+            stanza = parse_stanzas(control)[0]
+            pkg, ver, arch = field(stanza, "Package"), field(stanza, "Version"), field(stanza, "Architecture")
+            name = deb_file_name(pkg, ver, arch)
+            with open(path, "rb") as fh:
+                data = fh.read()
+            entries.append((name, data, index_entry(control, name, data)))
+            versions[pkg] = ver
+        missing = [n for n in spec["packages"] if n not in versions]
+        if missing:
+            self.fail("APT fetched nothing for %s" % ", ".join(missing))
+        with open(out, "wb") as fh:
+            fh.write(repository_tar(entries))
+        shutil.rmtree(root)
+        self.extra = {"versions": versions}
+        return {safe_relpath(spec["file"]): out}, None, "; ".join(source_lines(spec, keyring))
 
     def fetch_wheels(self, tmp):
         spec = self.spec
@@ -424,6 +532,7 @@ class Fetcher:
             after = {"kind": self.kind, "pin": pin, "source": src, "files": files}
             if digest:
                 after["digest"] = digest
+            after.update(self.extra)
             lock["artifacts"][self.art] = after
         self.cleanup()
         result = dict(changed=True, action="fetched", artifact=self.art, reason=reason,
@@ -438,11 +547,12 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             bundle_dir=dict(type="path", required=True),
-            kind=dict(type="str", required=True, choices=["snap", "chart", "image", "wheels"]),
+            kind=dict(type="str", required=True, choices=["snap", "chart", "image", "packages", "wheels"]),
             spec=dict(type="dict", required=True),
             source=dict(type="str"),
             requirements=dict(type="path"),
             project_root=dict(type="path"),
+            keyring=dict(type="path"),
             arch=dict(type="str", default="amd64"),
             force=dict(type="bool", default=False),
             skopeo_path=dict(type="str", default="skopeo"),

@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
 
 from make_oci_image import build as build_oci  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.labhub.platform.plugins.module_utils import _os_packages  # noqa: E402
 
 pytestmark = [pytest.mark.slow]
 
@@ -78,6 +79,19 @@ def world(tmp_path_factory):
     wheels.mkdir()
     make_wheel(wheels, "labhub-demo", "1.0")
     make_wheel(wheels, "labhub-extra", "2.1")
+    # A release repository as another bundle holds it (packages/<release>.tar): one real .deb built
+    # by dpkg-deb, in the flat repository archive bundle_fetch writes.
+    pkg = src / "deb" / "labhub-demo"
+    (pkg / "DEBIAN").mkdir(parents=True)
+    (pkg / "DEBIAN" / "control").write_text("Package: labhub-demo\nVersion: 1.0-1\nArchitecture: all\n"
+                                            "Maintainer: Labhub <labhub@example.org>\nDescription: demo\n")
+    deb = src / "deb" / "labhub-demo.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(pkg), str(deb)], check=True, capture_output=True)
+    control = subprocess.run(["dpkg-deb", "--field", str(deb)], check=True, capture_output=True, text=True).stdout
+    deb_name = _os_packages.deb_file_name("labhub-demo", "1.0-1", "all")
+    repo_tar = src / "debian-12.tar"
+    repo_tar.write_bytes(_os_packages.repository_tar(
+        [(deb_name, deb.read_bytes(), _os_packages.index_entry(control, deb_name, deb.read_bytes()))]))
     project = root / "project"
     (project / "portal").mkdir(parents=True)
     (project / "portal" / "requirements.lock").write_text(
@@ -93,6 +107,10 @@ def world(tmp_path_factory):
             {"ref": IMG_B, "digest": digests["bravo"], "file": "images/docker.io_library_bravo_2.0.tar",
              "used_by": ["test"]},
         ],
+        "packages": [{"name": "debian-12", "file": "packages/debian-12.tar",
+                      "keyring": "/usr/share/keyrings/debian-archive-keyring.gpg",
+                      "sources": [{"uri": "http://deb.invalid/debian", "suite": "bookworm", "components": ["main"]}],
+                      "packages": ["labhub-demo"]}],
         "wheels": {"name": "portal", "requirements": "portal/requirements.lock", "dir": "wheels",
                    "python_version": "3.11", "implementation": "cp", "platforms": ["manylinux2014_x86_64"]},
     }
@@ -104,6 +122,7 @@ def world(tmp_path_factory):
         "chart:mychart": str(chart_tgz),
         "snap:foo": str(snaps),
         "wheels:portal": str(wheels),
+        "packages:debian-12": str(repo_tar),
     }
     return {"root": root, "manifest": manifest, "manifest_path": manifest_path, "sources": sources,
             "project": project, "digests": digests, "chart_tgz": chart_tgz, "src": src}
@@ -161,7 +180,7 @@ def test_first_run_fetches_everything_and_writes_sums_and_lock(world, built):
     expected = {"snaps/foo_7.snap", "snaps/foo_7.assert", "charts/mychart-0.1.0.tgz",
                 "images/quay.io_labhub-test_alpha_1.0.tar", "images/docker.io_library_bravo_2.0.tar",
                 "wheels/labhub_demo-1.0-py3-none-any.whl", "wheels/labhub_extra-2.1-py3-none-any.whl",
-                "bundle.lock.json"}
+                "packages/debian-12.tar", "bundle.lock.json"}
     assert set(sums) == expected
     for name, digest in sums.items():
         assert sha256(bundle / name) == digest, name
@@ -179,6 +198,10 @@ def test_first_run_fetches_everything_and_writes_sums_and_lock(world, built):
     assert lock["artifacts"][f"image:{IMG_A}"]["digest"] == world["digests"]["alpha"]
     assert set(lock["artifacts"]["wheels:portal"]["files"]) == {
         "wheels/labhub_demo-1.0-py3-none-any.whl", "wheels/labhub_extra-2.1-py3-none-any.whl"}
+    packages = lock["artifacts"]["packages:debian-12"]
+    assert packages["versions"] == {"labhub-demo": "1.0-1"}
+    assert packages["pin"]["packages"] == ["labhub-demo"] and packages["source"] == world["sources"]["packages:debian-12"]
+    assert _os_packages.read_repository(str(bundle / "packages/debian-12.tar")) == {"labhub-demo": "1.0-1"}
     assert (bundle / "bundle-manifest.yml").read_text() == world["manifest_path"].read_text()
     assert not (bundle / ".partial").exists()
     assert "verified" in out
@@ -254,10 +277,10 @@ def test_damaged_lock_is_reported_then_rebuilt(world, built):
     assert re.search(r"corrupt\s+bundle.lock.json\s+-\s+.*not valid JSON", out), out
     rc, changed, out = run_playbook(world, "bundle.yml", bundle)
     assert rc == 0, out
-    assert changed == 4, out      # the snap, chart, image and wheel tasks: everything re-fetched
+    assert changed == 5, out      # the snap, chart, image, packages and wheel tasks: everything re-fetched
     lock = json.loads((bundle / "bundle.lock.json").read_text())
     assert set(lock["artifacts"]) == {"snap:foo", "chart:mychart", f"image:{IMG_A}", f"image:{IMG_B}",
-                                      "wheels:portal"}
+                                      "packages:debian-12", "wheels:portal"}
     assert read_sums(bundle) == read_sums(built[0])
 
 
@@ -277,11 +300,27 @@ def test_digest_mismatch_fails_and_leaves_no_file(world):
     assert not (bundle / ".partial").exists()
 
 
+def test_packages_source_lacking_a_package_fails_and_leaves_no_file(world):
+    manifest = json.loads(json.dumps(world["manifest"]))
+    manifest["packages"][0]["packages"].append("postgresql")
+    path = world["root"] / "bad-packages.yml"
+    path.write_text(yaml.safe_dump(manifest))
+    bundle = world["root"] / "bad-packages"
+    rc, dummy, out = run_playbook(
+        world, "bundle.yml", bundle,
+        extra_vars={"labhub_bundle_manifest_file": str(path), "labhub_bundle_kinds": ["packages"]})
+    assert rc != 0
+    assert "Failed to fetch packages 'packages:debian-12' due to: source %s lacks postgresql" % (
+        world["sources"]["packages:debian-12"]) in out
+    assert not (bundle / "packages/debian-12.tar").exists()
+    assert not (bundle / ".partial").exists()
+
+
 def test_verify_good_bundle_passes(world, built):
     rc, changed, out = run_playbook(world, "verify_bundle.yml", built[0])
     assert rc == 0, out
     assert changed == 0
-    assert "verified: 8 files match" in out
+    assert "verified: 9 files match" in out
 
 
 @pytest.mark.parametrize("damage, problem, path", [

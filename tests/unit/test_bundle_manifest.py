@@ -43,7 +43,7 @@ def z2jh_default_images(values):
 
 def test_schema_version_and_sections():
     assert MANIFEST["schema_version"] == 1
-    assert {"snaps", "charts", "images", "wheels"} <= set(MANIFEST)
+    assert {"snaps", "charts", "images", "packages", "wheels"} <= set(MANIFEST)
 
 
 def test_every_z2jh_default_image_is_in_the_manifest(shared_reference):
@@ -74,7 +74,7 @@ def test_all_files_unique_and_clean():
         files.extend(b.artifact_files(kind, spec))   # raises on unclean paths
     dupes = sorted({f for f in files if files.count(f) > 1})
     assert not dupes
-    assert all(f.startswith(("snaps/", "charts/", "images/")) for f in files)
+    assert all(f.startswith(("snaps/", "charts/", "images/", "packages/")) for f in files)
 
 
 def test_artifact_ids_unique():

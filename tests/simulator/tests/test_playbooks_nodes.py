@@ -7,9 +7,11 @@ plane the harness' broker runs for each simulated cluster (tests/harness/kube; K
 kubelets), one simulated node per inventory host (connection local, each host's paths under its
 own LABHUB_SIM_ROOT). Not a real-cluster test: no kubelet or container runs.
 
-Bundle verification and the image import are skipped (--skip-tags bundle,offline_images): the
-bundle here holds simulated snaps only, and both have their own tests (test_bundle.py,
-molecule/offline_images with a real containerd). Preflight runs against the cpu-vm hardware
+Bundle verification, the OS packages and the image import are skipped (--skip-tags
+bundle,packages,offline_images): the bundle here holds simulated snaps only, the "nodes" are this
+machine (local connection), and all three have their own tests (test_bundle.py, molecule/portal
+and molecule/site installing from the bundle with the network cut, molecule/offline_images with a
+real containerd). Preflight runs against the cpu-vm hardware
 fixture tree.
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ansible_run import ansible_playbook  # tests/simulator/tests/ansible_run.py
 
 REPO = Path(__file__).resolve().parents[3]
 FIXTURE = REPO / "tests" / "unit" / "fixtures" / "hardware" / "cpu-vm"
-SKIP = ["--skip-tags", "bundle,offline_images"]
+SKIP = ["--skip-tags", "bundle,packages,offline_images"]
 pytestmark = [pytest.mark.slow]
 
 try:
