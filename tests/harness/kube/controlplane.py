@@ -501,7 +501,10 @@ class ControlPlane:
             raise RuntimeError(f"Failed to create node '{name}' due to: {status} {body}")
         return dict(body)
 
-    def wait_node_ready(self, name: str, timeout: float = 60) -> None:
+    def wait_node_ready(self, name: str, timeout: float = 180) -> None:
+        """Until KWOK marks the node Ready. 180 s: a clean-clone CI run (6525ed2's, both cores busy
+        from its first minute) saw a freshly started KWOK take over 60 s; a ready node returns at
+        once. A timeout shows KWOK's own log and whether it is still running."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             status, body = self.request("GET", f"/api/v1/nodes/{name}")
@@ -510,7 +513,13 @@ class ControlPlane:
                     if cond.get("type") == "Ready" and cond.get("status") == "True":
                         return
             time.sleep(0.3)
-        raise RuntimeError(f"Failed to ready node '{name}' due to: KWOK did not mark it Ready in {timeout} s")
+        proc = self.procs.get("kwok")
+        state = "not started by this process" if proc is None else (
+            "running" if proc.poll() is None else f"exited {proc.returncode}")
+        log = self.workdir / "kwok.log"
+        tail = log.read_text(errors="replace")[-1500:] if log.is_file() else "(no kwok.log)"
+        raise RuntimeError(f"Failed to ready node '{name}' due to: KWOK ({state}) did not mark it Ready in "
+                           f"{timeout} s; kwok.log ends: {tail}")
 
 
 def wait_port(port: int, name: str, plane: ControlPlane, timeout: float = 60) -> None:
