@@ -284,15 +284,23 @@ def test_damaged_lock_is_reported_then_rebuilt(world, built):
     assert read_sums(bundle) == read_sums(built[0])
 
 
-def test_digest_mismatch_fails_and_leaves_no_file(world):
+def build_with_changed_manifest(world, name, change, kind):
+    """bundle.yml for one kind with a changed copy of the world's manifest: (bundle, rc, output)."""
     manifest = json.loads(json.dumps(world["manifest"]))
-    manifest["images"][1]["digest"] = world["digests"]["alpha"]   # wrong on purpose
-    path = world["root"] / "bad-digest.yml"
+    change(manifest)
+    path = world["root"] / f"{name}.yml"
     path.write_text(yaml.safe_dump(manifest))
-    bundle = world["root"] / "bad-digest"
+    bundle = world["root"] / name
     rc, dummy, out = run_playbook(
         world, "bundle.yml", bundle,
-        extra_vars={"labhub_bundle_manifest_file": str(path), "labhub_bundle_kinds": ["image"]})
+        extra_vars={"labhub_bundle_manifest_file": str(path), "labhub_bundle_kinds": [kind]})
+    return bundle, rc, out
+
+
+def test_digest_mismatch_fails_and_leaves_no_file(world):
+    def wrong_digest(manifest):
+        manifest["images"][1]["digest"] = world["digests"]["alpha"]   # wrong on purpose
+    bundle, rc, out = build_with_changed_manifest(world, "bad-digest", wrong_digest, "image")
     assert rc != 0
     assert "Failed to fetch image 'image:docker.io/library/bravo:2.0' due to:" in out
     assert "the manifest pins " + world["digests"]["alpha"] in out
@@ -301,14 +309,8 @@ def test_digest_mismatch_fails_and_leaves_no_file(world):
 
 
 def test_packages_source_lacking_a_package_fails_and_leaves_no_file(world):
-    manifest = json.loads(json.dumps(world["manifest"]))
-    manifest["packages"][0]["packages"].append("postgresql")
-    path = world["root"] / "bad-packages.yml"
-    path.write_text(yaml.safe_dump(manifest))
-    bundle = world["root"] / "bad-packages"
-    rc, dummy, out = run_playbook(
-        world, "bundle.yml", bundle,
-        extra_vars={"labhub_bundle_manifest_file": str(path), "labhub_bundle_kinds": ["packages"]})
+    bundle, rc, out = build_with_changed_manifest(
+        world, "bad-packages", lambda manifest: manifest["packages"][0]["packages"].append("postgresql"), "packages")
     assert rc != 0
     assert "Failed to fetch packages 'packages:debian-12' due to: source %s lacks postgresql" % (
         world["sources"]["packages:debian-12"]) in out
