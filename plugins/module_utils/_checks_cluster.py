@@ -20,6 +20,7 @@ import os
 import re
 
 from ansible_collections.labhub.platform.plugins.module_utils._checks_inventory import check_quorum
+from ansible_collections.labhub.platform.plugins.module_utils._os_packages import PackagesError, release_file, release_id
 from ansible_collections.labhub.platform.plugins.module_utils._validation import (
     a_type_name,
     DNS_LABEL_RE,
@@ -587,15 +588,17 @@ def check_packages(site, report, hosts):
             continue  # facts read from another tree (preflight_hardware_root) do not tell the node's own release
         hw = site.hardware.get(host) if isinstance(getattr(site, "hardware", None), dict) else None
         os_info = hw.get("os") if isinstance(hw, dict) and isinstance(hw.get("os"), dict) else None
-        if not os_info or not os_info.get("id") or not os_info.get("version"):
+        try:
+            release = release_id(os_info or {})
+        except PackagesError:
             continue  # no hardware facts (or no readable os-release, reported by the hardware check)
-        release = "%s-%s" % (str(os_info["id"]).lower(), os_info["version"])
-        if not _file(os.path.join(bundle, "packages", release + ".tar")):
-            have = sorted(n[:-4] for n in (os.listdir(os.path.join(bundle, "packages"))
-                                           if os.path.isdir(os.path.join(bundle, "packages")) else [])
+        wanted = os.path.join(bundle, release_file(release))
+        if not _file(wanted):
+            shelf = os.path.dirname(wanted)
+            have = sorted(n[:-len(".tar")] for n in (os.listdir(shelf) if os.path.isdir(shelf) else [])
                           if n.endswith(".tar"))
             report.add(host, user_var(site, host, "packages_bundle_dir"),
-                       "has no packages/%s.tar for this node's release (it has: %s)" % (release, ", ".join(have) or "none"),
+                       "has no %s for this node's release (it has: %s)" % (release_file(release), ", ".join(have) or "none"),
                        "a bundle built with %s in files/bundle-manifest.yml (section packages), or "
                        "packages_source: network where the node reaches a package mirror" % release, value=bundle)
 

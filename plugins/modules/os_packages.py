@@ -62,6 +62,11 @@ release:
   returned: always
   type: str
   sample: debian-12
+repository_file:
+  description: The bundle file of the node's release repository (C(packages/<release>.tar)), relative to the bundle.
+  returned: always
+  type: str
+  sample: packages/debian-12.tar
 missing:
   description: Names that were not installed before this run (installed now unless in check mode).
   returned: always
@@ -84,7 +89,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.labhub.platform.plugins.module_utils._hardware import MalformedError, parse_os_release
 from ansible_collections.labhub.platform.plugins.module_utils._os_packages import (
-    PackagesError, apt_output, read_repository, release_id,
+    PackagesError, apt_output, read_repository, release_file, release_id,
 )
 
 OS_RELEASE = "/etc/os-release"
@@ -123,16 +128,17 @@ def main():
     except (IOError, OSError, MalformedError, PackagesError) as exc:
         fail("cannot tell the node's release from %s (%s)" % (OS_RELEASE, exc))
     if not names:
-        module.exit_json(changed=False, release=release, missing=[], versions={})
+        module.exit_json(changed=False, release=release, repository_file=release_file(release), missing=[], versions={})
 
     before = installed_versions(module, names)
     missing = [n for n in names if n not in before]
     if not missing or module.check_mode:
-        module.exit_json(changed=bool(missing), release=release, missing=missing, versions=before)
+        module.exit_json(changed=bool(missing), release=release, repository_file=release_file(release),
+                         missing=missing, versions=before)
 
     repository = module.params["repository"]
     if not repository or not os.path.isfile(repository):
-        fail("the release repository %s is not on the node (the bundle's packages/%s.tar)" % (repository, release))
+        fail("the release repository %s is not on the node (the bundle's %s)" % (repository, release_file(release)))
     try:
         offered = read_repository(repository)
     except PackagesError as exc:
@@ -181,7 +187,8 @@ def main():
     still = [n for n in names if n not in after]
     if still:
         fail("apt-get install succeeded but dpkg does not list %s as installed" % ", ".join(still))
-    module.exit_json(changed=True, release=release, missing=missing, versions=after)
+    module.exit_json(changed=True, release=release, repository_file=release_file(release), missing=missing,
+                     versions=after)
 
 
 if __name__ == "__main__":
