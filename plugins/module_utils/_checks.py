@@ -54,6 +54,7 @@ CHECKS = {
     "network_operator": accelerators.check_network_operator,
     "bundle": cluster.check_bundle,
     "bundle_verify": cluster.check_bundle_verify,
+    "image_audit": cluster.check_image_audit,
     "remove_node": cluster.check_remove_node,
     # role portal: on its hosts for site/preflight, on the render host for render (see _checks_portal)
     "portal": portal.check_portal,
@@ -75,6 +76,10 @@ PLAYBOOKS = {
     "uninstall": ("renamed", "booleans", "uninstall"),
     "bundle": ("renamed", "bundle"),
     "verify_bundle": ("renamed", "bundle_verify"),
+    # what audit_images.yml renders (render.yml's hub, ingress and portal; the GPU and Network
+    # Operators' render modes, which read each node's hardware) and the audit's own inputs
+    "audit_images": _CLUSTER + ("portal", "hub", "ingress", "gpu_operator", "network_operator",
+                                "image_audit"),
     # role portal alone (its tasks/preflight.yml and tasks/render.yml): the hosts the role runs on
     "portal": ("portal",),
     "portal_render": ("portal",),

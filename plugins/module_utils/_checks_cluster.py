@@ -18,6 +18,7 @@ __metaclass__ = type
 import ipaddress
 import os
 import re
+import shutil
 
 from ansible_collections.labhub.platform.plugins.module_utils._checks_inventory import check_quorum
 from ansible_collections.labhub.platform.plugins.module_utils._os_packages import PackagesError, release_file, release_id
@@ -720,3 +721,46 @@ def check_ingress(site, report):
         elif len(refs) != 1:
             add("ingress_manifest_file", "lists %d images used_by ingress" % len(refs),
                 "exactly one: the controller image, e.g. docker.io/library/traefik:v3.6.13")
+
+
+def check_image_audit(site, report):
+    """Inputs of audit_images.yml (role image_audit, on the controller): the bundle it compares
+    with (its manifest and chart archives), Helm on the controller, the render directory."""
+    host = site.hub_host
+    bundle = site.get(host, "image_audit_bundle_dir", "")
+    var = user_var(site, host, "image_audit_bundle_dir")
+    if not is_abs(bundle):
+        report.add(host, var, "is not the absolute path of the bundle on the controller",
+                   "-e labhub_bundle_dir=/srv/labhub-bundle", value=bundle)
+    elif not os.path.isdir(bundle):
+        report.add(host, var, "is not a directory on the controller", "the bundle built by playbooks/bundle.yml",
+                   value=bundle)
+    else:
+        data, error = manifest(os.path.join(bundle, "bundle-manifest.yml"))
+        if error:
+            report.add(host, var, "has no readable bundle-manifest.yml: " + error,
+                       "the bundle built by playbooks/bundle.yml (check it with playbooks/verify_bundle.yml)", value=bundle)
+        else:
+            absent = [str(c.get("file")) for c in data.get("charts") or []
+                      if isinstance(c, dict) and not os.path.isfile(os.path.join(bundle, str(c.get("file"))))]
+            if absent:
+                report.add(host, var, "lacks the chart archives %s" % ", ".join(absent),
+                           "the bundle built by playbooks/bundle.yml (check it with playbooks/verify_bundle.yml)",
+                           value=bundle)
+    helm = site.get(host, "image_audit_helm_binary", "helm")
+    found = (helm if os.sep in helm else shutil.which(helm)) if is_str(helm) and helm else None
+    if not found or not os.path.isfile(found) or not os.access(found, os.X_OK):
+        report.add(host, "image_audit_helm_binary", "is not an executable Helm 3 on the controller",
+                   "helm on PATH, or a path; MicroK8s nodes carry a static one at /snap/microk8s/current/bin/helm",
+                   value=helm)
+    render_dir = site.get(host, "image_audit_render_dir", "")
+    if render_dir not in ("", None) and not is_abs(render_dir):
+        report.add(host, "image_audit_render_dir", "is not an absolute directory", "'' (a temporary one) or /absolute/dir",
+                   value=render_dir)
+    version = site.get(host, "image_audit_kube_version", "")
+    if version not in ("", None) and not (is_str(version) and re.match(r"^v?\d+\.\d+(\.\d+)?$", version)):
+        report.add(host, "image_audit_kube_version", "is not a Kubernetes version", "e.g. 1.36.0, or '' (the bundle's track)",
+                   value=version)
+    if not is_bool(site.get(host, "image_audit_fail_on_missing", True)):
+        report.add(host, "image_audit_fail_on_missing", "is not a boolean", "true or false",
+                   value=site.get(host, "image_audit_fail_on_missing"))

@@ -92,7 +92,7 @@ def portal_hosts(site):
     """The hosts the portal check covers for the site's playbook, and whether it is a render."""
     if site.playbook in ("portal", "portal_render"):
         return list(site.scope), site.playbook == "portal_render"
-    if site.playbook == "render":
+    if site.playbook in ("render", "audit_images"):  # audit_images.yml renders through render.yml
         host = site.hub_host
         if host == INVENTORY or not _truthy(site.get(host, "labhub_render_portal"), True):
             return [], True

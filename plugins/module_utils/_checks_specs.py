@@ -38,6 +38,7 @@ ROLE_HOSTS = {
     "network_operator": "nodes",
     "packages": "nodes",
     "preflight": "scope",
+    "image_audit": "hub",
 }
 
 # The roles each entry playbook runs (their specs are checked).
@@ -50,6 +51,7 @@ PLAYBOOK_ROLES = {
     # render.yml runs the jupyterhub role on each render host; the portal only through tasks_from.
     "render": ("jupyterhub", "ingress"),
     "uninstall": ("uninstall",),
+    "audit_images": ("gpu_operator", "network_operator", "ingress", "jupyterhub", "image_audit"),
 }
 
 _ARG_RE = re.compile(r"argument '([^']+)'(?: is of type \S+ found in '([^']+)')?")

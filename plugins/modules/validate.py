@@ -40,7 +40,7 @@ options:
       - The entry playbook whose checks to run (each runs only what it will use).
     type: str
     default: site
-    choices: [preflight, site, add_node, remove_node, render, uninstall, bundle, verify_bundle]
+    choices: [preflight, site, add_node, remove_node, render, uninstall, bundle, verify_bundle, audit_images]
   scope:
     description:
       - Hosts the playbook acts on (per-node checks run on these). Default the play's hosts.

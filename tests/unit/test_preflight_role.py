@@ -76,5 +76,6 @@ def test_preflight_playbook_names_known_checks():
             with open(os.path.join(REPO, "playbooks", name)) as handle:
                 for value in re.findall(r"preflight_playbook: (\S+)", handle.read()):
                     used[name] = value
-    assert used == {"site.yml": "site", "add_node.yml": "add_node", "remove_node.yml": "remove_node"}
+    assert used == {"site.yml": "site", "add_node.yml": "add_node", "remove_node.yml": "remove_node",
+                    "audit_images.yml": "audit_images"}
     assert set(used.values()) <= set(choices)
