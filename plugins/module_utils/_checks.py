@@ -55,6 +55,7 @@ CHECKS = {
     "bundle": cluster.check_bundle,
     "bundle_verify": cluster.check_bundle_verify,
     "image_audit": cluster.check_image_audit,
+    "monitoring": cluster.check_monitoring,
     "remove_node": cluster.check_remove_node,
     # role portal: on its hosts for site/preflight, on the render host for render (see _checks_portal)
     "portal": portal.check_portal,
@@ -62,7 +63,7 @@ CHECKS = {
 
 _CLUSTER = ("renamed", "unknown", "topology", "booleans", "node_names", "features")
 _ROLES = ("bundle_verify", "packages", "microk8s", "offline_images", "calico", "nodes", "gpu_operator",
-          "network_operator", "ingress")
+          "network_operator", "monitoring", "ingress")
 # add_node.yml runs every role but calico (its DaemonSet covers the new node).
 _ADD_NODE = ("bundle_verify", "packages", "microk8s", "offline_images", "nodes", "gpu_operator", "network_operator")
 
@@ -72,14 +73,14 @@ PLAYBOOKS = {
     "site": _CLUSTER + ("hardware",) + _ROLES + ("portal", "hub"),
     "add_node": ("add_node_args",) + _CLUSTER + ("hardware",) + _ADD_NODE,
     "remove_node": ("remove_node",) + _CLUSTER,
-    "render": ("renamed", "unknown", "render_args", "booleans", "portal", "hub", "ingress"),
+    "render": ("renamed", "unknown", "render_args", "booleans", "portal", "hub", "ingress", "monitoring"),
     "uninstall": ("renamed", "booleans", "uninstall"),
     "bundle": ("renamed", "bundle"),
     "verify_bundle": ("renamed", "bundle_verify"),
     # what audit_images.yml renders (render.yml's hub, ingress and portal; the GPU and Network
     # Operators' render modes, which read each node's hardware) and the audit's own inputs
     "audit_images": _CLUSTER + ("portal", "hub", "ingress", "gpu_operator", "network_operator",
-                                "image_audit"),
+                                "monitoring", "image_audit"),
     # role portal alone (its tasks/preflight.yml and tasks/render.yml): the hosts the role runs on
     "portal": ("portal",),
     "portal_render": ("portal",),

@@ -764,3 +764,73 @@ def check_image_audit(site, report):
     if not is_bool(site.get(host, "image_audit_fail_on_missing", True)):
         report.add(host, "image_audit_fail_on_missing", "is not a boolean", "true or false",
                    value=site.get(host, "image_audit_fail_on_missing"))
+
+
+def monitoring_on(site, host):
+    """Whether site.yml runs role monitoring (monitoring_enabled, default true)."""
+    return truthy(site.get(host, "monitoring_enabled", True))
+
+
+def check_monitoring(site, report):
+    """Role monitoring's settings, against what Prometheus, Kubernetes and the bundle manifest accept."""
+    from ansible_collections.labhub.platform.plugins.module_utils import _monitoring
+
+    host = site.hub_host
+
+    def add(var, problem, expected, value=MISSING):
+        report.add(host, var, problem, expected, value=site.get(host, var) if value is MISSING else value)
+
+    enabled = site.get(host, "monitoring_enabled", True)
+    if not is_bool(enabled):
+        add("monitoring_enabled", "is %s, not a boolean" % a_type_name(enabled), "true or false (unquoted YAML)")
+        return
+    if not enabled:
+        return
+    namespace = site.get(host, "monitoring_namespace", "monitoring")
+    if not (is_str(namespace) and DNS_LABEL_RE.match(namespace)):
+        add("monitoring_namespace", "is not a namespace name", "a DNS label: lower-case letters, digits, '-'")
+    for var, default in (("monitoring_scrape_interval", "30s"), ("monitoring_retention", "15d")):
+        value = site.get(host, var, default)
+        if not (is_str(value) and _monitoring.DURATION_RE.match(value)):
+            add(var, "is not a Prometheus duration", "a number with a unit, e.g. 30s, 15d, 8w")
+    size = site.get(host, "monitoring_retention_size", "")
+    if size not in ("", None) and not (is_str(size) and _monitoring.RETENTION_SIZE_RE.match(size)):
+        add("monitoring_retention_size", "is not a Prometheus size", "e.g. 15GB, or '' for no size cap")
+    for var, default in (("monitoring_prometheus_storage", "20Gi"), ("monitoring_grafana_storage", "1Gi"),
+                         ("monitoring_prometheus_memory", "2Gi")):
+        value = site.get(host, var, default)
+        if not (is_str(value) and _monitoring.SIZE_RE.match(value)):
+            add(var, "is not a Kubernetes quantity", "e.g. 20Gi")
+    storage_class = site.get(host, "monitoring_storage_class", "microk8s-hostpath")
+    if storage_class not in ("", None) and not (is_str(storage_class) and DNS_SUBDOMAIN_RE.match(storage_class)):
+        add("monitoring_storage_class", "is not a storage class name", "e.g. microk8s-hostpath, or '' (the default class)")
+    port = site.get(host, "monitoring_grafana_nodeport", 30300)
+    hub_ports = [site.get(host, v) for v in ("jupyterhub_nodeport_http", "jupyterhub_nodeport_https")
+                 if site.get(host, "jupyterhub_expose", "nodeport") == "nodeport"]
+    if not is_int(port) or isinstance(port, bool) or not (port == 0 or 30000 <= port <= 32767):
+        add("monitoring_grafana_nodeport", "is not a NodePort", "30000-32767, or 0 for a ClusterIP Service only")
+    elif port and port in hub_ports:
+        add("monitoring_grafana_nodeport", "is a NodePort of the hub too", "a NodePort no other Service uses")
+    hooks = site.get(host, "monitoring_alert_webhooks", [])
+    if not is_list(hooks) or [h for h in hooks if not (is_str(h) and re.match(r"^https?://[^\s/]+", h))]:
+        add("monitoring_alert_webhooks", "is not a list of http(s) URLs", "e.g. [https://chat.example.org/hooks/labhub]")
+    extra = site.get(host, "monitoring_extra_scrape_configs", [])
+    if not is_list(extra) or [j for j in extra if not (isinstance(j, dict) and is_str(j.get("job_name")))]:
+        add("monitoring_extra_scrape_configs", "is not a list of scrape_config mappings with a job_name",
+            "e.g. [{job_name: nas, static_configs: [{targets: ['nas01:9100']}]}]")
+    target = site.get(host, "monitoring_portal_target", "")
+    if target not in ("", None) and not (is_str(target) and re.match(r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$", target)):
+        add("monitoring_portal_target", "is not host:port", "e.g. 10.0.0.11:8780, or '' (derived)")
+    for var in ("monitoring_wait_timeout", "monitoring_wait_delay"):
+        if not pos_int(site.get(host, var, 1)):
+            add(var, "is not a whole number of seconds of at least 1", "e.g. 300")
+    path = site.get(host, "monitoring_manifest_file")
+    data, error = manifest(path) if path else (None, None)
+    if error:
+        add("monitoring_manifest_file", "cannot be read: " + error, "the collection's files/bundle-manifest.yml")
+    elif data is not None:
+        missing = [c for c in _monitoring.COMPONENTS if c not in _monitoring.images_from_manifest(data)]
+        if missing:
+            add("monitoring_manifest_file", "has no image used_by monitoring for: %s" % ", ".join(missing),
+                "an images entry per component (quay.io/prometheus/prometheus:..., ...), used_by: [monitoring]",
+                value=path)

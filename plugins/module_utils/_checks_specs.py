@@ -22,7 +22,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.labhub.platform.plugins.module_utils._validation import MISSING, REDACTED, is_secret
 from ansible_collections.labhub.platform.plugins.module_utils._checks_hub import secrets_left_out
-from ansible_collections.labhub.platform.plugins.module_utils._checks_cluster import ingress_on
+from ansible_collections.labhub.platform.plugins.module_utils._checks_cluster import ingress_on, monitoring_on
 
 # Where each role runs: the hub host, the portal hosts, or the scope's cluster nodes.
 ROLE_HOSTS = {
@@ -39,19 +39,20 @@ ROLE_HOSTS = {
     "packages": "nodes",
     "preflight": "scope",
     "image_audit": "hub",
+    "monitoring": "hub",
 }
 
 # The roles each entry playbook runs (their specs are checked).
 PLAYBOOK_ROLES = {
-    "site": ("packages", "microk8s", "offline_images", "calico", "nodes", "gpu_operator", "network_operator", "ingress", "jupyterhub",
-             "portal"),
-    "preflight": ("packages", "microk8s", "offline_images", "calico", "nodes", "gpu_operator", "network_operator", "ingress",
-                  "jupyterhub", "portal"),
+    "site": ("packages", "microk8s", "offline_images", "calico", "nodes", "gpu_operator", "network_operator", "monitoring",
+             "ingress", "jupyterhub", "portal"),
+    "preflight": ("packages", "microk8s", "offline_images", "calico", "nodes", "gpu_operator", "network_operator",
+                  "monitoring", "ingress", "jupyterhub", "portal"),
     "add_node": ("packages", "microk8s", "offline_images", "nodes", "gpu_operator", "network_operator"),
     # render.yml runs the jupyterhub role on each render host; the portal only through tasks_from.
-    "render": ("jupyterhub", "ingress"),
+    "render": ("jupyterhub", "ingress", "monitoring"),
     "uninstall": ("uninstall",),
-    "audit_images": ("gpu_operator", "network_operator", "ingress", "jupyterhub", "image_audit"),
+    "audit_images": ("gpu_operator", "network_operator", "ingress", "jupyterhub", "monitoring", "image_audit"),
 }
 
 _ARG_RE = re.compile(r"argument '([^']+)'(?: is of type \S+ found in '([^']+)')?")
@@ -77,6 +78,8 @@ def _enabled(site, role):
         return site.hub("portal_enabled", True) is not False
     if role == "ingress":
         return ingress_on(site, site.hub_host)
+    if role == "monitoring":
+        return monitoring_on(site, site.hub_host)
     return True
 
 

@@ -430,7 +430,7 @@ def collect(render_dir, template, microk8s_addons=(), sandbox_image="", hub_rele
       smoke-test image), when present;
     - ``network_operator/values.yaml``, ``nicclusterpolicy.yaml`` and ``plan.yaml`` (the
       InfiniBand nodes and their OS), when present;
-    - ``ingress/manifests.yml`` and ``portal/``, when present.
+    - ``ingress/manifests.yml``, ``monitoring/manifests.yml`` and ``portal/``, when present.
 
     ``template(chart, release, namespace, values_file)`` returns the rendered documents of a chart
     of the bundle."""
@@ -484,7 +484,7 @@ def collect(render_dir, template, microk8s_addons=(), sandbox_image="", hub_rele
                                                    net_plan.get("namespace", "nvidia-network-operator"),
                                                    os.path.join(net_dir, "values.yaml")))
         docs_of("network_operator role", load_yaml_docs(os.path.join(net_dir, "nicclusterpolicy.yaml")))
-    for extra, origin in (("ingress", "ingress role"), ("portal", "portal role")):
+    for extra, origin in (("ingress", "ingress role"), ("monitoring", "monitoring role"), ("portal", "portal role")):
         path = os.path.join(render_dir, extra)
         if os.path.isdir(path):
             docs_of(origin, [d for sub in sorted(os.listdir(path)) if sub.endswith((".yaml", ".yml"))

@@ -95,6 +95,40 @@ def check_ingress(cluster: SiteCluster) -> dict[str, Any]:
     return {"nodes": sorted(nodes), "image": image, "class": klass}
 
 
+def check_monitoring(cluster: SiteCluster) -> dict[str, Any]:
+    """Role monitoring on the real control plane: every Deployment available, node exporter on
+    every node (KWOK plays the kubelets: no Prometheus process runs), the volumes bound by the
+    hostpath-storage addon (simulated provisioner), the Grafana Service on its NodePort, every image
+    from the bundle, and what the real RBAC authorizer gives Prometheus' and kube-state-metrics'
+    ServiceAccounts: reading what they scrape and watch, and no more."""
+    site = cluster.site
+    ns = next(o["metadata"]["name"] for o in site.monitoring if o["kind"] == "Namespace")
+    for name in ("prometheus", "alertmanager", "kube-state-metrics", "grafana"):
+        cluster.wait(f"Deployment {name} available", lambda name=name: cluster.deployment_available(ns, name), timeout=120)
+    cluster.wait("node exporter ready", lambda: cluster.daemonset_ready(ns, "node-exporter"), timeout=120)
+    ds = cluster.get(f"/apis/apps/v1/namespaces/{ns}/daemonsets/node-exporter")
+    assert ds["status"]["desiredNumberScheduled"] == len(site.node_names), ds["status"]
+    for claim in ("prometheus-data", "grafana-data"):
+        pvc = object_when(cluster, f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{claim}",
+                          lambda p: p.get("status", {}).get("phase") == "Bound", f"PVC {claim} bound")
+        assert pvc["spec"]["storageClassName"] == "microk8s-hostpath"
+    svc = cluster.get(f"/api/v1/namespaces/{ns}/services/grafana")
+    images = set()
+    for pod in cluster.pods(ns):
+        images |= {c["image"] for c in pod["spec"]["containers"]}
+    assert not unpinned(images) and len(images) == 5, images
+    prom = f"system:serviceaccount:{ns}:prometheus"
+    for verb, resource, group in (("list", "nodes", ""), ("get", "nodes/proxy", ""), ("watch", "endpoints", ""),
+                                  ("list", "endpointslices", "discovery.k8s.io"), ("list", "pods", "")):
+        assert access(cluster, prom, verb, resource, "", group=group), (verb, resource)
+    for verb, resource in (("get", "secrets"), ("create", "pods"), ("delete", "nodes")):
+        assert not access(cluster, prom, verb, resource, ""), (verb, resource)
+    ksm = f"system:serviceaccount:{ns}:kube-state-metrics"
+    assert access(cluster, ksm, "watch", "persistentvolumeclaims", "")
+    assert not access(cluster, ksm, "get", "secrets", "") and not access(cluster, ksm, "create", "pods", "")
+    return {"namespace": ns, "grafana": svc["spec"], "images": sorted(images)}
+
+
 def unpinned(images: set[str]) -> list[str]:
     return sorted(i for i in images if i not in BUNDLE_REFS)
 

@@ -1,6 +1,7 @@
 """Deploy a rendered site the way playbooks/site.yml does, against a real control plane: node
 labels and taints (roles nodes, gpu_operator, network_operator), the GPU Operator chart, the
-Network Operator chart and its NicClusterPolicy, the ingress controller (role ingress), then the hub's objects and the z2jh chart, each
+Network Operator chart and its NicClusterPolicy, the monitoring stack (role monitoring), the ingress
+controller (role ingress), then the hub's objects and the z2jh chart, each
 chart with the role's own kubernetes.core.helm parameters. Records what the tests assert on."""
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
+from ansible_collections.labhub.platform.plugins.module_utils._monitoring import admin_secret as monitoring_admin_secret
 from cluster import SiteCluster
 from sites import finish_render
+
+#: Grafana's admin password of the test sites (the role applies the same Secret with no_log).
+MONITORING_PASSWORD = "grafana-admin-for-the-kube-tests"
 
 #: A pod asking for one GPU, created before any operator runs (what a user's GPU server is).
 GPU_POD = {
@@ -60,6 +65,12 @@ def deploy(cluster: SiteCluster) -> dict[str, Any]:
         record["helm"]["network-operator"] = cluster.install("network-operator", net["release"], net["namespace"],
                                                              atomic=True, timeout="10m", create_namespace=True)
         cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(net["policy"]))
+
+    # roles/monitoring/tasks/apply.yml (site.yml runs it after the operators): its objects and the
+    # admin Secret (built by the same Python, plugins/module_utils/_monitoring.py), when on.
+    if site.monitoring:
+        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(
+            site.monitoring + [monitoring_admin_secret(site.monitoring[0]["metadata"]["name"], MONITORING_PASSWORD)]))
 
     # roles/ingress/tasks/apply.yml (site.yml runs it before the hub): its objects, when on.
     if site.ingress:

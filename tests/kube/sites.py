@@ -170,6 +170,7 @@ class Site:
     gpu_role: dict[str, Any] | None                # what roles/gpu_operator waits for, its smoke-test Job
     network: dict[str, Any] = field(default_factory=dict)
     ingress: list[dict[str, Any]] = field(default_factory=list)  # role ingress' objects (when on)
+    monitoring: list[dict[str, Any]] = field(default_factory=list)  # role monitoring's objects (when on)
     cached: bool = False
 
     @property
@@ -310,6 +311,8 @@ def finish_render(proc: subprocess.Popen[str] | None, state: dict[str, Any], tim
     hub = out / "render" / "jupyterhub"
     ingress_file = out / "render" / "ingress" / "manifests.yml"
     ingress = [d for d in yaml.safe_load_all(ingress_file.read_text()) if d] if ingress_file.exists() else []
+    monitoring_file = out / "render" / "monitoring" / "manifests.yml"
+    monitoring = [d for d in yaml.safe_load_all(monitoring_file.read_text()) if d] if monitoring_file.exists() else []
     manifests = {p.name: yaml.safe_load(p.read_text()) for p in sorted((hub / "manifests").glob("*.yaml"))}
     gpu_dir = out / "render" / "gpu_operator"
     gpu_values = yaml.safe_load((gpu_dir / "values.yaml").read_text()) if (gpu_dir / "values.yaml").exists() else None
@@ -327,7 +330,7 @@ def finish_render(proc: subprocess.Popen[str] | None, state: dict[str, Any], tim
                 node_labels=labels, node_taints=taints, control_plane=cp,
                 hub_values=yaml.safe_load((hub / "values.yaml").read_text()), hub_manifests=manifests,
                 gpu_values=gpu_values, gpu_plan=gpu_plan, gpu_role=gpu_role, network=network,
-                ingress=ingress, cached=bool(state.get("cached")))
+                ingress=ingress, monitoring=monitoring, cached=bool(state.get("cached")))
 
 
 def quantity_mib(memory_mb: int) -> str:

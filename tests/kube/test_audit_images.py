@@ -130,6 +130,9 @@ def test_example_inventory_every_image_in_the_bundle(example: dict[str, Any]) ->
         "nvcr.io/nvidia/cloud-native/k8s-driver-manager:v0.9.1": "env DRIVER_MANAGER_IMAGE",
         # the NicClusterPolicy's operand, created by the Network Operator
         "nvcr.io/nvidia/mellanox/k8s-rdma-shared-dev-plugin:network-operator-v25.7.0": "NicClusterPolicy",
+        # role monitoring (on by default)
+        "quay.io/prometheus/prometheus:v3.5.0": "monitoring role: Deployment monitoring/prometheus",
+        "quay.io/prometheus/node-exporter:v1.9.1": "monitoring role: DaemonSet monitoring/node-exporter",
         # MicroK8s' own
         "docker.io/calico/node:v3.29.3": "MicroK8s: calico",
         "docker.io/coredns/coredns:1.14.3": "MicroK8s: addon dns",
@@ -149,7 +152,7 @@ def test_example_inventory_every_image_in_the_bundle(example: dict[str, Any]) ->
     # The render directory kept for review holds what the audit read.
     render = example["root"] / "render"
     for path in ("jupyterhub/values.yaml", "gpu_operator/plan.yaml", "network_operator/nicclusterpolicy.yaml",
-                 "ingress/manifests.yml"):
+                 "ingress/manifests.yml", "monitoring/manifests.yml"):
         assert (render / path).is_file(), path
 
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from checks import (assert_second_run_changes_nothing, check_gpu_release, check_hub, check_ingress, gpu_resources,
+from checks import (assert_second_run_changes_nothing, check_gpu_release, check_hub, check_ingress, check_monitoring,
+                    gpu_resources,
                     object_when,
                     rdma_resource, rerun, run_smoke_job, wait_gpu_converged, wait_network_converged)
 from cluster import SiteCluster
@@ -136,6 +137,15 @@ def test_a_second_policy_is_left_alone_as_upstream_does(example: SiteCluster) ->
 def test_hub_on_the_example_site(example: SiteCluster) -> None:
     placed = check_hub(example)
     assert placed["hub"] != "gpu04" and placed["proxy"] != "gpu04"  # reserved: labhub.io/reserved taint
+
+
+def test_monitoring_stack_runs_offline_on_every_node(example: SiteCluster) -> None:
+    """Role monitoring (on by default): Prometheus, Alertmanager, Grafana, kube-state-metrics and
+    node exporter on all 9 nodes (gpu04's reserved taint tolerated), from the bundle's images."""
+    found = check_monitoring(example)
+    assert found["grafana"]["type"] == "NodePort" and found["grafana"]["ports"][0]["nodePort"] == 30300
+    config = next(o for o in example.site.monitoring if o["metadata"]["name"] == "prometheus-config")
+    assert "dcgm-exporter" in config["data"]["prometheus.yml"]  # the example runs the GPU Operator
 
 
 def test_ingress_controller_serves_the_hub_ingress_offline(example: SiteCluster) -> None:

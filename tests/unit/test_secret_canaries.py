@@ -6,7 +6,8 @@
 Distinct canary values are planted in EVERY secret variable of an inventory (client secrets of
 every OAuth mode, the hub cookie secret and crypt key, the local groups' password hashes, hub
 service tokens, the portal's hub API token, database password, bearer token, cookie secret,
-MySQL URL password, a secret-looking portal_extra_settings entry, the TLS private key), some
+MySQL URL password, a secret-looking portal_extra_settings entry, Grafana's admin password, the TLS
+private key), some
 plain and some vault-encrypted (`ansible-vault encrypt_string`). Then the real
 `ansible-playbook playbooks/render.yml` runs with the default callback, at default verbosity and
 at -vvvv, on inventories whose hosts fail validation in different ways (storage kind, admin
@@ -169,6 +170,7 @@ class Site:
             "portal_cookie_secret (vault)": _canary("pcookie"),
             "portal_mysql_url password": _canary("mysql"),
             "portal_extra_settings SMTP_PASSWORD (vault)": _canary("smtp"),
+            "monitoring_grafana_admin_password (vault)": _canary("grafana"),
             "TLS private key": key_lines[1],
         }
         c = self.canaries
@@ -181,6 +183,7 @@ class Site:
             ("vault_portal_database_password", c["portal_database_password (vault)"]),
             ("vault_portal_cookie_secret", c["portal_cookie_secret (vault)"]),
             ("vault_smtp_password", c["portal_extra_settings SMTP_PASSWORD (vault)"]),
+            ("vault_grafana_admin_password", c["monitoring_grafana_admin_password (vault)"]),
         ])
         (self.inventory / "group_vars" / "all" / "vault.yml").write_text("---\n" + vaulted)
         shared = dict(AUTH)
@@ -201,6 +204,7 @@ class Site:
             "portal_cookie_secret": "{{ vault_portal_cookie_secret }}",
             "portal_mysql_url": f"mysql://report:{c['portal_mysql_url password']}@db.example.org:3306/jupyterhub",
             "portal_extra_settings": {"SMTP_PASSWORD": "{{ vault_smtp_password }}", "SMTP_HOST": "mail.example.org"},
+            "monitoring_grafana_admin_password": "{{ vault_grafana_admin_password }}",
         })
         (self.inventory / "group_vars" / "all" / "main.yml").write_text(yaml.safe_dump(shared, sort_keys=False))
         if old_names:  # the inventory-wide names the argument spec defaults used to template
