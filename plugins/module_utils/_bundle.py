@@ -99,6 +99,16 @@ def normalize_image_name(name):
     return name
 
 
+def manifest_pause(manifest):
+    """The manifest's image used by microk8s named .../pause: containerd's sandbox image when
+    microk8s_sandbox_image is empty (role microk8s), '' when there is none."""
+    for entry in (manifest or {}).get("images") or []:
+        if (isinstance(entry, dict) and "microk8s" in (entry.get("used_by") or [])
+                and "/pause:" in str(entry.get("ref"))):
+            return str(entry["ref"])
+    return ""
+
+
 def artifact_id(kind, spec):
     if kind == "image":
         return "image:%s" % spec["ref"]

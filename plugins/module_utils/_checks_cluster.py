@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 
+from ansible_collections.labhub.platform.plugins.module_utils._bundle import manifest_pause
 from ansible_collections.labhub.platform.plugins.module_utils._checks_inventory import check_quorum
 from ansible_collections.labhub.platform.plugins.module_utils._os_packages import PackagesError, release_file, release_id
 from ansible_collections.labhub.platform.plugins.module_utils._validation import (
@@ -316,9 +317,7 @@ def check_microk8s_bundle(site, report):
                        "the bundle built by playbooks/bundle.yml (check it with playbooks/verify_bundle.yml)",
                        value=bundle)
         sandbox = site.get(host, "microk8s_sandbox_image", "")
-        pause = [i.get("ref") for i in data.get("images") or [] if isinstance(i, dict)
-                 and "microk8s" in (i.get("used_by") or []) and "/pause:" in str(i.get("ref"))]
-        if not sandbox and not pause:
+        if not sandbox and not manifest_pause(data):
             report.add(host, "microk8s_sandbox_image", "is empty and the manifest has no pause image used by microk8s",
                        "an image reference, e.g. registry.k8s.io/pause:3.7", value=sandbox)
 

@@ -27,6 +27,9 @@ __metaclass__ = type
 
 import os
 
+from ansible_collections.labhub.platform.plugins.module_utils._bundle import normalize_image_name, split_image_ref
+from ansible_collections.labhub.platform.plugins.module_utils._checks_accelerators import driver_image_ref
+
 try:  # Ansible's own dependency; the audit runs on the controller
     import yaml
 except ImportError:  # pragma: no cover - ansible-core requires PyYAML
@@ -80,18 +83,11 @@ _GPU_COMPONENTS = (
 
 def normalize(ref):
     """A reference as containerd names it: Docker's short names ('traefik' ->
-    'docker.io/library/traefik') and the implicit ':latest' of an untagged reference."""
-    ref = str(ref).strip()
-    name, digest = (ref.split("@", 1) + [""])[:2] if "@" in ref else (ref, "")
-    slash, colon = name.rfind("/"), name.rfind(":")
-    tag = ""
-    if colon > slash:
-        name, tag = name[:colon], name[colon + 1:]
-    first = name.split("/", 1)[0]
-    if "/" not in name:
-        name = "docker.io/library/" + name
-    elif "." not in first and ":" not in first and first != "localhost":
-        name = "docker.io/" + name
+    'docker.io/library/traefik', _bundle.normalize_image_name) and the implicit ':latest' of an
+    untagged reference."""
+    name, _at, digest = str(ref).strip().partition("@")
+    name, tag = split_image_ref(name)
+    name = normalize_image_name(name)
     if digest:
         return "%s%s@%s" % (name, ":" + tag if tag else "", digest)
     return "%s:%s" % (name, tag or "latest")
@@ -234,11 +230,7 @@ def _per_node(ref, nodes, precompiled, where):
     if "sha256:" in ref:
         return [(normalize(ref), where % "digest, every node")]
     for node in nodes:
-        tag = os_tag(node)
-        if precompiled:
-            full = "%s-%s-%s" % (ref, node.get("kernel") or "?", tag)
-        else:
-            full = "%s-%s" % (ref, tag)
+        full = driver_image_ref(ref, os_tag(node), (node.get("kernel") or "?") if precompiled else None)
         out.append((normalize(full), where % ("node %s" % node.get("name"))))
     return out
 
@@ -328,15 +320,6 @@ def kube_version(manifest):
             parts = track.split(".")
             if len(parts) == 2 and all(p.isdigit() for p in parts):
                 return "%s.0" % track
-    return ""
-
-
-def manifest_pause(manifest):
-    """The manifest's image used by microk8s named .../pause (role microk8s' default sandbox image)."""
-    for entry in (manifest or {}).get("images") or []:
-        if (isinstance(entry, dict) and "microk8s" in (entry.get("used_by") or [])
-                and "/pause:" in str(entry.get("ref"))):
-            return str(entry["ref"])
     return ""
 
 

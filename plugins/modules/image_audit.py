@@ -128,6 +128,7 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.labhub.platform.plugins.module_utils import _image_audit as audit
+from ansible_collections.labhub.platform.plugins.module_utils._bundle import manifest_pause
 
 try:
     import yaml
@@ -193,7 +194,7 @@ def main():
             raise audit.AuditError("microk8s_addons names addons without an image table: %s"
                                    % ", ".join(sorted(set(addons) - set(audit.MICROK8S_IMAGES))))
         uses = audit.collect(params["render_dir"], template, addons,
-                             params["sandbox_image"] or audit.manifest_pause(manifest), params["hub_release"])
+                             params["sandbox_image"] or manifest_pause(manifest), params["hub_release"])
     except audit.AuditError as exc:
         fail(str(exc))
     finally:

@@ -4,6 +4,7 @@ comparison with the bundle."""
 from __future__ import annotations
 
 from ansible_collections.labhub.platform.plugins.module_utils import _image_audit as a
+from ansible_collections.labhub.platform.plugins.module_utils._bundle import manifest_pause
 
 NODE22 = {"name": "gpu01", "os_id": "ubuntu", "os_version": "22.04", "kernel": "5.15.0-105-generic", "arch": "x86_64"}
 NODE24 = {"name": "gpu02", "os_id": "ubuntu", "os_version": "24.04", "kernel": "6.8.0-45-generic", "arch": "aarch64"}
@@ -122,7 +123,8 @@ def test_microk8s_kube_version_and_pause():
                            {"ref": "registry.k8s.io/pause:3.10", "used_by": ["microk8s"]}]}
     assert a.kube_version(manifest) == "1.36.0"
     assert a.kube_version({"snaps": [{"name": "microk8s", "channel": "latest/edge"}]}) == ""
-    assert a.manifest_pause(manifest) == "registry.k8s.io/pause:3.10"
+    assert manifest_pause(manifest) == "registry.k8s.io/pause:3.10"
+    assert manifest_pause({"images": [{"ref": "registry.k8s.io/pause:3.10.1", "used_by": ["z2jh"]}]}) == ""
     uses = a.microk8s_images(["dns"], "registry.k8s.io/pause:3.10")
     assert ("docker.io/coredns/coredns:1.14.3", "MicroK8s: addon dns") in uses
     assert len([u for u in uses if u[1] == "MicroK8s: calico"]) == 3
