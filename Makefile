@@ -16,7 +16,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help host-deps venv venvs kube base-image os-packages collection-link build lint yamllint ansible-lint role-docs python-lint docs sanity unit hub-env molecule portal-test hub-test test demo render constraints clean
+.PHONY: help host-deps venv venvs kube base-image os-packages collection-link build lint yamllint ansible-lint role-docs python-lint dashboards docs sanity unit hub-env molecule portal-test hub-test test demo render constraints clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -38,8 +38,9 @@ venv: $(STAMP) collection-link ## controller venv with pinned ansible, collectio
 venvs: venv hub-env ## every environment the suites use: .venv, files/hub (.venv, node_modules), portal/.venv
 	$(MAKE) -C portal venv
 
-kube: ## build (or reuse, cached by go.sum) the test Kubernetes control plane from Go modules
+kube: ## build (or reuse, cached by go.sum) the test Kubernetes control plane and kube-state-metrics from Go modules
 	tests/harness/kube/build.sh >/dev/null
+	tests/harness/kube/build-ksm.sh >/dev/null
 
 # Ansible finds this checkout as labhub.platform through a symlinked collections path
 # (other collections come from the PyPI `ansible` package inside the venv).
@@ -67,6 +68,9 @@ ansible-lint: venv
 role-docs: venv
 	tests/harness/role-docs.sh --check
 
+dashboards: venv ## regenerate files/dashboards/*.json from files/dashboards/generate.py (Grafana's foundation SDK)
+	$(VENV)/bin/python files/dashboards/generate.py
+
 docs: venv ## regenerate the role READMEs' reference sections from meta/argument_specs.yml (aar-doc)
 	tests/harness/role-docs.sh
 
@@ -77,7 +81,7 @@ python-lint: venv
 	ruff check --config .config/ruff.toml .
 	mypy --config-file .config/mypy.ini -p ansible_collections.labhub.platform.plugins
 	mypy --config-file .config/mypy.ini \
-	  tests/harness/*.py tests/harness/zipimport_cache/*.py tests/harness/kube/*.py tests/simulator/*.py bench/ctr_image.py bench/hardware_facts.py
+	  tests/harness/*.py files/dashboards/generate.py tests/harness/zipimport_cache/*.py tests/harness/kube/*.py tests/simulator/*.py bench/ctr_image.py bench/hardware_facts.py
 	$(MAKE) -C portal lint
 	$(MAKE) -C files/hub lint
 

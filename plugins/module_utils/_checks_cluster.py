@@ -820,6 +820,18 @@ def check_monitoring(site, report):
     target = site.get(host, "monitoring_portal_target", "")
     if target not in ("", None) and not (is_str(target) and re.match(r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$", target)):
         add("monitoring_portal_target", "is not host:port", "e.g. 10.0.0.11:8780, or '' (derived)")
+    from ansible_collections.labhub.platform.plugins.module_utils import _monitoring_rules
+
+    thresholds = dict((name, site.get(host, "monitoring_alert_" + name, spec[0]))
+                      for name, spec in _monitoring_rules.THRESHOLDS.items())
+    for var, problem, expected in _monitoring_rules.check_thresholds(thresholds):
+        add(var, problem, expected)
+    boards = site.get(host, "monitoring_dashboards_dir")
+    if boards:
+        try:
+            _monitoring.dashboards(boards, "jhub", 5)
+        except (OSError, ValueError) as exc:
+            add("monitoring_dashboards_dir", "cannot be read: %s" % exc, "a directory of Grafana dashboard JSON files")
     for var in ("monitoring_wait_timeout", "monitoring_wait_delay"):
         if not pos_int(site.get(host, var, 1)):
             add(var, "is not a whole number of seconds of at least 1", "e.g. 300")
