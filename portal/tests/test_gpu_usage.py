@@ -28,11 +28,19 @@ GIB = 2**30
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
-def dcgm_line(field: str, gpu: int, value: float, node: str, namespace: str = "", pod: str = "") -> str:
-    """One sample as dcgm-exporter renders it (SYNTHETIC values; see the module docstring)."""
+def dcgm_line(field: str, gpu: int, value: float, node: str, namespace: str = "", pod: str = "",
+              mig: tuple[str, str] | None = None) -> str:
+    """One sample as dcgm-exporter renders it (SYNTHETIC values; see the module docstring). ``mig``:
+    (profile, instance id) of a MIG instance, the labels GPU_I_PROFILE and GPU_I_ID the exporter
+    adds after modelName for one."""
+    instance = f',GPU_I_PROFILE="{mig[0]}",GPU_I_ID="{mig[1]}"' if mig else ""
     return (f'{field}{{gpu="{gpu}",UUID="GPU-5fd4e1c2-0000-4000-8000-00000000000{gpu}",'
-            f'pci_bus_id="00000000:{0x18 + gpu:02X}:00.0",device="nvidia{gpu}",modelName="NVIDIA H100 80GB HBM3",'
-            f'Hostname="{node}",container="{"notebook" if pod else ""}",namespace="{namespace}",pod="{pod}"}} {value:g}')
+            f'pci_bus_id="00000000:{0x18 + gpu:02X}:00.0",device="nvidia{gpu}",modelName="NVIDIA H100 80GB HBM3"'
+            f'{instance},Hostname="{node}",container="{"notebook" if pod else ""}",namespace="{namespace}",'
+            f'pod="{pod}"}} {value:g}')
+
+
+MIG = ("1g.10gb", "7")
 
 
 class Exporter(ThreadServer):
@@ -120,7 +128,8 @@ async def _pods(client):
 
 async def test_gpu_use_per_server_from_a_real_prometheus(kube, exporter, prometheus, settings_factory,
                                                          tx_sessionmaker):
-    kube.start(singleuser_pod("alice"), singleuser_pod("bob"), singleuser_pod("carol"))
+    kube.start(singleuser_pod("alice"), singleuser_pod("bob"), singleuser_pod("carol"), singleuser_pod("dave"),
+               singleuser_pod("erin"))
     ns = kube.name
     exporter.text = "\n".join([
         "# HELP DCGM_FI_DEV_GPU_UTIL GPU utilization (in %).", "# TYPE DCGM_FI_DEV_GPU_UTIL gauge",
@@ -129,6 +138,13 @@ async def test_gpu_use_per_server_from_a_real_prometheus(kube, exporter, prometh
         dcgm_line("DCGM_FI_DEV_GPU_UTIL", 2, 0, "gpu1", ns, "jupyter-bob"),   # held, idle
         dcgm_line("DCGM_FI_DEV_GPU_UTIL", 3, 95, "gpu1"),                      # no pod: not a server's
         dcgm_line("DCGM_FI_DEV_GPU_UTIL", 4, 50, "gpu1", "other", "jupyter-alice"),  # another namespace
+        # MIG instances report no GPU_UTIL: their graphics engine activity (a ratio) is their busy measure
+        "# HELP DCGM_FI_PROF_GR_ENGINE_ACTIVE Ratio of time the graphics engine is active.",
+        "# TYPE DCGM_FI_PROF_GR_ENGINE_ACTIVE gauge",
+        dcgm_line("DCGM_FI_PROF_GR_ENGINE_ACTIVE", 5, 0.45, "gpu2", ns, "jupyter-dave", mig=MIG),
+        dcgm_line("DCGM_FI_PROF_GR_ENGINE_ACTIVE", 6, 0.01, "gpu2", ns, "jupyter-erin", mig=("2g.20gb", "3")),
+        # a full GPU's own profiling series (no GPU_I_ID): its GPU_UTIL is the measure, this is not counted
+        dcgm_line("DCGM_FI_PROF_GR_ENGINE_ACTIVE", 0, 0.99, "gpu1", ns, "jupyter-alice"),
         "# HELP DCGM_FI_DEV_FB_USED Framebuffer memory used (in MiB).", "# TYPE DCGM_FI_DEV_FB_USED gauge",
         dcgm_line("DCGM_FI_DEV_FB_USED", 0, 10240, "gpu1", ns, "jupyter-alice"),
         dcgm_line("DCGM_FI_DEV_FB_USED", 1, 2048, "gpu1", ns, "jupyter-alice"),
@@ -149,33 +165,40 @@ async def test_gpu_use_per_server_from_a_real_prometheus(kube, exporter, prometh
         assert pods["jupyter-alice"]["gpu_memory_usage"] == 12 * GIB            # 10240 + 2048 MiB
         assert pods["jupyter-bob"]["gpu_utilization"] == 0.0 and pods["jupyter-bob"]["gpu_memory_usage"] == 0
         assert pods["jupyter-carol"]["gpu_utilization"] is None  # no GPU metrics for her pod
+        assert pods["jupyter-dave"]["gpu_utilization"] == pytest.approx(45.0)  # MIG: 0.45 x 100
+        assert pods["jupyter-erin"]["gpu_utilization"] == pytest.approx(1.0)
         page = await client.get("/pods", headers={**AUTH, "Accept": "text/html"})
         assert "GPU busy</dt><dd>70 %, 12.00 GiB GPU memory" in page.text, page.text
 
         # busy: not idle; quiet but reported for less than the default hour: not judged yet
         assert pods["jupyter-alice"]["gpu_idle"] is False and pods["jupyter-bob"]["gpu_idle"] is None
+        assert pods["jupyter-dave"]["gpu_idle"] is False and pods["jupyter-erin"]["gpu_idle"] is None
 
-    # held idle: bob's GPU at 0 % for longer than PORTAL_GPU_IDLE_AFTER (3 s here), alice's busy
+    # held idle: bob's GPU at 0 % and erin's MIG instance at 1 % for longer than PORTAL_GPU_IDLE_AFTER
+    # (3 s here); alice's GPUs and dave's MIG instance (45 %) busy
     settings = settings_factory(prometheus_url=prometheus.url, usage_metrics_ttl=0.01, gpu_idle_after=3,
                                 gpu_idle_threshold=5)
     async with running_app(settings, sessionmaker=tx_sessionmaker) as (_app, client):
         deadline = time.monotonic() + 30
         while True:
             gpu, pods = await _pods(client)
-            if pods["jupyter-bob"]["gpu_idle"] is not None or time.monotonic() > deadline:
+            judged = pods["jupyter-bob"]["gpu_idle"] is not None and pods["jupyter-erin"]["gpu_idle"] is not None
+            if judged or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.5)
         assert pods["jupyter-bob"]["gpu_idle"] is True, (gpu, pods["jupyter-bob"])
+        assert pods["jupyter-erin"]["gpu_idle"] is True, (gpu, pods["jupyter-erin"])  # the MIG instance
         assert pods["jupyter-alice"]["gpu_idle"] is False and pods["jupyter-carol"]["gpu_idle"] is None
+        assert pods["jupyter-dave"]["gpu_idle"] is False
         page = await client.get("/pods", headers={**AUTH, "Accept": "text/html"})
-        assert page.text.count("GPU idle for 0m 3s+ (at or below 5 %)") == 2  # bob's pill: text and title
+        assert page.text.count("GPU idle for 0m 3s+ (at or below 5 %)") == 4  # bob's and erin's pills: text, title
 
         # Prometheus goes away: the pods are still listed, the reason is given
         prometheus.stop()
         gpu, pods = await _pods(client)
         assert gpu["state"] == "unavailable" and "ConnectError" in gpu["detail"], gpu
         assert prometheus.url in gpu["detail"]
-        assert len(pods) == 3 and pods["jupyter-alice"]["gpu_utilization"] is None
+        assert len(pods) == 5 and pods["jupyter-alice"]["gpu_utilization"] is None
 
 
 async def test_prometheus_refusing_the_query_is_named():

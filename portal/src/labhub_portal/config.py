@@ -121,7 +121,8 @@ class Settings(BaseSettings):
     prometheus_timeout: float = Field(10.0, gt=0, description="Seconds before a Prometheus query is abandoned.")
     gpu_idle_threshold: float = Field(5.0, ge=0, le=100,
                                       description="A server's GPUs count as idle while their utilisation stays at "
-                                                  "or below this % (DCGM_FI_DEV_GPU_UTIL, the highest of its GPUs).")
+                                                  "or below this % (DCGM_FI_DEV_GPU_UTIL, or a MIG instance's "
+                                                  "DCGM_FI_PROF_GR_ENGINE_ACTIVE x 100; the highest of its GPUs).")
     gpu_idle_after: float = Field(3600.0, gt=0, description="Seconds the GPUs must stay idle before the Pods page "
                                                           "flags the server as holding idle GPUs.")
     usage_metrics_ttl: float = Field(15.0, gt=0, le=3600,

@@ -88,14 +88,30 @@ class PodUsage(_Reader):
 #: the pod, namespace and container holding it (internal/pkg/transformation/const.go: "pod",
 #: "namespace", "container"), kept by a scrape with honor_labels: the GPU utilisation in % and the
 #: frame buffer in use in MiB (etc/default-counters.csv: DCGM_FI_DEV_GPU_UTIL, DCGM_FI_DEV_FB_USED).
+#: A MIG instance reports no DCGM_FI_DEV_GPU_UTIL: its busy measure is the graphics engine's
+#: activity (DCGM_FI_PROF_GR_ENGINE_ACTIVE, a ratio, on the series with a GPU_I_ID) x 100, as in
+#: the collection's recording rule labhub:gpu_busy:percent (plugins/module_utils/_monitoring_rules.py):
+#: ``DCGM_FI_DEV_GPU_UTIL or (DCGM_FI_PROF_GR_ENGINE_ACTIVE{GPU_I_ID!=""} * 100)``.
+GPU_UTIL = 'DCGM_FI_DEV_GPU_UTIL{{namespace="{ns}",pod!=""}}'
+MIG_ACTIVE = 'DCGM_FI_PROF_GR_ENGINE_ACTIVE{{namespace="{ns}",pod!="",GPU_I_ID!=""}}'
+
+
+def busy_peak_query(window: str) -> str:
+    """The busiest of each pod's GPUs and MIG instances (%) over ``window`` (a PromQL duration
+    such as ``3600s``; ``{ns}`` still to fill in): the maximum of the raw samples, full GPUs and
+    MIG instances alike (the recording rule's union, taken per series before the maximum)."""
+    return (f'max by (pod) (max_over_time({GPU_UTIL}[{window}]) '
+            f'or max_over_time({MIG_ACTIVE}[{window}]) * 100)')
+
+
 GPU_QUERIES = {
-    "gpu_util": 'avg by (pod) (DCGM_FI_DEV_GPU_UTIL{{namespace="{ns}",pod!=""}})',
+    "gpu_util": f'avg by (pod) ({GPU_UTIL} or {MIG_ACTIVE} * 100)',
     "gpu_memory": 'sum by (pod) (DCGM_FI_DEV_FB_USED{{namespace="{ns}",pod!=""}}) * 1048576',
     # held idle: the busiest of the pod's GPUs over the last `idle` seconds, and how long its GPUs
     # have been reported (oldest sample within twice that): a pod seen for less is not judged yet
-    "gpu_peak": 'max by (pod) (max_over_time(DCGM_FI_DEV_GPU_UTIL{{namespace="{ns}",pod!=""}}[{idle}s]))',
-    "gpu_seen": 'time() - min by (pod) (min_over_time(timestamp(DCGM_FI_DEV_GPU_UTIL{{namespace="{ns}",pod!=""}})'
-                '[{twice}s:]))',
+    "gpu_peak": busy_peak_query("{idle}s"),
+    "gpu_seen": f'time() - min by (pod) (min_over_time(timestamp({GPU_UTIL})[{{twice}}s:]) '
+                f'or min_over_time(timestamp({MIG_ACTIVE})[{{twice}}s:]))',
 }
 
 
