@@ -53,6 +53,12 @@ def configure(c, data, spawner=True):
         paths.insert(0, TEMPLATE_PATH)
     c.JupyterHub.template_paths = paths
 
+    if settings["notices"]["enabled"]:
+        # POST/DELETE /hub/api/labhub/notices/<user> and the user's notices on their hub pages
+        from .notices import install
+
+        install(c)
+
     if spawner:
         from . import spawner as S
 

@@ -914,6 +914,13 @@ def _validate_culling(cull):
     return out
 
 
+def _validate_notices(notices):
+    if not isinstance(notices, dict):
+        raise ConfigError("notices", "must be a mapping")
+    _reject_unknown(notices, {"enabled"}, "notices")
+    return {"enabled": _get(notices, "enabled", "notices", bool, True)}
+
+
 def validate(data, errors=None):
     """Validate and normalise the whole configuration; raises ConfigError.
 
@@ -924,13 +931,15 @@ def validate(data, errors=None):
     """
     if not isinstance(data, dict):
         raise ConfigError("(root)", "configuration must be a mapping")
-    _attempt(errors, _reject_unknown, data, {"test_mode", "auth", "spawn", "culling"}, "(root)")
+    _attempt(errors, _reject_unknown, data, {"test_mode", "auth", "spawn", "culling", "notices"}, "(root)")
     test_mode = _attempt(errors, _get, data, "test_mode", "(root)", bool, False, fallback=False)
     return {
         "test_mode": test_mode,
         "auth": _attempt(errors, _validate_auth, data.get("auth"), test_mode, errors),
         "spawn": _attempt(errors, _validate_spawn, data.get("spawn") or {}, errors),
         "culling": _attempt(errors, _validate_culling, data.get("culling") or {}),
+        "notices": _attempt(errors, _validate_notices, data.get("notices") if data.get("notices") is not None else {},
+                            fallback={"enabled": True}),
     }
 
 

@@ -71,6 +71,7 @@ c.JupyterHub.load_roles = [
     {{"name": "labhub-test-reader", "scopes": ["read:users", "read:groups", "admin:users", "admin:servers"],
       "services": ["labhub-test"]}},
 ]
+{pre_config}
 with open({labhub_config!r}) as handle:
     labhub_hub.configure(c, json.load(handle), spawner={with_spawner!r})
 {extra_config}
@@ -80,7 +81,7 @@ with open({labhub_config!r}) as handle:
 class Hub:
     """A running JupyterHub with Labhub's configuration."""
 
-    def __init__(self, tmp_path, labhub_config, env=None, with_spawner=False, extra_config=""):
+    def __init__(self, tmp_path, labhub_config, env=None, with_spawner=False, extra_config="", pre_config=""):
         self.dir = tmp_path
         self.port = free_port()
         self.hub_port = free_port()
@@ -104,6 +105,7 @@ class Hub:
                 labhub_config=str(tmp_path / "labhub.json"),
                 with_spawner=with_spawner,
                 extra_config=extra_config,
+                pre_config=pre_config,
             )
         )
         self.env = dict(os.environ, CONFIGPROXY_AUTH_TOKEN=secrets.token_hex(16), **(env or {}))
@@ -167,10 +169,13 @@ class Hub:
 def start_hub(tmp_path):
     hubs = []
 
-    def _start(labhub_config, env=None, name="hub", with_spawner=False, extra_config=""):
+    def _start(labhub_config, env=None, name="hub", with_spawner=False, extra_config="", pre_config=""):
+        """``pre_config``: config lines before labhub_hub.configure() (what z2jh's own
+        jupyterhub_config.py sets first); ``extra_config``: lines after it."""
         d = tmp_path / name
         d.mkdir()
-        hub = Hub(d, labhub_config, env=env, with_spawner=with_spawner, extra_config=extra_config)
+        hub = Hub(d, labhub_config, env=env, with_spawner=with_spawner, extra_config=extra_config,
+                  pre_config=pre_config)
         hubs.append(hub)
         return hub.start()
 
