@@ -56,11 +56,13 @@ class DemoPortal:
 
         try:
             self.settings, self.cluster, app = build_demo(self.options, self.database)
-            # two extra servers (a CPU and a GPU one) of users who have none, for the stop test
+            # two extra servers (a CPU and a GPU one), for the stop test: of users who have none, or,
+            # when the simulated day left fewer than two such users, a named server of a user
             running = {name.removeprefix("jupyter-") for name in self.cluster.running_pod_names()}
-            idle = [u.username for u in self.cluster.users if u.username not in running]
-            self.extra_pods = [self.cluster.start_server(idle[0], "cpu-large"),
-                               self.cluster.start_server(idle[1], "gpu-l40s")]
+            owners = [(u.username, "") for u in self.cluster.users if u.username not in running]
+            owners += [(u.username, "extra") for u in self.cluster.users if u.username in running]
+            self.extra_pods = [self.cluster.start_server(user, profile, servername=server)
+                               for (user, server), profile in zip(owners, ("cpu-large", "gpu-l40s"))]
             config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
             self._server = uvicorn.Server(config)
             asyncio.run(self._server.serve())
