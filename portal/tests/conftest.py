@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from fakes import FakeHub
 from kube import FaultProxy, KubeCluster
 from labhub_portal.db.migrate import upgrade
+from prom import Exporter, Prometheus
 from servers import MariaDBServer, PostgresServer
 from testlib import make_settings
 
@@ -110,6 +111,22 @@ def kube_faults(kube_cluster, kube, tmp_path):
     proxy.stop()
 
 
+@pytest.fixture
+def exporter():
+    """The SYNTHETIC DCGM exporter of tests/prom.py (set ``exporter.text``)."""
+    server = Exporter().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def prometheus(exporter, tmp_path):
+    """A REAL Prometheus (Debian's) scraping ``exporter`` every second (tests/prom.py)."""
+    prom = Prometheus(tmp_path / "prometheus", f"127.0.0.1:{exporter.port}")
+    yield prom
+    prom.stop()
+
+
 @pytest.fixture(scope="session")
 def pg_server():
     server = PostgresServer()
@@ -142,7 +159,8 @@ def hub(fake_hub):
     yield fake_hub
 
 
-TABLES = ("audit_log", "container_sessions", "usage_rollups", "users", "departments", "sync_watermarks")
+TABLES = ("audit_log", "container_sessions", "usage_rollups", "users", "departments", "sync_watermarks",
+          "gpu_idle_warnings")
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """TEST FAKE (not product code): a fake JupyterHub API.
 
 FakeHub implements the few JupyterHub REST endpoints the portal calls (server DELETE, OAuth token
-exchange, /user) and records the calls; its answers can be set per test (error paths, the fallback
+exchange, /user, and the notice endpoint of Labhub's hub extension, files/hub labhub_hub/notices.py)
+and records the calls; its answers can be set per test (error paths, the fallback
 to deleting the pod). It stops nothing: a 202 leaves the user's pod in the (real) Kubernetes API,
 as a real hub would until KubeSpawner deletes it. tests/integration/test_hub_oauth_real.py runs the
 same flows against a REAL JupyterHub (files/hub/.venv) instead.
@@ -25,14 +26,22 @@ class FakeHub(ThreadServer):
         super().__init__()
         self.deletes: list[dict] = []
         self.delete_status = 202
+        self.delete_status_for: dict[str, int] = {}  # user -> status of their server DELETE
         self.users: dict[str, dict] = {}
         self.codes: dict[str, str] = {}  # oauth code -> user name
+        self.notices: dict[str, dict[str, str]] = {}  # user -> server name -> text (what the hub shows)
+        self.notice_calls: list[tuple[str, str, str]] = []  # (method, user, server name)
+        self.notice_endpoint = True  # False: a hub without the extension (JupyterHub's own 404)
 
     def reset(self) -> None:
         self.deletes.clear()
         self.delete_status = 202
+        self.delete_status_for.clear()
         self.users.clear()
         self.codes.clear()
+        self.notices.clear()
+        self.notice_calls.clear()
+        self.notice_endpoint = True
 
     @property
     def api_url(self) -> str:
@@ -45,7 +54,29 @@ class FakeHub(ThreadServer):
             self.deletes.append({"path": request.path, "authorization": request.headers.get("Authorization")})
             if request.headers.get("Authorization") != f"token {self.API_TOKEN}":
                 return web.json_response({"status": 403, "message": "forbidden"}, status=403)
-            return web.Response(status=self.delete_status)
+            return web.Response(status=self.delete_status_for.get(request.match_info["name"], self.delete_status))
+
+        async def notice(request: web.Request):
+            if not self.notice_endpoint:
+                return web.json_response({"status": 404, "message": "Not Found"}, status=404)
+            headers = {"X-Labhub-Notices": "1"}
+            if request.headers.get("Authorization") != f"token {self.API_TOKEN}":
+                return web.json_response({"status": 403, "message": "forbidden"}, status=403, headers=headers)
+            user = request.match_info["name"]
+            if request.method == "POST":
+                body = await request.json()
+                self.notice_calls.append(("POST", user, body.get("server_name", "")))
+                self.notices.setdefault(user, {})[body.get("server_name", "")] = body["text"]
+                return web.json_response({"user": user, "notices": []}, headers=headers)
+            server = request.query.get("server_name")
+            self.notice_calls.append(("DELETE", user, server if server is not None else "*"))
+            if server is None:
+                self.notices.pop(user, None)
+            elif user in self.notices:
+                self.notices[user].pop(server, None)
+                if not self.notices[user]:
+                    del self.notices[user]
+            return web.Response(status=204, headers=headers)
 
         async def token(request: web.Request):
             form = await request.post()
@@ -65,6 +96,8 @@ class FakeHub(ThreadServer):
 
         app.router.add_delete("/hub/api/users/{name}/server", delete_server)
         app.router.add_delete("/hub/api/users/{name}/servers/{server}", delete_server)
+        app.router.add_post("/hub/api/labhub/notices/{name}", notice)
+        app.router.add_delete("/hub/api/labhub/notices/{name}", notice)
         app.router.add_post("/hub/api/oauth2/token", token)
         app.router.add_get("/hub/api/user", current_user)
         return app

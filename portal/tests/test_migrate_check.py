@@ -21,8 +21,8 @@ from labhub_portal.cli import MIGRATE_PENDING
 from labhub_portal.db.migrate import MigrationError, downgrade, status, upgrade
 
 FIRST = "0001_initial"
-HEAD = "0003_usage_rollups"
-ALL = [FIRST, "0002_bills_over_time", HEAD]
+HEAD = "0004_gpu_idle_warnings"
+ALL = [FIRST, "0002_bills_over_time", "0003_usage_rollups", HEAD]
 
 
 @pytest.fixture

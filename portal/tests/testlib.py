@@ -31,7 +31,7 @@ async def running_app(settings: Settings, *, sessionmaker=None, **kwargs):
     async with app.router.lifespan_context(app):
         if sessionmaker is not None:
             app.state.sessionmaker = sessionmaker
-            for service in (app.state.recorder, app.state.report_sync):
+            for service in (app.state.recorder, app.state.report_sync, app.state.idle_stopper):
                 if service is not None:
                     service.sessionmaker = sessionmaker
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://portal.test") as client:

@@ -12,6 +12,7 @@ State for routers (also the web UI) lives in ``app.state``:
 - ``app.state.pod_usage``    PodUsage (actual CPU/memory from metrics.k8s.io, read when asked) or None
 - ``app.state.gpu_usage``    GpuUsage (GPU utilisation and memory from Prometheus, when configured)
 - ``app.state.hub``          HubClient or None (no hub API configured)
+- ``app.state.idle_stopper`` GpuIdleStopper (the GPU idle stop policy) or None (off, or no cluster)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .podusage import GpuUsage, PodUsage
 from .config import Settings
 from .db.engine import make_engine, make_sessionmaker
 from .hubapi import HubClient
+from .idlestop import GpuIdleStopper
 from .metrics import MetricsMiddleware
 from .outages import install_outage_handlers
 from .recorder.service import Recorder
@@ -78,6 +80,14 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterClient | Non
         app.state.gpu_usage = GpuUsage(settings.prometheus_url, settings.hub_namespace, ttl=settings.usage_metrics_ttl,
                                        timeout=settings.prometheus_timeout, idle_threshold=settings.gpu_idle_threshold,
                                        idle_after=settings.gpu_idle_after)
+        # the GPU idle stop policy (off by default): warns, tells the user, stops after the grace period
+        app.state.idle_stopper = None
+        if settings.gpu_idle_stop:
+            if app.state.cluster is None:
+                log.warning("PORTAL_GPU_IDLE_STOP is on but no cluster is configured: the policy cannot act")
+            else:
+                app.state.idle_stopper = GpuIdleStopper(settings, app.state.sessionmaker, app.state.cluster,
+                                                        app.state.gpu_usage, app.state.hub)
         tasks: list[asyncio.Task] = []
         if start_services:
             if app.state.pod_watch is not None:
@@ -91,9 +101,12 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterClient | Non
                 tasks.append(asyncio.create_task(_record_after(first_attempt, app.state.recorder), name="recorder"))
             if app.state.report_sync is not None:
                 tasks.append(asyncio.create_task(app.state.report_sync.run_forever(), name="report-sync"))
-        log.info("portal %s started (cluster: %s, report sync: %s)", __version__,
+            if app.state.idle_stopper is not None:
+                tasks.append(asyncio.create_task(app.state.idle_stopper.run_forever(), name="gpu-idle-stop"))
+        log.info("portal %s started (cluster: %s, report sync: %s, GPU idle stop: %s)", __version__,
                  "configured" if app.state.cluster is not None else "not configured",
-                 "on" if app.state.report_sync is not None else "off")
+                 "on" if app.state.report_sync is not None else "off",
+                 "on" if app.state.idle_stopper is not None else "off")
         # what start-up built lives as long as the process: keep the collector's full passes off it
         # (with ~150,000 such objects each full pass took ~70 ms, the p95 of /api/stats; bench/README.md)
         gc.freeze()

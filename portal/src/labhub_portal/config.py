@@ -15,7 +15,7 @@ from typing import Literal
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_ENV_FILE = "/etc/labhub/portal.env"
@@ -125,6 +125,16 @@ class Settings(BaseSettings):
                                                   "DCGM_FI_PROF_GR_ENGINE_ACTIVE x 100; the highest of its GPUs).")
     gpu_idle_after: float = Field(3600.0, gt=0, description="Seconds the GPUs must stay idle before the Pods page "
                                                           "flags the server as holding idle GPUs.")
+    gpu_idle_stop: bool = Field(False, description="The GPU idle stop policy: a server flagged GPU idle is "
+                                                   "warned (its user told on their hub page, when the hub "
+                                                   "allows it) and, if still idle gpu_idle_stop_grace seconds "
+                                                   "later, stopped like a manual stop (audited as "
+                                                   "policy:gpu-idle). Needs PORTAL_PROMETHEUS_URL. Off by "
+                                                   "default.")
+    gpu_idle_stop_grace: float = Field(900.0, ge=1, le=7 * 86400,
+                                       description="Seconds between the warning (the user told) and the stop.")
+    gpu_idle_check_interval: float = Field(60.0, gt=0, le=3600,
+                                           description="Seconds between two rounds of the GPU idle stop policy.")
     usage_metrics_ttl: float = Field(15.0, gt=0, le=3600,
                                      description="Seconds a reading of the pods' actual CPU and memory use "
                                                  "(metrics.k8s.io) is reused before the next one (metrics-server "
@@ -198,6 +208,15 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("gpu_idle_stop")
+    @classmethod
+    def _stop_needs_prometheus(cls, value: bool, info: ValidationInfo) -> bool:
+        # a field check (prometheus_url is validated before it), so the error names this field only
+        if value and not info.data.get("prometheus_url"):
+            raise ValueError("needs PORTAL_PROMETHEUS_URL (the idle judgement comes from Prometheus): set it, "
+                             "or turn the policy off")
         return value
 
     @field_validator("token", "cookie_secret", "hub_api_token", "prometheus_url", mode="before")

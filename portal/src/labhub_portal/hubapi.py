@@ -19,8 +19,19 @@ RETRY_DELAYS = (0.5, 1.0)
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
 
+#: every answer of the hub's notice endpoint (files/hub labhub_hub/notices.py) carries it: a 404
+#: without it is JupyterHub's own (a hub without the endpoint), with it "no such user"
+NOTICE_HEADER = "X-Labhub-Notices"
+
+
 class HubError(Exception):
-    """The hub API could not stop the server (caller falls back to deleting the pod)."""
+    """The hub API could not stop the server (caller falls back to deleting the pod), or could not
+    take or remove a notice."""
+
+
+class NoNoticeEndpoint(HubError):
+    """The hub answered 404 without the notice header: it has no notice endpoint (an older hub, or
+    notices turned off in the hub's labhub_hub configuration)."""
 
 
 class HubClient:
@@ -67,6 +78,31 @@ class HubClient:
                 raise HubError(reason)
         raise HubError(f"{reason} (after {attempts} attempt{'s' if attempts > 1 else ''} "
                        f"within {self.timeout:g} s)")
+
+    def _notice_url(self, username: str) -> str:
+        return f"{self.base}/labhub/notices/{quote(username, safe='')}"
+
+    async def _notice_call(self, method: str, username: str, ok: int, json: dict[str, str] | None = None,
+                           params: dict[str, str] | None = None) -> None:
+        try:
+            response = await self._client.request(method, self._notice_url(username), json=json, params=params)
+        except httpx.HTTPError as exc:
+            raise HubError(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code == 404 and NOTICE_HEADER not in response.headers:
+            raise NoNoticeEndpoint("the hub has no notice endpoint (HTTP 404 from /hub/api/labhub/notices)")
+        if response.status_code != ok:
+            raise HubError(f"HTTP {response.status_code}: {response.text[:200]}")
+
+    async def post_notice(self, username: str, server_name: str, text: str) -> None:
+        """Show ``text`` to the user on their hub pages (POST /hub/api/labhub/notices/{name}, the
+        hub extension of files/hub; the service token's delete:servers authorizes it). Raises
+        NoNoticeEndpoint on a hub without the endpoint, HubError on any other failure (one attempt)."""
+        await self._notice_call("POST", username, 200, json={"text": text, "server_name": server_name})
+
+    async def delete_notice(self, username: str, server_name: str | None = None) -> None:
+        """Remove the notice about one server (``server_name``) or all of the user's notices."""
+        params = {"server_name": server_name} if server_name is not None else None
+        await self._notice_call("DELETE", username, 204, params=params)
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -13,6 +13,7 @@ the pods are listed without usage.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -153,6 +154,14 @@ class GpuUsage(_Reader):
             if pod and number.is_finite():
                 out[pod] = number
         return out
+
+    async def peak_since(self, seconds: float) -> dict[str, Decimal]:
+        """The busiest of each pod's GPUs and MIG instances (%) over the last ``seconds``, read now
+        (not the cached reading): what the GPU idle stop policy checks before it stops a server.
+        Raises PrometheusError or httpx.HTTPError."""
+        window = f"{max(1, math.ceil(seconds))}s"
+        async with httpx.AsyncClient(timeout=self.timeout, transport=self.transport) as client:
+            return await self._query(client, self.url, busy_peak_query(window).format(ns=self.namespace))
 
     async def _read(self) -> Reading:
         url = self.url

@@ -271,7 +271,7 @@ async def test_sync_tab_writes_the_report(page, demo_portal, mariadb_server, scr
 
 
 async def test_every_tab_stays_on_loopback_and_has_no_external_assets(page, demo_portal):
-    for path in ("/usage", "/pods", "/sync", "/usage?department=Physics&page=2"):
+    for path in ("/usage", "/pods", "/sync", "/audit", "/usage?department=Physics&page=2"):
         response = await page.goto(path)
         assert response.status == 200
         await page.wait_for_load_state("networkidle")
@@ -352,7 +352,7 @@ async def test_user_page_and_live_cards(page, demo_portal, screenshot_dir):
     assert resp.status == 404 and "No user nobody-like-this" in await page.inner_text("body")
 
 
-@pytest.mark.parametrize("path", ["/usage", "/timeline", "/pods", "/sync", "/users/alice"])
+@pytest.mark.parametrize("path", ["/usage", "/timeline", "/pods", "/sync", "/audit", "/users/alice"])
 async def test_phone_layout_never_scrolls_sideways(page, demo_portal, screenshot_dir, path):
     """At 390 x 844 (a phone) every view fits the width: no sideways scrolling of the page (wide
     tables scroll inside their own box)."""

@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from datetime import datetime, timezone
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from .. import metrics
-from ..cluster import (SERVERNAME_KEY, USERNAME_KEY, ClusterError, PodNotFound, is_singleuser_pod,
-                       pods_to_observations)
-from ..db.engine import SessionDep
-from ..db.models import AuditLog
+from ..cluster import ClusterError, pods_to_observations
 from ..config import Settings
-from ..hubapi import HubError
+from ..db.engine import SessionDep
 from ..podusage import Reading
+from .. import stops  # module import: stops uses this package's schemas
 from .common import CurrentPrincipal, SettingsDep, local_iso
-from .schemas import PodItem, PodList, StopRequest, StopResponse, StopResult, UsageReading
+from .schemas import GpuIdlePolicy, GpuIdleStop, PodItem, PodList, StopRequest, StopResponse, UsageReading
 
 router = APIRouter(prefix="/api", tags=["pods"])
-log = logging.getLogger("labhub_portal.stop")
 
 
 def _cluster(request: Request):
@@ -101,9 +96,17 @@ async def pod_list(request: Request, settings: Settings) -> PodList:
     used = reading.usage if reading is not None else {}
     gpu = getattr(request.app.state, "gpu_usage", None)
     gpu_reading = await gpu.current() if gpu is not None else Reading("not configured", "no Prometheus reader")
+    stopper = getattr(request.app.state, "idle_stopper", None)
+    pending = stopper.pending if stopper is not None else {}
     now = datetime.now(timezone.utc)
     items = []
     for o in observations:
+        warned = pending.get(o.pod_uid)
+        idle_stop = GpuIdleStop(state="stopped" if warned.stopped_at else "pending",
+                                warned_at=local_iso(warned.warned_at, settings) or "",
+                                stop_at=local_iso(warned.stop_at, settings) or "",
+                                stopped_at=local_iso(warned.stopped_at, settings), user_told=warned.user_told,
+                                notice=warned.notice) if warned is not None else None
         pod_used = used.get(o.pod_name)
         gpu_used = gpu_reading.usage.get(o.pod_name, {})
         items.append(PodItem(pod_name=o.pod_name, pod_uid=o.pod_uid, namespace=o.namespace, username=o.username,
@@ -117,26 +120,20 @@ async def pod_list(request: Request, settings: Settings) -> PodList:
                              memory_usage=int(pod_used["memory"]) if pod_used else None,
                              gpu_utilization=float(gpu_used["gpu_util"]) if "gpu_util" in gpu_used else None,
                              gpu_memory_usage=int(gpu_used["gpu_memory"]) if "gpu_memory" in gpu_used else None,
-                             gpu_idle=bool(gpu_used["gpu_idle"]) if "gpu_idle" in gpu_used else None))
+                             gpu_idle=bool(gpu_used["gpu_idle"]) if "gpu_idle" in gpu_used else None,
+                             gpu_idle_stop=idle_stop))
     items.sort(key=lambda p: (p.username, p.pod_name))
     state = UsageReading(state=reading.state, detail=reading.detail, read_at=local_iso(reading.at, settings)) \
         if reading is not None else UsageReading(state="unknown", detail="no cluster configured")
     gpu_state = UsageReading(state=gpu_reading.state, detail=gpu_reading.detail,
                              read_at=local_iso(gpu_reading.at, settings))
-    return PodList(namespace=settings.hub_namespace, pods=items, usage=state, gpu_usage=gpu_state)
-
-
-async def _delete_pod(cluster, name: str, timeout: float, hub_error: str | None) -> StopResult:
-    """The fallback when the hub did not stop the server: delete the pod."""
-    prefix = f"hub API failed ({hub_error}); " if hub_error else ""
-    try:
-        await asyncio.wait_for(cluster.delete_pod(name), timeout)
-        return StopResult(pod_name=name, result="deleted", method="pod-delete", detail=prefix + "pod deleted")
-    except PodNotFound:
-        return StopResult(pod_name=name, result="failed", method="pod-delete", detail=prefix + "pod no longer exists")
-    except (ClusterError, asyncio.TimeoutError, OSError) as exc:
-        return StopResult(pod_name=name, result="failed", method="pod-delete",
-                          detail=prefix + f"pod deletion failed: {type(exc).__name__}: {exc}"[:300])
+    policy = GpuIdlePolicy(enabled=False)
+    if stopper is not None:
+        policy = GpuIdlePolicy(enabled=True, grace_seconds=settings.gpu_idle_stop_grace, state=stopper.status["state"],
+                               detail=stopper.status["detail"],
+                               last_round_at=local_iso(stopper.status["last_round_at"], settings))
+    return PodList(namespace=settings.hub_namespace, pods=items, usage=state, gpu_usage=gpu_state,
+                   gpu_idle_policy=policy)
 
 
 @router.post("/pods/stop", response_model=StopResponse,
@@ -149,37 +146,8 @@ async def stop_pods(request: Request, body: StopRequest, session: SessionDep, se
                     principal: CurrentPrincipal) -> StopResponse:
     cluster = _cluster(request)
     pods = await _live_pods(request, fresh=True)
-    live = {(p.get("metadata") or {}).get("name"): p for p in pods if is_singleuser_pod(p, settings.hub_namespace)}
-    hub = request.app.state.hub
-    results: list[StopResult] = []
-    for name in dict.fromkeys(body.pods):
-        pod = live.get(name)
-        target = f"{settings.hub_namespace}/{name}"
-        if pod is None:
-            result = StopResult(pod_name=name, result="refused",
-                                detail=f"not a single-user pod of namespace {settings.hub_namespace}")
-        else:
-            meta = pod.get("metadata") or {}
-            annotations, labels = meta.get("annotations") or {}, meta.get("labels") or {}
-            username = annotations.get(USERNAME_KEY) or labels.get(USERNAME_KEY)
-            server = annotations.get(SERVERNAME_KEY) or labels.get(SERVERNAME_KEY) or ""
-            stopped: StopResult | None = None
-            hub_error = None
-            if hub is not None and username:
-                try:
-                    code = await hub.stop_server(username, server)
-                    stopped = StopResult(pod_name=name, result="stopping", method="hub",
-                                         detail=f"hub accepted the stop of {username}'s server"
-                                                f"{' ' + repr(server) if server else ''} (HTTP {code})")
-                except HubError as exc:
-                    hub_error = str(exc)
-            result = stopped if stopped is not None else await _delete_pod(cluster, name, settings.kube_timeout, hub_error)
-        metrics.POD_STOPS.labels(result.result).inc()
-        session.add(AuditLog(at=datetime.now(timezone.utc), actor=f"{principal.kind}:{principal.name}",
-                             action="stop_server", target=target, result=result.result,
-                             detail={"method": result.method, "detail": result.detail}))
-        log.info("stop %s by %s:%s -> %s (%s)", target, principal.kind, principal.name, result.result, result.detail)
-        results.append(result)
+    results = await stops.stop_servers(settings, cluster, request.app.state.hub, session, pods, body.pods,
+                                 actor=f"{principal.kind}:{principal.name}")
     await session.commit()
     return StopResponse(results=results, stopped=sum(r.result in ("stopping", "deleted") for r in results),
                         refused=sum(r.result == "refused" for r in results),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
@@ -111,6 +111,27 @@ class SessionPage(BaseModel):
     pages: int
 
 
+class GpuIdleStop(BaseModel):
+    state: Literal["pending", "stopped"] = Field(description="pending: the server stops at stop_at unless its "
+                                                             "GPUs are used again; stopped: the policy stopped it "
+                                                             "at stopped_at (the pod is not gone yet)")
+    warned_at: str = Field(description="when the policy warned (the user was told), in the portal's zone")
+    stop_at: str = Field(description="end of the grace period: the server stops then if still idle")
+    stopped_at: str | None = None
+    user_told: bool = Field(description="the notice reached the user's hub page")
+    notice: str = Field(description="what became of the notice, e.g. 'told on the hub page' or 'user not told: "
+                                    "the hub has no notice endpoint'")
+
+
+class GpuIdlePolicy(BaseModel):
+    enabled: bool = Field(description="PORTAL_GPU_IDLE_STOP (and a cluster configured)")
+    grace_seconds: float | None = None
+    state: str = Field("off", description="off, starting, acting, or paused (Prometheus or the cluster "
+                                          "unavailable: the policy stops nothing; detail says why)")
+    detail: str = ""
+    last_round_at: str | None = None
+
+
 class PodItem(BaseModel):
     pod_name: str
     pod_uid: str
@@ -141,6 +162,8 @@ class PodItem(BaseModel):
     gpu_idle: bool | None = Field(None, description="true: its GPUs stayed at or below PORTAL_GPU_IDLE_THRESHOLD % "
                                                     "for PORTAL_GPU_IDLE_AFTER s; false: busier within that time; "
                                                     "null: not known (no data, or quiet but reported for less)")
+    gpu_idle_stop: GpuIdleStop | None = Field(None, description="the GPU idle stop policy's warning of this "
+                                                                "server (null: none, or the policy is off)")
 
 
 class UsageReading(BaseModel):
@@ -156,6 +179,7 @@ class PodList(BaseModel):
     pods: list[PodItem]
     usage: UsageReading = Field(default_factory=lambda: UsageReading(state="unknown"))
     gpu_usage: UsageReading = Field(default_factory=lambda: UsageReading(state="not configured"))
+    gpu_idle_policy: GpuIdlePolicy = Field(default_factory=lambda: GpuIdlePolicy(enabled=False))
 
 
 class StopRequest(BaseModel):
@@ -211,3 +235,21 @@ class DepartmentRatesChange(DepartmentRates):
 class Department(DepartmentRates):
     name: str
     users: int
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: str = Field(description="in the portal's zone")
+    actor: str = Field(description="kind:name, e.g. hub:alice, token:portal, policy:gpu-idle")
+    action: str = Field(description="stop_server, gpu_idle_warning, import_users, set_department_rates ...")
+    target: str
+    result: str
+    detail: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntry]
+    total: int
+    page: int
+    page_size: int
+    pages: int

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
-from sqlalchemy import JSON, BigInteger, Date, DateTime, Float, ForeignKey, Index, Integer, Numeric, String, Text, text
+from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, Numeric, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -164,6 +164,28 @@ class AuditLog(Base):
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
+class GpuIdleWarning(Base):
+    """A server the GPU idle stop policy warned (labhub_portal.idlestop): its user was told (or not)
+    at ``warned_at`` that it stops at ``stop_at`` unless its GPUs are used again. Kept across
+    restarts so no server is stopped before its grace period; removed when the server is busy again
+    or gone. ``stopped_at``: the policy stopped it (the row stays until the pod is gone)."""
+
+    __tablename__ = "gpu_idle_warnings"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    pod_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    namespace: Mapped[str] = mapped_column(String(63))
+    pod_name: Mapped[str] = mapped_column(String(253))
+    username: Mapped[str] = mapped_column(String(255))
+    server_name: Mapped[str] = mapped_column(String(255), default="")
+    warned_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    stop_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    user_told: Mapped[bool] = mapped_column(Boolean, default=False)
+    notice: Mapped[str] = mapped_column(String(512), default="")
+    figures: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
 class SyncWatermark(Base):
     """Report sync progress: rows with change_seq <= last_change_seq are in MySQL (advanced after commit)."""
 
@@ -219,4 +241,4 @@ class UsageRollupState(Base):
 BEGINNING = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 __all__ = ["Base", "BEGINNING", "Department", "DepartmentMembership", "DepartmentRatePeriod", "User",
-           "ContainerSession", "AuditLog", "SyncWatermark", "UsageRollup", "UsageRollupState", "UTCDateTime", "utcnow"]
+           "ContainerSession", "AuditLog", "GpuIdleWarning", "SyncWatermark", "UsageRollup", "UsageRollupState", "UTCDateTime", "utcnow"]

@@ -26,6 +26,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, or_, select
 
 from .. import __version__
+from ..api import audit as audit_api
 from ..api import pods as pods_api
 from ..api import sessions as sessions_api
 from ..api.common import TimeRange
@@ -58,7 +59,10 @@ PAGE_SIZE = 25
 POD_REFRESH_MS = 5000
 CARD_REFRESH_MS = 10000  # summary cards and the sync panel, refreshed in place
 TABS = (("usage", "Usage", "web_usage"), ("timeline", "Timeline", "web_timeline"), ("pods", "Pods", "web_pods"),
-        ("sync", "Sync", "web_sync"))
+        ("sync", "Sync", "web_sync"), ("audit", "Audit", "web_audit"))
+AUDIT_ACTIONS = ("stop_server", "gpu_idle_warning", "import_users", "set_department_rates")
+AUDIT_RESULT_CLASS = {"stopping": "pill-ok", "deleted": "pill-ok", "warned": "pill-warn", "cleared": "pill-ok",
+                      "refused": "pill-err", "failed": "pill-err"}
 TIMELINE_DAYS = {"day": 1, "week": 7, "month": 30}
 TIMELINE_MAX_SESSIONS = 3000
 
@@ -529,6 +533,7 @@ async def _pod_context(request: Request, session, principal: Principal) -> dict:
             "gpu_idle": (f"GPU idle for {_duration(settings.gpu_idle_after)}+ (at or below "
                          f"{settings.gpu_idle_threshold:g} %)") if p.gpu_idle else None,
             "gpu_memory_used": _used(p.gpu_memory_usage, None, "GiB", GIB) if p.gpu_memory_usage is not None else None,
+            "idle_stop": _idle_stop_text(p.gpu_idle_stop, settings),
             "started": _local(started, settings) if started else "—",
             "started_iso": started.astimezone(timezone.utc).isoformat() if started else "",
             "age": _duration(p.age_seconds), "cost": _money(float(cost), settings.currency) if cost is not None else "—",
@@ -541,8 +546,28 @@ async def _pod_context(request: Request, session, principal: Principal) -> dict:
     # Prometheus configured but failing: said once above the cards (not configured: nothing to say)
     if gpu_usage is not None and gpu_usage.state == "unavailable" and any(p.gpu_request for p in items):
         usage_note = (usage_note + " " if usage_note else "") + f"GPU utilisation not shown: {gpu_usage.detail}"
+    policy_note = None
+    stopper = getattr(request.app.state, "idle_stopper", None)
+    if stopper is not None:
+        policy_note = (f"GPU idle stop policy on: a server whose GPUs stay at or below {settings.gpu_idle_threshold:g} % "
+                       f"for {_duration(settings.gpu_idle_after)} is stopped {_duration(settings.gpu_idle_stop_grace)} "
+                       "after its user is told, unless its GPUs are used again.")
+        if stopper.status["state"] == "paused":
+            policy_note += f" Not acting now: {stopper.status['detail']}"
     return {"pods": pods, "cluster_error": cluster_error, "database_error": database_error,
-            "namespace": settings.hub_namespace, "usage_note": usage_note}
+            "namespace": settings.hub_namespace, "usage_note": usage_note, "policy_note": policy_note}
+
+
+def _idle_stop_text(stop, settings) -> dict | None:
+    """The Pods card's line about the GPU idle stop policy's warning of a server."""
+    if stop is None:
+        return None
+    if stop.state == "stopped":
+        return {"pill": "stopped: GPUs idle", "text": f"stopped by the GPU idle policy at "
+                                                     f"{_local(stop.stopped_at, settings)}"}
+    return {"pill": f"stops {_local(stop.stop_at, settings)}",
+            "text": f"will stop at {_local(stop.stop_at, settings)} unless its GPUs are used (warned "
+                    f"{_local(stop.warned_at, settings)}; {stop.notice})"}
 
 
 @router.get("/pods", name="web_pods", response_class=HTMLResponse)
@@ -603,6 +628,45 @@ async def sync_page(request: Request, session: SessionDep, principal: PagePrinci
 @router.get("/sync/panel", name="web_sync_panel", response_class=HTMLResponse)
 async def sync_panel(request: Request, session: SessionDep, principal: PagePrincipal) -> Response:
     return _render(request, "partials/sync_panel.html", await _sync_context(request, session))
+
+
+def _detail_lines(detail: dict, prefix: str = "") -> list[tuple[str, str]]:
+    """An audit detail as (key, text) lines, nested mappings flattened (figures.gpu_peak_percent)."""
+    lines: list[tuple[str, str]] = []
+    for key, value in detail.items():
+        if isinstance(value, dict):
+            lines += _detail_lines(value, f"{prefix}{key}.")
+        elif value is not None and value != "":
+            lines.append((f"{prefix}{key}", value if isinstance(value, str) else str(value)))
+    return lines
+
+
+@router.get("/audit", name="web_audit", response_class=HTMLResponse)
+async def audit_page(request: Request, session: SessionDep, principal: PagePrincipal,
+                     action: Annotated[str | None, Query(max_length=64, pattern=_PRINTABLE)] = None,
+                     actor: Annotated[str | None, Query(max_length=255, pattern=_PRINTABLE)] = None,
+                     target: Annotated[str | None, Query(max_length=512, pattern=_PRINTABLE)] = None,
+                     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1) -> Response:
+    """The audit log (the API's /api/audit), newest first, with filters."""
+    settings = request.app.state.settings
+    action, actor, target = ((v or "").strip() or None for v in (action, actor, target))
+    result = await audit_api.audit_page(session, settings, action=action, actor=actor, target=target, page=page,
+                                        page_size=PAGE_SIZE)
+    entries = [{"at": _local(e.at, settings, with_seconds=True), "actor": e.actor, "action": e.action,
+                "target": e.target, "result": e.result, "result_class": AUDIT_RESULT_CLASS.get(e.result, ""),
+                "policy": e.actor.startswith("policy:"), "detail": _detail_lines(e.detail)} for e in result.items]
+    filters = {"action": action, "actor": actor, "target": target}
+    base = str(request.url_for("web_audit"))
+
+    def page_url(number: int) -> str:
+        return base + "?" + urlencode({**{k: v for k, v in filters.items() if v}, "page": number})
+
+    context = _base_context(request, principal, "audit", "Audit")
+    context.update(entries=entries, total=result.total, page=result.page, pages=result.pages, filters=filters,
+                   action_options=AUDIT_ACTIONS, audit_url=base,
+                   prev_url=page_url(result.page - 1) if result.page > 1 else None,
+                   next_url=page_url(result.page + 1) if result.page < result.pages else None)
+    return _render(request, "audit.html", context)
 
 
 __all__ = ["LoginRequired", "login_required_handler", "mount_static", "router"]
