@@ -13,6 +13,9 @@ is real:
   an emulation of z2jh's own translation of hub.services / hub.loadRoles (the chart's
   jupyterhub_config.py is not in this repository).
 
+* the hub also runs Labhub's notice endpoint (files/hub labhub_hub/notices.py, as
+  labhub_hub.configure() installs it in the chart's hub): the GPU idle stop policy's notice goes
+  through the portal's own HubClient with the service's real token and role;
 * Kubernetes is the real control plane of tests/kube.py: the portal process runs on the kubeconfig
   the portal role renders (its own ServiceAccount and RBAC) and checks stop targets against the
   real pods of its hub namespace.
@@ -111,6 +114,13 @@ c.JupyterHub.load_groups = {{{admin_group!r}: {{"users": ["carol"]}}}}
 c.JupyterHub.spawner_class = LocalHTTPSpawner
 c.Spawner.http_timeout = 30
 
+# ---- Labhub's hub extensions (files/hub): the notice endpoint the portal's idle GPU policy uses ----
+sys.path.insert(0, {hub_package_root!r})
+from labhub_hub.notices import install as install_notices  # noqa: E402
+
+c.JupyterHub.template_vars = {{"announcement": ""}}  # z2jh's hub.templateVars, set before extraConfig
+install_notices(c)
+
 # ---- z2jh's translation of hub.services / hub.loadRoles (emulated; same logic as the chart) ----
 values = json.loads({hub_values!r})
 secret = json.loads({hub_secret!r})  # what hub.existingSecret holds
@@ -190,7 +200,7 @@ class World:
             port=self.hub_port, hub_port=self.hub_api_port, proxy_api_port=self.proxy_api_port, chp=str(CHP),
             proxy_pid=str(tmp / "proxy.pid"), db=tmp / "hub.sqlite", cookie_secret=secrets.token_hex(32),
             password=PASSWORD, admin_group=ADMIN_GROUP, pids=str(self.pids), hub_values=json.dumps(values),
-            hub_secret=json.dumps(hub_secret)))
+            hub_secret=json.dumps(hub_secret), hub_package_root=str(HUB_DIR)))
         # the portal's settings, as roles/portal writes them to /etc/labhub/portal.env
         client_id = values["services"][SERVICE_KEY]["oauth_client_id"]
         self.portal_env = {
@@ -379,3 +389,44 @@ def test_real_hub_stop_from_the_portal_stops_the_server_on_the_hub(world):
 
     _wait(gone, 15, "the server process to exit")
     assert "labhub-portal" in world.hub_log.read_text(errors="replace")  # the hub logged the service's request
+
+
+async def test_real_hub_shows_the_portals_notice_to_the_user(world):
+    """The GPU idle stop policy's notice (labhub_portal.hubapi, the portal's own client) on the real
+    hub with the portal's real service token and role (delete:servers only): the user sees it on
+    their hub page, escaped; removing it removes it; the hub tells an unknown user from a missing
+    endpoint; a wrong token is refused."""
+    from types import SimpleNamespace
+
+    from pydantic import SecretStr
+
+    from labhub_portal.hubapi import HubClient, HubError, NoNoticeEndpoint
+
+    def portal_client(token: str) -> HubClient:
+        return HubClient(SimpleNamespace(hub_api_url=world.portal_env["PORTAL_HUB_API_URL"],
+                                         hub_api_token=SecretStr(token), stop_timeout=10.0))
+
+    text = "Your server has held its GPUs idle. It will be stopped at 2026-12-07 15:30 CST <unless used>."
+    client = portal_client(world.service_token)
+    try:
+        await client.post_notice("carol", "", text)
+        with pytest.raises(HubError) as unknown:
+            await client.post_notice("nobody-here", "", text)
+        assert not isinstance(unknown.value, NoNoticeEndpoint) and "No such user" in str(unknown.value)
+        with httpx.Client(base_url=world.hub_url, timeout=15) as carol:  # no redirects: no server is started
+            carol.get("/hub/login")
+            logged_in = carol.post("/hub/login", data={"username": "carol", "password": PASSWORD,
+                                                       "_xsrf": carol.cookies.get("_xsrf")})
+            assert logged_in.status_code == 302, logged_in.text[:500]
+            home = carol.get("/hub/home").text
+            assert "stopped at 2026-12-07 15:30 CST &lt;unless used&gt;." in home and "<unless used>" not in home
+            await client.delete_notice("carol", "")
+            assert "stopped at 2026-12-07" not in carol.get("/hub/home").text
+    finally:
+        await client.close()
+    wrong = portal_client("f" * 64)
+    try:
+        with pytest.raises(HubError, match="HTTP 403"):
+            await wrong.post_notice("carol", "", text)
+    finally:
+        await wrong.close()
