@@ -1,4 +1,4 @@
-"""Browser UI: server-rendered Usage, Pods and Sync tabs (Jinja2 templates, own CSS/JS, no CDN).
+"""Browser UI: server-rendered Usage, Timeline, Pods, Sync and Audit tabs (Jinja2 templates, own CSS/JS, no CDN).
 
 The pages are rendered from the same services the JSON API uses (the API route functions are
 called directly, so filters, billing and time zones behave exactly like ``/api/...``).  The
