@@ -307,6 +307,17 @@ class _HostCheck(HostCheck):
         value = self.get("portal_timezone")
         if not isinstance(value, str) or not value.strip():
             self.add("portal_timezone", "is empty", "an IANA time zone, e.g. Asia/Taipei", value=value)
+        self.gpu_idle()
+
+    def gpu_idle(self):
+        """The GPU idle flag and stop policy: the numbers are the portal model's (ranges in config.py);
+        the policy needs Prometheus, named here by the role's own variable."""
+        if _truthy(self.get("portal_gpu_idle_stop", False), False) \
+                and not _text(self.get("portal_prometheus_url", "")).strip():
+            self.add("portal_gpu_idle_stop", "is true but portal_prometheus_url is empty: the policy judges GPUs "
+                     "idle from Prometheus (the DCGM exporter's metrics) and would never act",
+                     "portal_prometheus_url (the Prometheus scraping the DCGM exporter, e.g. role monitoring's), "
+                     "or portal_gpu_idle_stop: false", value=self.get("portal_gpu_idle_stop"))
 
     def extra_settings(self, fields):
         extra = self.get("portal_extra_settings", {})

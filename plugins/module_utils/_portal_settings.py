@@ -58,6 +58,11 @@ SOURCES = {
     "COOKIE_SECRET": "portal_cookie_secret",
     "COOKIE_SECURE": "portal_cookie_secure",
     "DATABASE_URL": "portal_database_host",
+    "GPU_IDLE_AFTER": "portal_gpu_idle_after",
+    "GPU_IDLE_CHECK_INTERVAL": "portal_gpu_idle_check_interval",
+    "GPU_IDLE_STOP": "portal_gpu_idle_stop",
+    "GPU_IDLE_STOP_GRACE": "portal_gpu_idle_stop_grace",
+    "GPU_IDLE_THRESHOLD": "portal_gpu_idle_threshold",
     "HUB_API_TOKEN": "portal_hub_api_token",
     "HUB_API_URL": "portal_hub_api_url",
     "HUB_NAMESPACE": "portal_hub_namespace",
@@ -73,6 +78,8 @@ SOURCES = {
     "TIMEZONE": "portal_timezone",
     "TOKEN": "portal_token",
 }
+# Switches written as true/false (with the role's default); a non-boolean is the argument spec check's row.
+BOOLEANS = {"COOKIE_SECURE": True, "GPU_IDLE_STOP": False}
 DATABASE_INPUTS = ("portal_database_user", "portal_database_password", "portal_database_host",
                    "portal_database_port", "portal_database_name", "portal_database_options")
 # Every role variable the settings are built from.
@@ -125,8 +132,8 @@ def build(values, kubeconfig_present=True):
         elif name == "ALLOWED_HOSTS":
             hosts = get(var, [])
             settings[name] = ",".join(_text(h) for h in hosts) if isinstance(hosts, (list, tuple)) else _text(hosts)
-        elif name == "COOKIE_SECURE":
-            settings[name] = "true" if boolean(get(var, True), strict=False) else "false"
+        elif name in BOOLEANS:
+            settings[name] = "true" if boolean(get(var, BOOLEANS[name]), strict=False) else "false"
         else:
             settings[name] = _text(get(var))
     extra = get("portal_extra_settings", {})

@@ -312,6 +312,36 @@ def test_hub_integration_off_and_vault_token(tmp_path):
     assert env["PORTAL_OAUTH_CLIENT_ID"] == "service-labhub-portal"
 
 
+def test_gpu_idle_settings_reach_the_env_file_and_the_portal_accepts_them(tmp_path):
+    """The idle-GPU variables become PORTAL_GPU_IDLE_* (the stop policy off by default), and the
+    file the role writes is what the portal's own settings model reads."""
+    from ansible_collections.labhub.platform.plugins.module_utils import _portal_settings as ps
+
+    env, _ignored = _portal_env(tmp_path, {})
+    assert {k: v for k, v in env.items() if k.startswith("PORTAL_GPU_IDLE_")} == {
+        "PORTAL_GPU_IDLE_STOP": "false", "PORTAL_GPU_IDLE_STOP_GRACE": "900", "PORTAL_GPU_IDLE_CHECK_INTERVAL": "60",
+        "PORTAL_GPU_IDLE_THRESHOLD": "5", "PORTAL_GPU_IDLE_AFTER": "3600"}
+    on = {"portal_prometheus_url": "http://prometheus.example.org:9090", "portal_gpu_idle_stop": True,
+          "portal_gpu_idle_stop_grace": 600, "portal_gpu_idle_threshold": 2.5}
+    env, _ignored = _portal_env(tmp_path, on)
+    assert env["PORTAL_GPU_IDLE_STOP"] == "true" and env["PORTAL_GPU_IDLE_STOP_GRACE"] == "600"
+    assert env["PORTAL_GPU_IDLE_THRESHOLD"] == "2.5"
+    settings = ps.load_config_module().Settings(_env_file=str(tmp_path / "portal.env"))
+    assert settings.gpu_idle_stop is True and settings.gpu_idle_stop_grace == 600
+    assert settings.gpu_idle_threshold == 2.5 and settings.prometheus_url == "http://prometheus.example.org:9090"
+
+
+def test_gpu_idle_stop_without_prometheus_is_refused(tmp_path):
+    """The stop policy judges GPUs from Prometheus: turned on without portal_prometheus_url, the role
+    stops in its preflight naming the variable, before anything changes."""
+    (tmp_path / "wheels").mkdir()
+    (tmp_path / "wheels" / "labhub_portal-0.1.0-py3-none-any.whl").write_bytes(b"")
+    result = _main_in_check_mode(tmp_path, {**GOOD_SECRETS, "portal_gpu_idle_stop": True})
+    assert result.returncode != 0
+    assert "portal_prometheus_url is empty" in _row(result.stdout, "portal_gpu_idle_stop")
+    assert "Install PostgreSQL" not in result.stdout
+
+
 # Each case sets all four secrets to bad values at once: the validation table has a row for each.
 @pytest.mark.parametrize("bad", [
     {"portal_token": "changeme", "portal_database_password": "short1",
