@@ -31,7 +31,8 @@ from labhub_portal.db.models import AuditLog, GpuIdleWarning
 from labhub_portal.idlestop.service import NO_ENDPOINT, TOLD
 from prom import MIG, dcgm_line
 from servers import free_port
-from testlib import AUTH, make_settings, running_app
+from labhub_portal.app import create_app
+from testlib import AUTH, async_wait_for, make_settings, running_app
 
 GPU = {"gpus": 1, "gpu_product": H100}
 HEAD = ["# TYPE DCGM_FI_DEV_GPU_UTIL gauge", "# TYPE DCGM_FI_PROF_GR_ENGINE_ACTIVE gauge"]
@@ -256,6 +257,25 @@ async def test_no_stop_while_prometheus_is_unavailable_said_once(kube, hub, sett
     assert len(await db_rows(settings.database_url, GpuIdleWarning)) == 1
     said = [r.getMessage() for r in caplog.records if "not acting" in r.getMessage()]
     assert len(said) == 1 and "Prometheus unavailable" in said[0], said
+
+    # the lifespan owns the policy's task: started with the services, rounds every check interval,
+    # cancelled on shutdown; still nothing stopped and still said once per process
+    caplog.clear()
+    app = create_app(settings.model_copy(update={"gpu_idle_check_interval": 0.1}), start_services=True)
+    async with app.router.lifespan_context(app):
+        stopper = app.state.idle_stopper
+        assert "gpu-idle-stop" in {task.get_name() for task in asyncio.all_tasks()}
+        assert await async_wait_for(lambda: _rounds_done(stopper, 3), timeout=15)
+        assert stopper.status["state"] == "paused"
+    assert "gpu-idle-stop" not in {task.get_name() for task in asyncio.all_tasks() if not task.done()}
+    assert hub.deletes == [] and kube.pod("jupyter-frank") is not None
+    said = [r.getMessage() for r in caplog.records if "not acting" in r.getMessage()]
+    assert len(said) == 1, said
+
+
+async def _rounds_done(stopper, count: int) -> bool:
+    stopper.rounds_seen = getattr(stopper, "rounds_seen", set()) | {stopper.status["last_round_at"]}
+    return len(stopper.rounds_seen - {None}) >= count
 
 
 def test_policy_settings_are_validated_naming_the_field(pg_server, tmp_path):
