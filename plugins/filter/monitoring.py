@@ -29,6 +29,13 @@ def monitoring_admin_secret(password, namespace):
     return _monitoring.admin_secret(namespace, password)
 
 
+def monitoring_hub_token_secret(token, namespace):
+    if not isinstance(token, str) or not token:
+        raise AnsibleFilterError("monitoring_hub_token_secret: the token (monitoring_hub_metrics_token) is empty")
+    return _monitoring.hub_token_secret(namespace, token)
+
+
 class FilterModule(object):
     def filters(self):
-        return {"monitoring_objects": monitoring_objects, "monitoring_admin_secret": monitoring_admin_secret}
+        return {"monitoring_objects": monitoring_objects, "monitoring_admin_secret": monitoring_admin_secret,
+                "monitoring_hub_token_secret": monitoring_hub_token_secret}

@@ -785,6 +785,9 @@ def check_monitoring(site, report):
         return
     if not enabled:
         return
+    hub_metrics = site.get(host, "monitoring_hub_metrics", True)
+    if not is_bool(hub_metrics):
+        add("monitoring_hub_metrics", "is %s, not a boolean" % a_type_name(hub_metrics), "true or false (unquoted YAML)")
     namespace = site.get(host, "monitoring_namespace", "monitoring")
     if not (is_str(namespace) and DNS_LABEL_RE.match(namespace)):
         add("monitoring_namespace", "is not a namespace name", "a DNS label: lower-case letters, digits, '-'")

@@ -151,6 +151,10 @@ def _endpoints_job(job, namespace, service, port_name, interval, scheme="http", 
 
 
 _SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+#: Where Prometheus reads the hub's metrics token (Secret HUB_TOKEN_SECRET, key token).
+HUB_TOKEN_DIR = "/etc/prometheus/hub"
+HUB_TOKEN_SECRET = "prometheus-hub-token"
+HUB_JOB = _monitoring_rules.HUB_JOB
 
 
 def scrape_config(cfg):
@@ -193,6 +197,12 @@ def scrape_config(cfg):
         # own pod/namespace/container labels name the GPU's user pod, so they are kept (honor_labels)
         jobs.append(_endpoints_job("dcgm-exporter", cfg["dcgm_namespace"], "nvidia-dcgm-exporter", "gpu-metrics",
                                    interval, honor_labels=True))
+    if cfg.get("hub_metrics"):
+        # JupyterHub's /hub/metrics on the hub Service's port "hub" (8081; z2jh templates/hub/service.yaml),
+        # with the token of the hub service role jupyterhub registers for Prometheus (scope read:metrics)
+        hub = _endpoints_job(HUB_JOB, cfg["hub_namespace"], "hub", "hub", interval, path="/hub/metrics")
+        hub["authorization"] = {"credentials_file": HUB_TOKEN_DIR + "/token"}
+        jobs.append(hub)
     if cfg.get("portal_targets"):
         # the portal's /metrics (no authentication; recorder and report-sync health)
         jobs.append({"job_name": "labhub-portal", "static_configs": [{"targets": list(cfg["portal_targets"])}]})
@@ -264,17 +274,22 @@ def objects(cfg):
                  "--storage.tsdb.retention.time=%s" % cfg["retention"], "--web.enable-lifecycle"]
     if cfg.get("retention_size"):
         prom_args.append("--storage.tsdb.retention.size=%s" % cfg["retention_size"])
+    prom_mounts = [{"name": "config", "mountPath": "/etc/prometheus/prometheus.yml", "subPath": "prometheus.yml"},
+                   {"name": "rules", "mountPath": "/etc/prometheus/rules"},
+                   {"name": "data", "mountPath": "/prometheus"}]
+    prom_volumes = [{"name": "config", "configMap": {"name": "prometheus-config"}},
+                    {"name": "rules", "configMap": {"name": "prometheus-rules"}},
+                    {"name": "data", "persistentVolumeClaim": {"claimName": "prometheus-data"}}]
+    if cfg.get("hub_metrics"):
+        prom_mounts.append({"name": "hub-token", "mountPath": HUB_TOKEN_DIR, "readOnly": True})
+        prom_volumes.append({"name": "hub-token", "secret": {"secretName": HUB_TOKEN_SECRET, "defaultMode": 0o440}})
     out.append(_workload("Deployment", "prometheus", ns, "prometheus", {
         "serviceAccountName": "prometheus",
         "securityContext": {"runAsUser": 65534, "runAsGroup": 65534, "fsGroup": 65534, "runAsNonRoot": True},
-        "containers": [_container("prometheus", images["prometheus"], prom_args, 9090, "/-/ready", [
-            {"name": "config", "mountPath": "/etc/prometheus/prometheus.yml", "subPath": "prometheus.yml"},
-            {"name": "rules", "mountPath": "/etc/prometheus/rules"},
-            {"name": "data", "mountPath": "/prometheus"}],
-            {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": cfg["prometheus_memory"]}})],
-        "volumes": [{"name": "config", "configMap": {"name": "prometheus-config"}},
-                    {"name": "rules", "configMap": {"name": "prometheus-rules"}},
-                    {"name": "data", "persistentVolumeClaim": {"claimName": "prometheus-data"}}],
+        "containers": [_container("prometheus", images["prometheus"], prom_args, 9090, "/-/ready", prom_mounts,
+                                  {"requests": {"cpu": "250m", "memory": "512Mi"},
+                                   "limits": {"memory": cfg["prometheus_memory"]}})],
+        "volumes": prom_volumes,
     }, annotations={"labhub.io/config-checksum": _checksum(prom_config + _dump(rules))}))
     out.append(_service("prometheus", ns, "prometheus", [{"name": "http", "port": 9090, "targetPort": "http"}]))
 
@@ -398,6 +413,12 @@ def admin_secret(namespace, password):
             "type": "Opaque", "data": {"password": base64.b64encode(password.encode("utf-8")).decode("ascii")}}
 
 
+def hub_token_secret(namespace, token):
+    """The hub service token Prometheus scrapes /hub/metrics with (scope read:metrics only)."""
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(HUB_TOKEN_SECRET, namespace, "prometheus"),
+            "type": "Opaque", "data": {"token": base64.b64encode(token.encode("utf-8")).decode("ascii")}}
+
+
 def _checksum(text):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
@@ -428,6 +449,7 @@ def settings_from_vars(v, manifest):
         "alert_webhooks": list(v.get("monitoring_alert_webhooks") or []),
         "extra_scrape_configs": list(v.get("monitoring_extra_scrape_configs") or []),
         "hub_namespace": v.get("jupyterhub_namespace") or "jhub",
+        "hub_metrics": bool(v.get("monitoring_hub_metrics", True)),
         "alert_thresholds": _monitoring_rules.thresholds_from_vars(v),
         "dashboards_dir": v.get("monitoring_dashboards_dir") or "",
     }

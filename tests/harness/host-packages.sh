@@ -25,8 +25,9 @@ PACKAGES=(
   containerd skopeo
   # throwaway database servers for the portal tests
   postgresql mariadb-server
-  # a real Prometheus (and promtool) the portal's GPU utilisation tests start on a private port
-  prometheus
+  # a real Prometheus (and promtool) the portal's GPU utilisation tests and the monitoring test start on a
+  # private port; node exporter for the monitoring test (tests/kube/monitoring_live.py)
+  prometheus prometheus-node-exporter
   # headless browser tests of the portal UI (Playwright drives /usr/bin/chromium)
   chromium
   # configurable-http-proxy for the real JupyterHub of files/hub and the jupyterhub role tests

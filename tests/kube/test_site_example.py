@@ -5,15 +5,22 @@ installed with real Helm from the real chart archives in site.yml's order; the o
 controllers are SIMULATED (tests/harness/kube/operators.py)."""
 from __future__ import annotations
 
+import json
+import math
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from ansible_collections.labhub.platform.plugins.module_utils import _monitoring
 
 from checks import (assert_second_run_changes_nothing, check_gpu_release, check_hub, check_ingress, check_monitoring,
                     gpu_resources,
                     object_when,
                     rdma_resource, rerun, run_smoke_job, wait_gpu_converged, wait_network_converged)
+import monitoring_live as live
 from cluster import SiteCluster
 from deploy import site_cluster
 
@@ -146,6 +153,86 @@ def test_monitoring_stack_runs_offline_on_every_node(example: SiteCluster) -> No
     assert found["grafana"]["type"] == "NodePort" and found["grafana"]["ports"][0]["nodePort"] == 30300
     config = next(o for o in example.site.monitoring if o["metadata"]["name"] == "prometheus-config")
     assert "dcgm-exporter" in config["data"]["prometheus.yml"]  # the example runs the GPU Operator
+
+
+def test_rules_and_every_dashboard_query_on_a_real_prometheus(example: SiteCluster, tmp_path: Path) -> None:
+    """Issue 14 item 6 (tests/kube/monitoring_live.py says what is real): the site's own scrape jobs,
+    rules and provisioned dashboards on Debian's Prometheus, scraping kube-state-metrics on this
+    control plane, node exporter, the portal, a real JupyterHub with its read:metrics token and the
+    DCGM exporter stand-in. Every query of every dashboard returns data; every rule evaluates; the
+    alerts the data calls for fire (or wait out their `for`), the others stay quiet."""
+    objs = {(o["kind"], o["metadata"]["name"]): o for o in example.site.monitoring}
+    namespace = next(o["metadata"]["name"] for o in example.site.monitoring if o["kind"] == "Namespace")
+    boards = {name: json.loads(text) for name, text in objs[("ConfigMap", "grafana-dashboards")]["data"].items()}
+    assert sorted(boards) == ["labhub-cluster.json", "labhub-gpus.json", "labhub-hub.json", "labhub-portal.json"]
+    procs = live.Processes(tmp_path)
+    exporter = live.Exporter(live.dcgm_text(example.site.hub_namespace))
+    try:
+        ksm = live.start_kube_state_metrics(procs, example.plane, namespace)
+        node = live.start_node_exporter(procs)
+        portal = live.start_portal(procs)
+        hub = live.Hub(procs)
+        config = yaml.safe_load(objs[("ConfigMap", "prometheus-config")]["data"]["prometheus.yml"])
+        assert "labhub-portal" not in {j["job_name"] for j in config["scrape_configs"]}
+        # the example's portal listens on loopback only: its job is the one monitoring_portal_target adds
+        config["scrape_configs"] += [j for j in _monitoring.scrape_config(_monitoring.settings_from_vars(
+            {"monitoring_portal_target": f"127.0.0.1:{portal}"}, {}))["scrape_configs"] if j["job_name"] == "labhub-portal"]
+        prom = live.Prometheus(
+            procs, yaml.safe_dump(config),
+            objs[("ConfigMap", "prometheus-rules")]["data"]["labhub.yml"],
+            targets={"kube-state-metrics": f"127.0.0.1:{ksm}", "node-exporter": f"127.0.0.1:{node}",
+                     "labhub-portal": f"127.0.0.1:{portal}", "jupyterhub": f"127.0.0.1:{hub.hub_port}",
+                     "dcgm-exporter": f"127.0.0.1:{exporter.port}"},
+            tokens={"jupyterhub": hub.metrics_token})
+        for job in ("kube-state-metrics", "node-exporter", "labhub-portal", "jupyterhub", "dcgm-exporter"):
+            prom.wait_for(f'up{{job="{job}"}} == 1')
+        # the metrics token reads /hub/metrics and nothing else
+        assert hub.api("GET", "/users", token=hub.metrics_token)[0] == 403
+        # three starts that fail and one that succeeds, after Prometheus has seen the hub once
+        assert [hub.spawn(user) for user in ("broken-1", "broken-2", "broken-3", "alice")][-1] in (201, 202)
+        prom.wait_for('sum(jupyterhub_server_spawn_duration_seconds_count{status="failure"}) >= 3')
+        prom.wait_for('jupyterhub_running_servers >= 1')
+        prom.wait_for('portal_report_sync_runs_total{result="ok"} >= 1')
+        prom.wait_for('rate(portal_recorder_cycles_total{result="ok"}[1m]) > 0')
+        prom.wait_for(f'kube_deployment_status_replicas_available{{namespace="{example.site.hub_namespace}",'
+                      f'deployment="proxy"}} >= 1')
+
+        queries = live.dashboard_queries(boards)
+        assert len(queries) >= 40
+        empty = []
+        for board, panel, expr in queries:
+            values = [float(r["value"][1]) for r in prom.query(expr)]
+            if not values or all(math.isnan(v) for v in values):
+                empty.append((board, panel, expr))
+        assert not empty, "dashboard queries without data: " + json.dumps(empty, indent=1)
+
+        # every rule evaluated without error; the alerts the data calls for
+        groups = prom.get("rules")["groups"]
+        assert [(g["name"], g["interval"]) for g in groups] == [("labhub-gpu.records", 1), ("labhub.alerts", 1)]
+        rules = [r for g in groups for r in g["rules"]]
+        unhealthy = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
+        assert len(rules) == 14 and not unhealthy, unhealthy
+        # the alerts the data calls for (rules are evaluated every second; poll until the last spawn counted)
+        expected = {("LabhubGpuXidError", "firing", "gpu02"),         # XID 79, no `for`
+                    ("LabhubSpawnFailures", "firing", ""),            # 3 of 4 starts failed
+                    ("LabhubGpuHeldIdle", "pending", "jupyter-bob")}  # 0 %, waits out its 2h
+        deadline = time.monotonic() + 60
+        while True:
+            alerts = {(a["labels"]["alertname"], a["state"], a["labels"].get("pod") or a["labels"].get("Hostname", ""))
+                      for a in prom.get("alerts")["alerts"]}
+            if expected <= alerts or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        spawns = next(r["query"] for r in rules if r["name"] == "LabhubSpawnFailures")
+        assert expected <= alerts, (alerts, spawns, prom.query(spawns))
+        quiet = {"LabhubGpuNodeNotReady", "LabhubHubDown", "LabhubProxyDown", "LabhubPortalRecorderStale",
+                 "LabhubReportSyncFailing", "LabhubGpuMemoryError"}
+        assert not {a for a in alerts if a[0] in quiet}, alerts
+        assert not {a for a in alerts if a[0] == "LabhubGpuHeldIdle" and a[2] != "jupyter-bob"}, alerts
+        example.notes["monitoring"] = {"queries": len(queries), "rules": len(rules), "alerts": sorted(alerts)}
+    finally:
+        procs.stop()
+        exporter.stop()
 
 
 def test_ingress_controller_serves_the_hub_ingress_offline(example: SiteCluster) -> None:

@@ -296,24 +296,36 @@ def test_portal_is_registered_as_a_hub_service_with_a_generated_shared_token(ren
     _ignored, values, manifests = _load(rendered["root"], "portal_service")
     contract = json.loads(PORTAL_CONTRACT.read_text().replace("@PORTAL_PUBLIC_URL@", "https://portal.example.org")
                           .replace("@PORTAL_ADMIN_GROUP@", "labhub-billing"))
-    assert values["hub"]["services"] == contract["services"]
-    assert values["hub"]["loadRoles"] == contract["loadRoles"]
+    # besides Prometheus' metrics reader (role monitoring is on by default): read:metrics only
+    metrics = {"labhub-prometheus": {"name": "labhub-prometheus"}}
+    metrics_role = {"labhub-prometheus-service": {"services": ["labhub-prometheus"], "scopes": ["read:metrics"]}}
+    assert values["hub"]["services"] == {**contract["services"], **metrics}
+    assert values["hub"]["loadRoles"] == {**contract["loadRoles"], **metrics_role}
+    assert values["hub"]["networkPolicy"]["ingress"] == [{
+        "ports": [{"port": "http"}],
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                  "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}]}]
     token_file = rendered["root"] / "shared-credentials" / "portal_api_token"
     token = token_file.read_text().strip()
     assert len(token) == 64 and int(token, 16) >= 0
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
     secret = manifests["30-secret-hub.yaml"]
-    assert dict(zip(secret["data"], secret_values([secret])))["hub.services.labhub-portal.apiToken"] == token
+    secret_data = dict(zip(secret["data"], secret_values([secret])))
+    assert secret_data["hub.services.labhub-portal.apiToken"] == token
+    # the metrics token: generated once into role monitoring's credential file, which Prometheus reads
+    metrics_files = list((rendered["root"] / "inventory").rglob(".credentials/monitoring/hub_metrics_token"))
+    assert len(metrics_files) == 1 and stat.S_IMODE(metrics_files[0].stat().st_mode) == 0o600
+    assert secret_data["hub.services.labhub-prometheus.apiToken"] == metrics_files[0].read_text().strip()
     out = rendered["root"] / "out" / "portal_service" / "jupyterhub"
     import base64
     encoded = base64.b64encode(token.encode()).decode()
     files = [p for p in out.rglob("*") if p.is_file()]
     assert [p.name for p in files if token in p.read_text()] == []  # values, ConfigMap, ...: never in plain
     assert [p.name for p in files if encoded in p.read_text()] == ["30-secret-hub.yaml"]
-    # the portal scenario off: no service at all
+    # the portal scenario off: Prometheus' metrics reader only
     _ignored, plain, _ignored2 = _load(rendered["root"], "mode_native")
-    assert "services" not in plain["hub"] and "loadRoles" not in plain["hub"]
+    assert plain["hub"]["services"] == metrics and plain["hub"]["loadRoles"] == metrics_role
 
     # role portal, same inventory and host: portal.env carries the same token and matching settings
     env_file = tmp_path / "portal.env"

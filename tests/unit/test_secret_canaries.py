@@ -171,6 +171,8 @@ class Site:
             "portal_mysql_url password": _canary("mysql"),
             "portal_extra_settings SMTP_PASSWORD (vault)": _canary("smtp"),
             "monitoring_grafana_admin_password (vault)": _canary("grafana"),
+            # Prometheus' hub token: role monitoring's variable, reaching the hub's Secret through role jupyterhub
+            "hub metrics token: monitoring_hub_metrics_token (vault)": _canary("hubmetrics"),
             "TLS private key": key_lines[1],
         }
         c = self.canaries
@@ -184,6 +186,7 @@ class Site:
             ("vault_portal_cookie_secret", c["portal_cookie_secret (vault)"]),
             ("vault_smtp_password", c["portal_extra_settings SMTP_PASSWORD (vault)"]),
             ("vault_grafana_admin_password", c["monitoring_grafana_admin_password (vault)"]),
+            ("vault_hub_metrics_token", c["hub metrics token: monitoring_hub_metrics_token (vault)"]),
         ])
         (self.inventory / "group_vars" / "all" / "vault.yml").write_text("---\n" + vaulted)
         shared = dict(AUTH)
@@ -205,6 +208,7 @@ class Site:
             "portal_mysql_url": f"mysql://report:{c['portal_mysql_url password']}@db.example.org:3306/jupyterhub",
             "portal_extra_settings": {"SMTP_PASSWORD": "{{ vault_smtp_password }}", "SMTP_HOST": "mail.example.org"},
             "monitoring_grafana_admin_password": "{{ vault_grafana_admin_password }}",
+            "monitoring_hub_metrics_token": "{{ vault_hub_metrics_token }}",
         })
         (self.inventory / "group_vars" / "all" / "main.yml").write_text(yaml.safe_dump(shared, sort_keys=False))
         if old_names:  # the inventory-wide names the argument spec defaults used to template

@@ -35,7 +35,7 @@ def by_name(objs):
 
 def test_every_object_is_valid_kubernetes_and_every_image_is_in_the_bundle():
     objs = build()
-    for obj in objs + [m.admin_secret("monitoring", "s3cret-canary-7f1c")]:
+    for obj in objs + [m.admin_secret("monitoring", "s3cret-canary-7f1c"), m.hub_token_secret("monitoring", "t0ken")]:
         kubernetes_validate.validate(obj, "1.36.0", strict=True)
     images = set()
     for obj in objs:
@@ -62,7 +62,12 @@ def test_the_admin_password_is_only_in_its_secret():
 def test_scrape_jobs_follow_the_site():
     jobs = {j["job_name"]: j for j in m.scrape_config(m.settings_from_vars(VARS, MANIFEST))["scrape_configs"]}
     assert set(jobs) == {"prometheus", "kubernetes-apiservers", "kubelet", "cadvisor", "node-exporter",
-                         "kube-state-metrics", "alertmanager", "grafana", "dcgm-exporter", "labhub-portal"}
+                         "kube-state-metrics", "alertmanager", "grafana", "dcgm-exporter", "labhub-portal", "jupyterhub"}
+    hub = jobs["jupyterhub"]
+    assert hub["metrics_path"] == "/hub/metrics" and hub["authorization"] == {"credentials_file": "/etc/prometheus/hub/token"}
+    assert hub["kubernetes_sd_configs"][0]["namespaces"]["names"] == ["jhub"] and "hub;hub" in json.dumps(hub)
+    assert "jupyterhub" not in {j["job_name"] for j in m.scrape_config(
+        m.settings_from_vars({**VARS, "monitoring_hub_metrics": False}, MANIFEST))["scrape_configs"]}
     assert jobs["dcgm-exporter"]["kubernetes_sd_configs"][0]["namespaces"]["names"] == ["gpu-operator"]
     assert jobs["dcgm-exporter"]["honor_labels"] is True
     assert jobs["labhub-portal"]["static_configs"] == [{"targets": ["10.0.0.11:8780"]}]
@@ -93,6 +98,7 @@ def test_promtool_accepts_the_configuration(tmp_path):
     # the paths the container mounts, relative to the test directory
     text = yaml.safe_dump(data).replace("/etc/prometheus/rules/*.yml", str(rules / "*.yml"))
     text = text.replace("/var/run/secrets/kubernetes.io/serviceaccount", str(tmp_path))
+    text = text.replace("/etc/prometheus/hub", str(tmp_path))
     (tmp_path / "token").write_text("t")
     (tmp_path / "ca.crt").write_text("")
     config.write_text(text)
