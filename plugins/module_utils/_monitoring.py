@@ -43,7 +43,7 @@ COMPONENTS = ("prometheus", "alertmanager", "grafana", "node_exporter", "kube_st
 IMAGE_NAMES = {"prometheus": "prometheus", "alertmanager": "alertmanager", "grafana": "grafana",
                "node-exporter": "node_exporter", "kube-state-metrics": "kube_state_metrics"}
 LABEL_PART_OF = "labhub-monitoring"
-DURATION_RE = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
+DURATION_RE = _monitoring_rules.DURATION_RE  # a Prometheus duration, one definition
 SIZE_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 RETENTION_SIZE_RE = re.compile(r"^[0-9]+(B|KB|MB|GB|TB|PB|EB)$")
 
