@@ -38,9 +38,10 @@ venv: $(STAMP) collection-link ## controller venv with pinned ansible, collectio
 venvs: venv hub-env ## every environment the suites use: .venv, files/hub (.venv, node_modules), portal/.venv
 	$(MAKE) -C portal venv
 
-kube: ## build (or reuse, cached by go.sum) the test Kubernetes control plane and kube-state-metrics from Go modules
+kube: ## build (or reuse, cached by go.sum) the test Kubernetes control plane, kube-state-metrics and the simulated Grafana sign-in client from Go modules
 	tests/harness/kube/build.sh >/dev/null
 	tests/harness/kube/build-ksm.sh >/dev/null
+	tests/harness/grafana-oauth/build.sh >/dev/null
 
 # Ansible finds this checkout as labhub.platform through a symlinked collections path
 # (other collections come from the PyPI `ansible` package inside the venv).

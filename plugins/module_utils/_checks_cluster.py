@@ -835,6 +835,16 @@ def check_monitoring(site, report):
             _monitoring.dashboards(boards, "jhub", 5)
         except (OSError, ValueError) as exc:
             add("monitoring_dashboards_dir", "cannot be read: %s" % exc, "a directory of Grafana dashboard JSON files")
+    from ansible_collections.labhub.platform.plugins.module_utils import _monitoring_grafana
+
+    grafana = dict((key, site.get(host, key, None)) for key in _monitoring_grafana.DEFAULTS)
+    grafana["node_address"] = site.get(host, "ansible_host", host)
+    for var, problem, expected in _monitoring_grafana.problems(grafana, os.path.exists):
+        add(var, problem, expected)
+    secret = site.get(host, "monitoring_grafana_oauth_client_secret", "")
+    if secret not in ("", None) and not (is_str(secret) and len(secret) >= 32 and not re.search(r"\s", secret)):
+        add("monitoring_grafana_oauth_client_secret", "is not a string of at least 32 characters without spaces",
+            "e.g. 64 hex characters (or leave it unset: generated once into a 0600 file)")
     for var in ("monitoring_wait_timeout", "monitoring_wait_delay"):
         if not pos_int(site.get(host, var, 1)):
             add(var, "is not a whole number of seconds of at least 1", "e.g. 300")

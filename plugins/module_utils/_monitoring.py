@@ -36,7 +36,7 @@ import json
 import os
 import re
 
-from ansible_collections.labhub.platform.plugins.module_utils import _monitoring_rules
+from ansible_collections.labhub.platform.plugins.module_utils import _monitoring_grafana, _monitoring_rules
 
 COMPONENTS = ("prometheus", "alertmanager", "grafana", "node_exporter", "kube_state_metrics")
 # Image name (last path part of the repository) -> component.
@@ -369,7 +369,10 @@ def objects(cfg):
     out.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("grafana-dashboards", ns, "grafana"),
                 "data": dashboards_data})
     out.append(_pvc("grafana-data", ns, "grafana", cfg["grafana_storage"], storage_class))
-    grafana = _container("grafana", images["grafana"], [], 3000, "/api/health", [
+    site = cfg.get("grafana_site") or {}
+    exposure = _monitoring_grafana.exposure(site)
+    login_volumes, login_mounts = _monitoring_grafana.grafana_volumes(site)
+    grafana = _container("grafana", images["grafana"], [], 3000, exposure["path"] + "api/health", [
         {"name": "provisioning", "mountPath": "/etc/grafana/provisioning/datasources/datasources.yml",
          "subPath": "datasources.yml"},
         {"name": "provisioning", "mountPath": "/etc/grafana/provisioning/dashboards/dashboards.yml",
@@ -388,8 +391,11 @@ def objects(cfg):
              {"name": "GF_NEWS_NEWS_FEED_ENABLED", "value": "false"},
              {"name": "GF_AVATARS_DISABLE_GRAVATAR", "value": "true"},
              {"name": "GF_USERS_ALLOW_SIGN_UP", "value": "false"},
-             {"name": "GF_PATHS_DATA", "value": "/var/lib/grafana"}])
-    grafana["volumeMounts"].append({"name": "tmp", "mountPath": "/tmp"})
+             {"name": "GF_PATHS_DATA", "value": "/var/lib/grafana"}] + _monitoring_grafana.grafana_env(site, ns))
+    grafana["volumeMounts"] += [{"name": "tmp", "mountPath": "/tmp"}] + login_mounts
+    if exposure["tls"] and not exposure["ingress"]:  # Grafana serves https itself on its NodePort
+        for probe in ("readinessProbe", "livenessProbe"):
+            grafana[probe]["httpGet"]["scheme"] = "HTTPS"
     out.append(_workload("Deployment", "grafana", ns, "grafana", {
         "securityContext": {"runAsUser": 472, "runAsGroup": 472, "fsGroup": 472, "runAsNonRoot": True},
         "containers": [grafana],
@@ -397,13 +403,16 @@ def objects(cfg):
                     {"name": "dashboards", "configMap": {"name": "grafana-dashboards"}},
                     {"name": "admin", "secret": {"secretName": "grafana-admin", "defaultMode": 0o400}},
                     {"name": "data", "persistentVolumeClaim": {"claimName": "grafana-data"}},
-                    {"name": "tmp", "emptyDir": {}}],
+                    {"name": "tmp", "emptyDir": {}}] + login_volumes,
     }, annotations={"labhub.io/config-checksum": _checksum(datasources + provider + "".join(dashboards_data.values()))}))
     ports = [{"name": "http", "port": 3000, "targetPort": "http"}]
-    if cfg.get("grafana_node_port"):
-        ports[0]["nodePort"] = int(cfg["grafana_node_port"])
+    if exposure["nodeport"]:
+        ports[0]["nodePort"] = exposure["nodeport"]
     out.append(_service("grafana", ns, "grafana", ports,
-                        service_type="NodePort" if cfg.get("grafana_node_port") else "ClusterIP"))
+                        service_type="NodePort" if exposure["nodeport"] else "ClusterIP"))
+    grafana_ingress = _monitoring_grafana.ingress(site, ns, _meta("grafana", ns, "grafana"))
+    if grafana_ingress:
+        out.append(grafana_ingress)
     return out
 
 
@@ -443,7 +452,8 @@ def settings_from_vars(v, manifest):
         "prometheus_memory": v.get("monitoring_prometheus_memory", "2Gi"),
         "grafana_storage": v.get("monitoring_grafana_storage", "1Gi"),
         "storage_class": v.get("monitoring_storage_class", "microk8s-hostpath"),
-        "grafana_node_port": v.get("monitoring_grafana_nodeport") or None,
+        # Grafana's address, exposure and sign-in through the hub (_monitoring_grafana)
+        "grafana_site": dict((key, v.get(key)) for key in _monitoring_grafana.DEFAULTS),
         "dcgm_namespace": v.get("gpu_operator_namespace", "gpu-operator") if v.get("gpu_operator_enabled") else "",
         "portal_targets": portal_targets,
         "alert_webhooks": list(v.get("monitoring_alert_webhooks") or []),

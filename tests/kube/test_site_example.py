@@ -150,9 +150,33 @@ def test_monitoring_stack_runs_offline_on_every_node(example: SiteCluster) -> No
     """Role monitoring (on by default): Prometheus, Alertmanager, Grafana, kube-state-metrics and
     node exporter on all 9 nodes (gpu04's reserved taint tolerated), from the bundle's images."""
     found = check_monitoring(example)
-    assert found["grafana"]["type"] == "NodePort" and found["grafana"]["ports"][0]["nodePort"] == 30300
     config = next(o for o in example.site.monitoring if o["metadata"]["name"] == "prometheus-config")
     assert "dcgm-exporter" in config["data"]["prometheus.yml"]  # the example runs the GPU Operator
+    # the example's hub is behind the Ingress (https://hub.example.org, TLS ended in front): so is
+    # Grafana, at /grafana/ on the hub's host, with no NodePort around it
+    ns = found["namespace"]
+    assert found["grafana"]["type"] == "ClusterIP"
+    ingress = example.get(f"/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses/grafana")["spec"]
+    assert ingress["ingressClassName"] == "public" and "tls" not in ingress
+    assert ingress["rules"] == [{"host": "hub.example.org", "http": {"paths": [{
+        "path": "/grafana", "pathType": "Prefix", "backend": {"service": {"name": "grafana", "port": {"name": "http"}}}}]}}]
+    # Grafana signs in through the hub: both roles' renders agree on the client, and the hub's
+    # NetworkPolicy as the real chart made it lets Grafana's pods reach the hub's API
+    deployment = next(o for o in example.site.monitoring if o["kind"] == "Deployment" and o["metadata"]["name"] == "grafana")
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    hub = example.site.hub_values["hub"]
+    client = hub["services"]["labhub-grafana"]
+    assert env["GF_SERVER_ROOT_URL"] == "https://hub.example.org/grafana/" and env["GF_SERVER_SERVE_FROM_SUB_PATH"] == "true"
+    assert env["GF_AUTH_GENERIC_OAUTH_CLIENT_ID"] == client["oauth_client_id"] == "service-labhub-grafana"
+    assert client["oauth_redirect_uri"] == env["GF_SERVER_ROOT_URL"] + "login/generic_oauth"
+    assert env["GF_AUTH_GENERIC_OAUTH_AUTH_URL"] == "https://hub.example.org/hub/api/oauth2/authorize"
+    assert env["GF_AUTH_GENERIC_OAUTH_TOKEN_URL"] == f"http://hub.{example.site.hub_namespace}.svc:8081/hub/api/oauth2/token"
+    assert env["GF_AUTH_GENERIC_OAUTH_SCOPES"].split() == client["oauth_client_allowed_scopes"]
+    assert hub["loadRoles"]["user"] == {"scopes": ["self", "access:services!service=labhub-grafana"]}
+    policy = example.get(f"/apis/networking.k8s.io/v1/namespaces/{example.site.hub_namespace}/networkpolicies/hub")
+    peers = [peer for rule in policy["spec"]["ingress"] for peer in rule.get("from", [])]
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "grafana"}}} in peers, peers
 
 
 def test_rules_and_every_dashboard_query_on_a_real_prometheus(example: SiteCluster, tmp_path: Path) -> None:

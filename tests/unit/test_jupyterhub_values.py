@@ -94,7 +94,7 @@ def _tls_files(root: Path) -> tuple[str, str]:
 GOOD = ["mode_native", "mode_github", "mode_azuread", "mode_auth0", "mode_oidc", "mode_cookie_sso",
         "mode_local_groups", "mode_dummy", "multi", "storage_hostpath", "storage_nfs", "storage_none",
         "ingress_tls", "nodeport_tls", "nodeport_letsencrypt", "gpu_on", "no_rendered_secrets", "hub_start",
-        "portal_service"]
+        "portal_service", "grafana_groups", "grafana_login_off"]
 # Bad inputs fail in the role's validation (labhub.platform.validate, check hub): each expected
 # text is "VARIABLE: PROBLEM" of one row of the table, the variable as the inventory writes it.
 BAD = {
@@ -168,14 +168,22 @@ def rendered(tmp_path_factory):
         "nodeport_tls": _mode("native", jupyterhub_hostname="hub.example.org", jupyterhub_tls_mode="files",
                               jupyterhub_tls_cert_file=cert, jupyterhub_tls_key_file=key),
         "nodeport_letsencrypt": _mode("native", jupyterhub_hostname="hub.example.org", jupyterhub_tls_mode="letsencrypt",
-                                      jupyterhub_letsencrypt_email="ops@example.org"),
+                                      jupyterhub_letsencrypt_email="ops@example.org",
+                                      monitoring_grafana_tls_cert_file=cert, monitoring_grafana_tls_key_file=key),
         "gpu_on": _mode("oidc", gpu_operator_enabled=True, jupyterhub_profiles=GPU_PROFILES,
                         jupyterhub_teams={"labhub-users": ["cpu-small", "gpu-1"]},
                         jupyterhub_dynamic_profile={"enabled": True, "max_gpu": 2}),
         "no_rendered_secrets": _mode("github", jupyterhub_render_secrets=False),
         # started as a real JupyterHub by test_rendered_files_start_a_real_hub
         "hub_start": _mode("native", "github", "cookie_sso", "local_groups",
-                           jupyterhub_announcement="Maintenance on Monday"),
+                           jupyterhub_announcement="Maintenance on Monday", jupyterhub_public_url="https://hub.example.org"),
+        # Grafana's sign-in limited to a hub group (started as a real hub too); and switched off
+        "grafana_groups": _mode("local_groups", jupyterhub_local_groups=dict(
+            _local_groups()["jupyterhub_local_groups"],
+            **{"course-b": {"members": ["s3"], "password_hash": hash_password("course-b-password-789")}}),
+            jupyterhub_expose="ingress", jupyterhub_hostname="hub.example.org",
+            monitoring_grafana_viewers="groups", monitoring_grafana_viewer_groups=["course-a"]),
+        "grafana_login_off": _mode("native", monitoring_grafana_hub_login=False),
         "portal_service": _mode("native", **PORTAL_VARS,
                                 portal_hub_api_token_file=str(root / "shared-credentials" / "portal_api_token")),
     }
@@ -259,7 +267,7 @@ def test_scenario_renders_and_validates(rendered, shared_reference, name):
 
 def rendered_modes(name):
     return {"multi": ["native", "github", "oidc", "cookie_sso", "local_groups"],
-            "gpu_on": ["oidc"], "no_rendered_secrets": ["github"],
+            "gpu_on": ["oidc"], "no_rendered_secrets": ["github"], "grafana_groups": ["local_groups"],
             "hub_start": ["native", "github", "cookie_sso", "local_groups"]}.get(
                 name, [name.removeprefix("mode_")] if name.startswith("mode_") else ["native"])
 
@@ -296,15 +304,20 @@ def test_portal_is_registered_as_a_hub_service_with_a_generated_shared_token(ren
     _ignored, values, manifests = _load(rendered["root"], "portal_service")
     contract = json.loads(PORTAL_CONTRACT.read_text().replace("@PORTAL_PUBLIC_URL@", "https://portal.example.org")
                           .replace("@PORTAL_ADMIN_GROUP@", "labhub-billing"))
-    # besides Prometheus' metrics reader (role monitoring is on by default): read:metrics only
+    # besides role monitoring's (on by default): Prometheus' metrics reader (read:metrics only) and
+    # Grafana's OAuth client (on Grafana's NodePort of the hub's host; every user may sign in)
     metrics = {"labhub-prometheus": {"name": "labhub-prometheus"}}
     metrics_role = {"labhub-prometheus-service": {"services": ["labhub-prometheus"], "scopes": ["read:metrics"]}}
-    assert values["hub"]["services"] == {**contract["services"], **metrics}
-    assert values["hub"]["loadRoles"] == {**contract["loadRoles"], **metrics_role}
+    grafana = {"labhub-grafana": {"name": "labhub-grafana", "oauth_client_id": "service-labhub-grafana",
+                                  "oauth_redirect_uri": "http://hub.example.org:30300/login/generic_oauth",
+                                  "oauth_no_confirm": True, "oauth_client_allowed_scopes": ["read:users!user"]}}
+    grafana_role = {"user": {"scopes": ["self", "access:services!service=labhub-grafana"]}}
+    assert values["hub"]["services"] == {**contract["services"], **metrics, **grafana}
+    assert values["hub"]["loadRoles"] == {**contract["loadRoles"], **metrics_role, **grafana_role}
     assert values["hub"]["networkPolicy"]["ingress"] == [{
         "ports": [{"port": "http"}],
         "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
-                  "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}]}]
+                  "podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}} for name in ("prometheus", "grafana")]}]
     token_file = rendered["root"] / "shared-credentials" / "portal_api_token"
     token = token_file.read_text().strip()
     assert len(token) == 64 and int(token, 16) >= 0
@@ -323,9 +336,20 @@ def test_portal_is_registered_as_a_hub_service_with_a_generated_shared_token(ren
     files = [p for p in out.rglob("*") if p.is_file()]
     assert [p.name for p in files if token in p.read_text()] == []  # values, ConfigMap, ...: never in plain
     assert [p.name for p in files if encoded in p.read_text()] == ["30-secret-hub.yaml"]
-    # the portal scenario off: Prometheus' metrics reader only
+    # Grafana's client secret: generated once into role monitoring's credential file too
+    grafana_files = list((rendered["root"] / "inventory").rglob(".credentials/monitoring/grafana_oauth_client_secret"))
+    assert len(grafana_files) == 1 and stat.S_IMODE(grafana_files[0].stat().st_mode) == 0o600
+    assert secret_data["hub.services.labhub-grafana.apiToken"] == grafana_files[0].read_text().strip()
+    # the portal scenario off: role monitoring's two services only (no hostname: the node's name)
     _ignored, plain, _ignored2 = _load(rendered["root"], "mode_native")
-    assert plain["hub"]["services"] == metrics and plain["hub"]["loadRoles"] == metrics_role
+    assert plain["hub"]["services"] == {**metrics, "labhub-grafana": dict(
+        grafana["labhub-grafana"], oauth_redirect_uri="http://mode_native:30300/login/generic_oauth")}
+    assert plain["hub"]["loadRoles"] == {**metrics_role, **grafana_role}
+    # Grafana's sign-in off: no client, no role, Prometheus alone through the NetworkPolicy
+    _ignored, off, _ignored2 = _load(rendered["root"], "grafana_login_off")
+    assert off["hub"]["services"] == metrics and off["hub"]["loadRoles"] == metrics_role
+    assert [p["podSelector"] for p in off["hub"]["networkPolicy"]["ingress"][0]["from"]] == [
+        {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}]
 
     # role portal, same inventory and host: portal.env carries the same token and matching settings
     env_file = tmp_path / "portal.env"
@@ -577,6 +601,19 @@ c.JupyterHub.cookie_secret = bytes.fromhex({cookie!r})
 for key, value in {hub_config!r}.items():
     setattr(c.JupyterHub, key, value)
 c.JupyterHub.template_vars = {template_vars!r}
+# z2jh (files/hub/jupyterhub_config.py): hub.services -> c.JupyterHub.services, each api_token from
+# the Secret's hub.services.<key>.apiToken; hub.loadRoles -> c.JupyterHub.load_roles
+secret = {secret!r}
+c.JupyterHub.services = []
+for key, service in {services!r}.items():
+    service.setdefault("name", key)
+    service.pop("apiToken", None)
+    service["api_token"] = secret.get(f"hub.services.{{key}}.apiToken")
+    c.JupyterHub.services.append(service)
+c.JupyterHub.load_roles = []
+for key, role in {load_roles!r}.items():
+    role.setdefault("name", key)
+    c.JupyterHub.load_roles.append(role)
 # ---- hub.extraConfig (rendered) ----
 {extra_config}
 """
@@ -589,81 +626,139 @@ def _free_port():
         return sock.getsockname()[1]
 
 
+class RealHub:
+    """A rendered scenario started as a real JupyterHub 5.5 (files/hub/.venv) behind a real
+    configurable-http-proxy: the ConfigMap's files where the kubelet would put them, the Secret's
+    values in the environment hub.extraEnv names, the services and roles as z2jh maps them."""
+
+    def __init__(self, root: Path, name: str, tmp_path: Path):
+        import os
+
+        if not (HUB_VENV / "jupyterhub").exists() or not CHP.exists():
+            pytest.fail("files/hub/.venv or configurable-http-proxy missing: `make hub-env` sets them up")
+        _ignored, self.values, self.manifests = _load(root, name)
+        values, manifests = self.values, self.manifests
+        self.tmp = tmp_path
+        pod = tmp_path / "labhub"
+        cm = manifests["40-configmap-hub.yaml"]
+        volume = values["hub"]["extraVolumes"][0]
+        assert volume["configMap"]["name"] == cm["metadata"]["name"]
+        assert values["hub"]["extraVolumeMounts"][0]["mountPath"] == POD_DIR
+        for item in volume["configMap"]["items"]:  # what the kubelet does with the ConfigMap volume
+            target = pod / item["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(cm["data"][item["key"]])
+        secret = manifests["30-secret-hub.yaml"]
+        self.secret = dict(zip(secret["data"], secret_values([secret])))
+        env = dict(os.environ, KUBECONFIG=str(REPO / "files" / "hub" / "tests" / "kubeconfig-no-cluster.yaml"),
+                   CONFIGPROXY_AUTH_TOKEN="0" * 32, PATH=f"{HUB_VENV}:{os.environ['PATH']}")
+        env.pop("PYTHONPATH", None)
+        for key, spec in values["hub"]["extraEnv"].items():  # what the kubelet does with extraEnv
+            if isinstance(spec, dict):
+                env[spec.get("name", key)] = self.secret[spec["valueFrom"]["secretKeyRef"]["key"]]
+            else:
+                env[key] = spec.replace(POD_DIR, str(pod))
+        hub_config = {k: (v.replace(POD_DIR, str(pod)) if isinstance(v, str) else
+                          [x.replace(POD_DIR, str(pod)) for x in v] if isinstance(v, list) else v)
+                      for k, v in values["hub"]["config"]["JupyterHub"].items() if v is not None}
+        self.port, self.hub_port, api_port = _free_port(), _free_port(), _free_port()
+        (tmp_path / "jupyterhub_config.py").write_text(HUB_CONFIG.format(
+            port=self.port, hub_port=self.hub_port, api_port=api_port, chp=str(CHP), pid=str(tmp_path / "proxy.pid"),
+            db=tmp_path / "hub.sqlite", cookie=self.secret["hub.config.JupyterHub.cookie_secret"], hub_config=hub_config,
+            template_vars=values["hub"]["templateVars"], services=values["hub"].get("services") or {},
+            secret=self.secret, load_roles=values["hub"].get("loadRoles") or {},
+            extra_config=values["hub"]["extraConfig"]["10-labhub"].replace(POD_DIR, str(pod))))
+        self.env = env
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self):
+        import time
+
+        self.log = open(self.tmp / "hub.log", "wb")
+        self.proc = subprocess.Popen([str(HUB_VENV / "jupyterhub"), "-f", str(self.tmp / "jupyterhub_config.py")],
+                                     cwd=self.tmp, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                assert self.proc.poll() is None, self.log_tail()
+                try:
+                    if self.browser().get("/hub/api/")[0] == 200:
+                        break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, self.log_tail()
+                time.sleep(0.5)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def log_tail(self):
+        return (self.tmp / "hub.log").read_text()[-4000:]
+
+    def browser(self):
+        return Browser(self.base)
+
+    def __exit__(self, *exc):
+        import os
+        import signal
+
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.log.close()
+
+
+class Browser:
+    """One user's browser: its own cookies, redirects not followed."""
+
+    def __init__(self, base: str):
+        import http.cookiejar
+        import urllib.request
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):
+                return None
+
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), NoRedirect)
+
+    def get(self, path, data=None):
+        import urllib.error
+        import urllib.parse
+
+        url = path if path.startswith("http") else self.base + path
+        try:
+            with self.opener.open(url, data=urllib.parse.urlencode(data).encode() if data else None, timeout=10) as resp:
+                return resp.status, resp.read().decode(errors="replace"), {k.lower(): v for k, v in resp.headers.items()}
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode(errors="replace"), {k.lower(): v for k, v in err.headers.items()}
+
+    def login_local_group(self, user, password):
+        self.get("/hub/login")
+        xsrf = next(c.value for c in self.jar if c.name == "_xsrf")
+        return self.get("/hub/local_groups/login", {"username": user, "password": password, "_xsrf": xsrf})
+
+
 @pytest.mark.slow
-def test_rendered_files_start_a_real_hub(rendered, tmp_path):
+def test_rendered_files_start_a_real_hub(rendered, tmp_path, grafana_client):
     """The rendered ConfigMap layout, extraConfig stub, Secret -> extraEnv wiring and branding
     start a real JupyterHub 5.5 (files/hub/.venv) behind a real configurable-http-proxy: the
     login page shows every mode and the branding, the logo is served, and a local-group login
-    works with the hash that reached the hub only through the Secret."""
-    import http.cookiejar
-    import os
-    import signal
-    import time
-    import urllib.error
-    import urllib.parse
-    import urllib.request
-
-    if not (HUB_VENV / "jupyterhub").exists() or not CHP.exists():
-        pytest.skip("files/hub/.venv or configurable-http-proxy missing: run `make -C files/hub test` first")
-    _ignored, values, manifests = _load(rendered["root"], "hub_start")
-    pod = tmp_path / "labhub"
-    cm = manifests["40-configmap-hub.yaml"]
-    volume = values["hub"]["extraVolumes"][0]
-    assert volume["configMap"]["name"] == cm["metadata"]["name"]
-    assert values["hub"]["extraVolumeMounts"][0]["mountPath"] == POD_DIR
-    for item in volume["configMap"]["items"]:  # what the kubelet does with the ConfigMap volume
-        target = pod / item["path"]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(cm["data"][item["key"]])
-    secret = manifests["30-secret-hub.yaml"]
-    decoded = dict(zip(secret["data"], secret_values([secret])))
-    env = dict(os.environ, KUBECONFIG=str(REPO / "files" / "hub" / "tests" / "kubeconfig-no-cluster.yaml"),
-               CONFIGPROXY_AUTH_TOKEN="0" * 32, PATH=f"{HUB_VENV}:{os.environ['PATH']}")
-    env.pop("PYTHONPATH", None)
-    for name, spec in values["hub"]["extraEnv"].items():  # what the kubelet does with extraEnv
-        if isinstance(spec, dict):
-            env[spec.get("name", name)] = decoded[spec["valueFrom"]["secretKeyRef"]["key"]]
-        else:
-            env[name] = spec.replace(POD_DIR, str(pod))
-    hub_config = {k: (v.replace(POD_DIR, str(pod)) if isinstance(v, str) else
-                      [x.replace(POD_DIR, str(pod)) for x in v] if isinstance(v, list) else v)
-                  for k, v in values["hub"]["config"]["JupyterHub"].items() if v is not None}
-    port, hub_port, api_port = _free_port(), _free_port(), _free_port()
-    (tmp_path / "jupyterhub_config.py").write_text(HUB_CONFIG.format(
-        port=port, hub_port=hub_port, api_port=api_port, chp=str(CHP), pid=str(tmp_path / "proxy.pid"),
-        db=tmp_path / "hub.sqlite", cookie=decoded["hub.config.JupyterHub.cookie_secret"], hub_config=hub_config,
-        template_vars=values["hub"]["templateVars"],
-        extra_config=values["hub"]["extraConfig"]["10-labhub"].replace(POD_DIR, str(pod))))
-    log = open(tmp_path / "hub.log", "wb")
-    proc = subprocess.Popen([str(HUB_VENV / "jupyterhub"), "-f", str(tmp_path / "jupyterhub_config.py")], cwd=tmp_path,
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):
-            return None
-
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect)
-
-    def request(path, data=None):
-        try:
-            with opener.open(base + path, data=urllib.parse.urlencode(data).encode() if data else None, timeout=10) as resp:
-                return resp.status, resp.read().decode(errors="replace"), dict(resp.headers)
-        except urllib.error.HTTPError as err:
-            return err.code, err.read().decode(errors="replace"), dict(err.headers)
-
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, (tmp_path / "hub.log").read_text()[-4000:]
-            try:
-                if request("/hub/api/")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "hub.log").read_text()[-4000:]
-            time.sleep(0.5)
+    works with the hash that reached the hub only through the Secret. Grafana then signs users in
+    through it (every user a viewer, the default)."""
+    with RealHub(rendered["root"], "hub_start", tmp_path) as hub:
+        browser = hub.browser()
+        request, jar = browser.get, browser.jar
         status, page, _ignored = request("/hub/login")
         assert status == 200, page
         for text in ("Sign in with GitHub", "Sign in with company SSO", "/hub/local_groups/login", "/hub/native/login",
@@ -681,15 +776,87 @@ def test_rendered_files_start_a_real_hub(rendered, tmp_path):
         assert status == 200 and '"name": "s1"' in body.replace('":"', '": "'), body
         status, home, _ignored = request("/hub/home")  # jupyterhub_announcement on every page after login
         assert status == 200 and "Maintenance on Monday" in home and "--labhub-primary" in home, home[-2000:]
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        log.close()
+        _grafana_sign_ins(hub, rendered, "hub_start", {
+            ("t1", "staff-password-456"): "GrafanaAdmin", ("s1", "course-a-password-123"): "Viewer"}, grafana_client)
+
+
+@pytest.fixture(scope="session")
+def grafana_client():
+    """The SIMULATED Grafana sign-in (tests/harness/grafana-oauth: Grafana's generic OAuth client side
+    with the libraries Grafana uses); `make kube` builds it, this reuses or builds it."""
+    build = subprocess.run([str(REPO / "tests" / "harness" / "grafana-oauth" / "build.sh")], capture_output=True,
+                           text=True, check=False)
+    assert build.returncode == 0, build.stderr[-3000:]
+    return build.stdout.strip().splitlines()[-1]
+
+
+def _grafana_sign_ins(hub: RealHub, rendered, name: str, expected: dict, client: str):
+    """Grafana's sign-in through the real hub, for each (user, password): the role Grafana gives
+    ('GrafanaAdmin', 'Viewer') or None when the hub itself refuses the user."""
+    import json
+    import urllib.parse
+
+    from ansible_collections.labhub.platform.plugins.module_utils import _monitoring_grafana
+
+    # Grafana's environment as role monitoring renders it: the same code, the scenario's inventory
+    # values (its inventory name is the control-plane address the role would use)
+    inputs = yaml.safe_load((rendered["root"] / "inventory" / "host_vars" / name / "main.yml").read_text())
+    inputs["node_address"] = name
+    env = {e["name"]: e["value"] for e in _monitoring_grafana.grafana_env(inputs, "monitoring") if "value" in e}
+    service = hub.values["hub"]["services"]["labhub-grafana"]
+    assert env["GF_AUTH_GENERIC_OAUTH_CLIENT_ID"] == service["oauth_client_id"]
+    assert env["GF_SERVER_ROOT_URL"] + "login/generic_oauth" == service["oauth_redirect_uri"]
+    secret = hub.secret["hub.services.labhub-grafana.apiToken"]
+    files = list((rendered["root"] / "inventory").rglob(".credentials/monitoring/grafana_oauth_client_secret"))
+    assert secret in [f.read_text().strip() for f in files] and len(secret) == 64
+    # what DNS and the hub's Service do: the public URL reaches the proxy, hub:8081 the hub itself
+    public = _monitoring_grafana.hub_url(inputs)
+    env["GF_AUTH_GENERIC_OAUTH_AUTH_URL"] = env["GF_AUTH_GENERIC_OAUTH_AUTH_URL"].replace(public, hub.base)
+    for key in ("TOKEN_URL", "API_URL"):
+        env["GF_AUTH_GENERIC_OAUTH_" + key] = env["GF_AUTH_GENERIC_OAUTH_" + key].replace(
+            "http://hub.jhub.svc:8081", f"http://127.0.0.1:{hub.hub_port}")
+
+    def grafana(command, **request):
+        out = subprocess.run([client, command], input=json.dumps(dict(request, env=env, client_secret=secret)),
+                             capture_output=True, text=True, timeout=60, check=False)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    for (user, password), role in expected.items():
+        browser = hub.browser()
+        status, body, _ignored = browser.login_local_group(user, password)
+        assert status == 302, body
+        state = "state-" + user
+        status, body, headers = browser.get(grafana("authorize", state=state)["url"])
+        if role is None:  # no access:services!service=labhub-grafana: the hub refuses before Grafana
+            assert status == 403, (user, status, body[-1000:])
+            continue
+        assert status == 302, (user, status, body[-2000:], hub.log_tail())
+        target = urllib.parse.urlsplit(headers["location"])
+        assert f"{target.scheme}://{target.netloc}{target.path}" == service["oauth_redirect_uri"]
+        query = urllib.parse.parse_qs(target.query)
+        assert query["state"] == [state]
+        result = grafana("signin", code=query["code"][0])
+        assert "error" not in result, (user, result)
+        assert (result["login"], result["email"]) == (user, f"{user}@{urllib.parse.urlsplit(public).hostname}")
+        assert (result["role"], result["grafana_admin"]) == (("Admin", True) if role == "GrafanaAdmin" else (role, False))
+        # the token Grafana holds reads the user's own model and nothing else
+        api = Browser(f"http://127.0.0.1:{hub.hub_port}")
+        api.opener.addheaders = [("Authorization", "Bearer " + result["access_token"])]
+        assert api.get("/hub/api/user")[0] == 200
+        assert api.get("/hub/api/users")[0] == 403
+        assert api.get(f"/hub/api/users/{user}/server", {"x": "1"})[0] == 403
+
+
+@pytest.mark.slow
+def test_grafana_viewers_limited_to_a_hub_group_on_a_real_hub(rendered, tmp_path, grafana_client):
+    """monitoring_grafana_viewers: groups: hub admins are Grafana admins, members of the group
+    viewers, and the hub refuses everyone else before Grafana sees them."""
+    _ignored, values, _ignored2 = _load(rendered["root"], "grafana_groups")
+    assert values["hub"]["loadRoles"]["labhub-grafana-viewers"] == {
+        "groups": ["course-a"], "scopes": ["access:services!service=labhub-grafana"]}
+    assert "user" not in values["hub"]["loadRoles"]
+    with RealHub(rendered["root"], "grafana_groups", tmp_path) as hub:
+        _grafana_sign_ins(hub, rendered, "grafana_groups", {
+            ("t1", "staff-password-456"): "GrafanaAdmin", ("s1", "course-a-password-123"): "Viewer",
+            ("s3", "course-b-password-789"): None}, grafana_client)

@@ -173,6 +173,8 @@ class Site:
             "monitoring_grafana_admin_password (vault)": _canary("grafana"),
             # Prometheus' hub token: role monitoring's variable, reaching the hub's Secret through role jupyterhub
             "hub metrics token: monitoring_hub_metrics_token (vault)": _canary("hubmetrics"),
+            # Grafana's OAuth client secret: role monitoring's variable, the hub service labhub-grafana's token
+            "Grafana OAuth client secret: monitoring_grafana_oauth_client_secret (vault)": _canary("grafanaoauth"),
             "TLS private key": key_lines[1],
         }
         c = self.canaries
@@ -187,6 +189,7 @@ class Site:
             ("vault_smtp_password", c["portal_extra_settings SMTP_PASSWORD (vault)"]),
             ("vault_grafana_admin_password", c["monitoring_grafana_admin_password (vault)"]),
             ("vault_hub_metrics_token", c["hub metrics token: monitoring_hub_metrics_token (vault)"]),
+            ("vault_grafana_oauth_client_secret", c["Grafana OAuth client secret: monitoring_grafana_oauth_client_secret (vault)"]),
         ])
         (self.inventory / "group_vars" / "all" / "vault.yml").write_text("---\n" + vaulted)
         shared = dict(AUTH)
@@ -209,6 +212,7 @@ class Site:
             "portal_extra_settings": {"SMTP_PASSWORD": "{{ vault_smtp_password }}", "SMTP_HOST": "mail.example.org"},
             "monitoring_grafana_admin_password": "{{ vault_grafana_admin_password }}",
             "monitoring_hub_metrics_token": "{{ vault_hub_metrics_token }}",
+            "monitoring_grafana_oauth_client_secret": "{{ vault_grafana_oauth_client_secret }}",
         })
         (self.inventory / "group_vars" / "all" / "main.yml").write_text(yaml.safe_dump(shared, sort_keys=False))
         if old_names:  # the inventory-wide names the argument spec defaults used to template

@@ -150,6 +150,9 @@ def test_summary_printed_with_hub_storage_portal_and_nodes(first_run):
     assert "native, github" in out
     assert "nfs.lab.test:/export/home/<user>" in out
     assert "http://0.0.0.0:8799/ on cp1" in out
+    # Grafana as role monitoring exposes it: the hub's host (the control-plane node) on its NodePort
+    assert "Grafana:        http://10.9.0.11:30300/ (sign in with JupyterHub: hub admins are admins, every user a viewer)" \
+        in out, out
     # Hardware from the real module over the fixture trees: the DGX has 8 H100 and 4 HCAs.
     gpu_line = [line for line in out.splitlines() if "gpu1 (10.9.0.21)" in line][0]
     assert "worker, gpu, infiniband" in gpu_line
