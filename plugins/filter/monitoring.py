@@ -57,14 +57,14 @@ def monitoring_grafana_oauth_secret(secret, namespace):
     if not isinstance(secret, str) or not secret:
         raise AnsibleFilterError("monitoring_grafana_oauth_secret: the client secret "
                                  "(monitoring_grafana_oauth_client_secret) is empty")
-    return _monitoring_grafana.oauth_secret(namespace, secret, _monitoring._meta("grafana-oauth", namespace, "grafana"))
+    return _monitoring.grafana_oauth_secret(namespace, secret)
 
 
 def monitoring_grafana_tls_secret(cert, key, namespace):
     if not (isinstance(cert, str) and cert and isinstance(key, str) and key):
         raise AnsibleFilterError("monitoring_grafana_tls_secret: the certificate or its key is empty "
                                  "(monitoring_grafana_tls_cert_file, monitoring_grafana_tls_key_file)")
-    return _monitoring_grafana.tls_secret(namespace, cert, key, _monitoring._meta("grafana-tls", namespace, "grafana"))
+    return _monitoring.grafana_tls_secret(namespace, cert, key)
 
 
 def monitoring_hub_access(variables):

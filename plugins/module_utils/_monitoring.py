@@ -391,7 +391,7 @@ def objects(cfg):
              {"name": "GF_NEWS_NEWS_FEED_ENABLED", "value": "false"},
              {"name": "GF_AVATARS_DISABLE_GRAVATAR", "value": "true"},
              {"name": "GF_USERS_ALLOW_SIGN_UP", "value": "false"},
-             {"name": "GF_PATHS_DATA", "value": "/var/lib/grafana"}] + _monitoring_grafana.grafana_env(site, ns))
+             {"name": "GF_PATHS_DATA", "value": "/var/lib/grafana"}] + _monitoring_grafana.grafana_env(site))
     grafana["volumeMounts"] += [{"name": "tmp", "mountPath": "/tmp"}] + login_mounts
     if exposure["tls"] and not exposure["ingress"]:  # Grafana serves https itself on its NodePort
         for probe in ("readinessProbe", "livenessProbe"):
@@ -410,22 +410,36 @@ def objects(cfg):
         ports[0]["nodePort"] = exposure["nodeport"]
     out.append(_service("grafana", ns, "grafana", ports,
                         service_type="NodePort" if exposure["nodeport"] else "ClusterIP"))
-    grafana_ingress = _monitoring_grafana.ingress(site, ns, _meta("grafana", ns, "grafana"))
+    grafana_ingress = _monitoring_grafana.ingress(site, _meta("grafana", ns, "grafana"))
     if grafana_ingress:
         out.append(grafana_ingress)
     return out
 
 
+def _secret(name, namespace, component, data, secret_type="Opaque"):
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(name, namespace, component), "type": secret_type,
+            "data": dict((key, base64.b64encode(value.encode("utf-8")).decode("ascii")) for key, value in data.items())}
+
+
 def admin_secret(namespace, password):
     """Grafana's admin password, as a Secret (the only place it is kept in the cluster)."""
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta("grafana-admin", namespace, "grafana"),
-            "type": "Opaque", "data": {"password": base64.b64encode(password.encode("utf-8")).decode("ascii")}}
+    return _secret("grafana-admin", namespace, "grafana", {"password": password})
 
 
 def hub_token_secret(namespace, token):
     """The hub service token Prometheus scrapes /hub/metrics with (scope read:metrics only)."""
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(HUB_TOKEN_SECRET, namespace, "prometheus"),
-            "type": "Opaque", "data": {"token": base64.b64encode(token.encode("utf-8")).decode("ascii")}}
+    return _secret(HUB_TOKEN_SECRET, namespace, "prometheus", {"token": token})
+
+
+def grafana_oauth_secret(namespace, secret):
+    """Grafana's OAuth client secret (the hub service labhub-grafana's token)."""
+    return _secret(_monitoring_grafana.OAUTH_SECRET, namespace, "grafana", {"client-secret": secret})
+
+
+def grafana_tls_secret(namespace, cert, key):
+    """The certificate Grafana (or its Ingress) serves."""
+    return _secret(_monitoring_grafana.TLS_SECRET, namespace, "grafana", {"tls.crt": cert, "tls.key": key},
+                   secret_type="kubernetes.io/tls")
 
 
 def _checksum(text):

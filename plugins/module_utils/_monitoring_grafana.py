@@ -34,10 +34,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import base64
 import re
 
 from ansible.module_utils.six.moves.urllib.parse import urlsplit
+from ansible_collections.labhub.platform.plugins.module_utils._validation import a_type_name, is_bool, truthy
 
 SERVICE_NAME = "labhub-grafana"
 CLIENT_ID = "service-" + SERVICE_NAME
@@ -82,10 +82,9 @@ def _get(v, key):
     return DEFAULTS[key] if value is None else value
 
 
-def _bool(value):
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "yes", "on", "1")
-    return bool(value)
+def _hub_tls(v):
+    """The hub serves TLS itself (jupyterhub_tls_mode files or letsencrypt)."""
+    return _get(v, "jupyterhub_tls_mode") not in ("none", "", None)
 
 
 def hub_url(v):
@@ -93,7 +92,7 @@ def hub_url(v):
     public = str(_get(v, "jupyterhub_public_url") or "").strip()
     if public:
         return public.rstrip("/")
-    tls = _get(v, "jupyterhub_tls_mode") not in ("none", "", None)
+    tls = _hub_tls(v)
     scheme = "https" if tls else "http"
     hostname = str(_get(v, "jupyterhub_hostname") or "")
     if _get(v, "jupyterhub_expose") == "ingress":
@@ -152,7 +151,7 @@ def _literal(text):
 
 
 def _serves_tls(v):
-    return bool(_get(v, "monitoring_grafana_tls_cert_file") or _get(v, "jupyterhub_tls_mode") not in ("none", "", None))
+    return bool(_get(v, "monitoring_grafana_tls_cert_file")) or _hub_tls(v)
 
 
 def exposure(v):
@@ -172,7 +171,7 @@ def exposure(v):
 
 def login(v):
     """Everything both roles need for Grafana's sign-in through the hub, or None when it is off."""
-    if not (_bool(_get(v, "monitoring_enabled")) and _bool(_get(v, "monitoring_grafana_hub_login"))):
+    if not (truthy(_get(v, "monitoring_enabled")) and truthy(_get(v, "monitoring_grafana_hub_login"))):
         return None
     hub = hub_url(v)
     grafana = grafana_url(v)
@@ -198,7 +197,7 @@ def login(v):
     }
 
 
-def grafana_env(v, namespace):
+def grafana_env(v):
     """Grafana's environment: its URL and sub path, https, and the generic OAuth client."""
     exp = exposure(v)
     env = []
@@ -240,7 +239,7 @@ def grafana_volumes(v):
     return volumes, mounts
 
 
-def ingress(v, namespace, meta):
+def ingress(v, meta):
     """The Ingress in front of Grafana when the hub is behind one (None otherwise)."""
     exp = exposure(v)
     if not (exp["ingress"] and exp["host"]):
@@ -252,25 +251,6 @@ def ingress(v, namespace, meta):
     if exp["tls"]:
         spec["tls"] = [{"hosts": [exp["host"]], "secretName": TLS_SECRET}]
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta, "spec": spec}
-
-
-def needs_tls_secret(v):
-    return exposure(v)["tls"]
-
-
-def _b64(text):
-    return base64.b64encode(text.encode("utf-8")).decode("ascii")
-
-
-def oauth_secret(namespace, secret, meta):
-    """The OAuth client secret (the hub service's token) in Grafana's namespace."""
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": dict(meta, name=OAUTH_SECRET, namespace=namespace),
-            "type": "Opaque", "data": {"client-secret": _b64(secret)}}
-
-
-def tls_secret(namespace, cert, key, meta):
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": dict(meta, name=TLS_SECRET, namespace=namespace),
-            "type": "kubernetes.io/tls", "data": {"tls.crt": _b64(cert), "tls.key": _b64(key)}}
 
 
 def hub_side(v):
@@ -299,8 +279,9 @@ def problems(v, exists=None):
     function telling whether a controller path exists (os.path.exists; given by the caller)."""
     out = []
     enabled = v.get("monitoring_grafana_hub_login")
-    if enabled is not None and not isinstance(enabled, bool):
-        out.append(("monitoring_grafana_hub_login", "is not a boolean", "true or false (unquoted YAML)"))
+    if enabled is not None and not is_bool(enabled):
+        out.append(("monitoring_grafana_hub_login", "is %s, not a boolean" % a_type_name(enabled),
+                    "true or false (unquoted YAML)"))
         return out
     public = v.get("monitoring_grafana_public_url")
     if public not in (None, "") and not (isinstance(public, str) and URL_RE.match(public.strip())):

@@ -802,7 +802,7 @@ def _grafana_sign_ins(hub: RealHub, rendered, name: str, expected: dict, client:
     # values (its inventory name is the control-plane address the role would use)
     inputs = yaml.safe_load((rendered["root"] / "inventory" / "host_vars" / name / "main.yml").read_text())
     inputs["node_address"] = name
-    env = {e["name"]: e["value"] for e in _monitoring_grafana.grafana_env(inputs, "monitoring") if "value" in e}
+    env = {e["name"]: e["value"] for e in _monitoring_grafana.grafana_env(inputs) if "value" in e}
     service = hub.values["hub"]["services"]["labhub-grafana"]
     assert env["GF_AUTH_GENERIC_OAUTH_CLIENT_ID"] == service["oauth_client_id"]
     assert env["GF_SERVER_ROOT_URL"] + "login/generic_oauth" == service["oauth_redirect_uri"]

@@ -91,13 +91,13 @@ def test_objects_follow_the_exposure_and_are_valid_kubernetes():
     assert spec["rules"] == [{"host": "hub.lab.example", "http": {"paths": [{
         "path": "/grafana", "pathType": "Prefix", "backend": {"service": {"name": "grafana", "port": {"name": "http"}}}}]}}]
     assert spec["tls"] == [{"hosts": ["hub.lab.example"], "secretName": "grafana-tls"}]
-    secret = g.tls_secret("monitoring", "CERT", "KEY", m._meta("grafana-tls", "monitoring", "grafana"))
+    secret = m.grafana_tls_secret("monitoring", "CERT", "KEY")
     kubernetes_validate.validate(secret, "1.36.0", strict=True)
 
 
 def test_the_oauth_settings_match_the_hub_client_and_carry_no_secret():
     values = dict(TLS, jupyterhub_expose="ingress", jupyterhub_hostname="hub.lab.example")
-    env = {e["name"]: e.get("value") for e in g.grafana_env(values, "monitoring")}
+    env = {e["name"]: e.get("value") for e in g.grafana_env(values)}
     side = g.hub_side(values)
     assert env["GF_AUTH_GENERIC_OAUTH_CLIENT_ID"] == "service-" + side["service_name"] == side["service"]["oauth_client_id"]
     assert env["GF_SERVER_ROOT_URL"] + "login/generic_oauth" == side["service"]["oauth_redirect_uri"]
@@ -110,7 +110,7 @@ def test_the_oauth_settings_match_the_hub_client_and_carry_no_secret():
                                      "podSelector": {"matchLabels": {"app.kubernetes.io/name": "grafana"}}}]
     off = g.hub_side(dict(values, monitoring_grafana_hub_login=False))
     assert off["service"] is None and off["load_roles"] == {} and off["network_from"] == []
-    assert not [e for e in g.grafana_env(dict(values, monitoring_grafana_hub_login=False), "monitoring")
+    assert not [e for e in g.grafana_env(dict(values, monitoring_grafana_hub_login=False))
                 if e["name"].startswith("GF_AUTH_GENERIC_OAUTH")]
     assert g.login(dict(values, monitoring_enabled=False)) is None
 
